@@ -489,6 +489,30 @@ class Layout:
             if w <= 0:
                 raise LayoutError(f"{where}: width={w}; expected a stroke width / radius > 0 pixels")
 
+    # transforms ---------------------------------------------------------------------------------------------
+    def scaled(self, width: int, height: int) -> Layout:
+        """The same layout on a ``width`` x ``height`` canvas: every coordinate is scaled per axis.
+
+        Masks need no change (they always stretch over the whole canvas); stroke widths and point radii scale
+        with the mean of the two factors. The original is left untouched.
+        """
+        if width <= 0 or height <= 0:
+            raise LayoutError(f"canvas {width}x{height}: width and height must be > 0 pixels")
+        sx, sy = width / self.width, height / self.height
+        sw = (sx + sy) / 2
+        out = copy.deepcopy(self)
+        out.width, out.height = int(width), int(height)
+        for inst in out.instances:
+            for r in inst.regions:
+                if r.box is not None:
+                    x0, y0, x1, y1 = r.box
+                    r.box = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
+                if r.points is not None:
+                    r.points = [(x * sx, y * sy) for x, y in r.points]
+                if r.kind in ("scribble", "point"):
+                    r.width = r.width * sw
+        return out
+
     # queries ------------------------------------------------------------------------------------------------
     def active(self) -> list[Instance]:
         """Enabled instances, in list order."""

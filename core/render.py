@@ -116,7 +116,7 @@ def _legend(layout: Layout, active, width: int) -> np.ndarray:
     chars = max(20, int(width / (line_h * 0.55)) - 6)
     rows: list[tuple[int | None, str]] = []
     if layout.prompt:
-        for k, part in enumerate(textwrap.wrap("prompt: " + layout.prompt, chars) or [""]):
+        for part in textwrap.wrap("prompt: " + layout.prompt, chars) or [""]:
             rows.append((None, part))
     for i, inst in enumerate(active):
         text = f"{i + 1}. " + (f"[{inst.label}] " if inst.label else "") + (inst.description or "")

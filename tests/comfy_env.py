@@ -157,9 +157,13 @@ class GraphError(RuntimeError):
 class InProcessComfy:
     """ComfyUI booted inside this process; runs API-format graphs through ``execution.PromptExecutor``."""
 
-    def __init__(self, comfy_dir: Path, work_dir: Path):
+    def __init__(self, comfy_dir: Path, work_dir: Path, use_comfy_models: bool = False, test_nodes: bool = True):
+        """``use_comfy_models``: read weights from the ComfyUI's own model folders (the demo) instead of a scratch
+        ``work_dir/models`` (tests). ``test_nodes``: also load ``tests/comfy_testnodes`` (tiny models)."""
         self.comfy_dir = Path(comfy_dir)
         self.work_dir = Path(work_dir)
+        self.use_comfy_models = use_comfy_models
+        self.test_nodes = test_nodes
         self.output_dir = self.work_dir / "output"
         self.input_dir = self.work_dir / "input"
         self.models_dir = self.work_dir / "models"
@@ -182,11 +186,12 @@ class InProcessComfy:
         folder_paths.set_output_directory(str(self.output_dir))
         folder_paths.set_input_directory(str(self.input_dir))
         folder_paths.set_temp_directory(str(self.work_dir / "temp"))
-        for name in ("loras", "controlnet", "ifadapter", "instancediffusion", "checkpoints"):
-            d = self.models_dir / name
-            d.mkdir(exist_ok=True)
-            folder_paths.add_model_folder_path(name, str(d))
-        custom = make_custom_nodes_dir(self.work_dir / "custom_nodes")
+        if not self.use_comfy_models:
+            for name in ("loras", "controlnet", "ifadapter", "instancediffusion", "checkpoints"):
+                d = self.models_dir / name
+                d.mkdir(exist_ok=True)
+                folder_paths.add_model_folder_path(name, str(d))
+        custom = make_custom_nodes_dir(self.work_dir / "custom_nodes", with_test_nodes=self.test_nodes)
         folder_paths.add_model_folder_path("custom_nodes", str(custom))
         import execution  # noqa: PLC0415
 
