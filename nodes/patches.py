@@ -19,7 +19,7 @@ memory however many clones follow.
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from comfy.ldm.modules.attention import optimized_attention
