@@ -24,7 +24,9 @@ class FourierEmbedder:
 
     def __init__(self, num_freqs: int = 16, temperature: float = 100.0) -> None:
         self.num_freqs = num_freqs
-        self.freq_bands = temperature ** (torch.arange(num_freqs) / num_freqs)
+        # float32 values as in the official tensor, kept as Python floats (device- and dtype-neutral)
+        bands = temperature ** (torch.arange(num_freqs, device="cpu") / num_freqs)
+        self.freq_bands = [float(f) for f in bands.float()]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         out = []
