@@ -320,12 +320,22 @@ def rasterize_polygon(points: Sequence[tuple[float, float]], mh: int, mw: int, w
     return inside
 
 
-def from_layout(layout: Any, embeddings: Sequence[torch.Tensor] | torch.Tensor, preset: str = "auto", seed: int = 0) -> dict[str, torch.Tensor]:
+def _resize_bool(mask: np.ndarray, mh: int, mw: int) -> np.ndarray:
+    if mask.shape == (mh, mw):
+        return mask
+    t = torch.from_numpy(mask.astype(np.float32))[None, None]
+    return F.interpolate(t, size=(mh, mw), mode="nearest-exact")[0, 0].numpy() > 0.5
+
+
+def from_layout(
+    layout: Any, embeddings: Sequence[torch.Tensor] | torch.Tensor, preset: str = "auto", seed: int = 0
+) -> dict[str, torch.Tensor]:
     """Adapter from ``core.layout.Layout``: one :class:`InstanceInput` per *active* instance, in list order.
 
     embeddings: [n_active, 768] (or a list of [768]) pooled CLIP embeddings of the instance descriptions.
-    Region use: "box" -> box (else the instance bbox); "point" -> point; "scribble" -> scribble points;
-    "mask" and "polygon" -> their union as the instance mask (canvas resolution for polygons, or the mask's own).
+    Region use: "box" -> box (else the instance's bbox on the canvas); first "point" -> point; first "scribble" ->
+    scribble points; the union of all "mask" and "polygon" regions -> the instance mask (at the first mask's
+    resolution, else at canvas resolution).
     """
     active = layout.active()
     if len(embeddings) != len(active):
@@ -333,18 +343,18 @@ def from_layout(layout: Any, embeddings: Sequence[torch.Tensor] | torch.Tensor, 
     w, h = int(layout.width), int(layout.height)
     instances = []
     for inst, emb in zip(active, embeddings):
-        box_r, pt_r = inst.region("box"), inst.region("point")
-        scr_r, mask_r, poly_r = inst.region("scribble"), inst.region("mask"), inst.region("polygon")
+        masks = [np.asarray(r.mask).astype(bool) for r in inst.regions if r.kind == "mask" and r.mask is not None]
+        polys = [r.points for r in inst.regions if r.kind == "polygon" and r.points]
         mask = None
-        if mask_r is not None and mask_r.mask is not None:
-            mask = np.asarray(mask_r.mask).astype(bool)
-        if poly_r is not None and poly_r.points:
-            mh, mw = mask.shape if mask is not None else (h, w)
-            pm = rasterize_polygon(poly_r.points, mh, mw, w, h)
-            mask = pm if mask is None else (mask | pm)
-        box = tuple(box_r.box) if box_r is not None and box_r.box is not None else None
-        if box is None and inst.regions:
-            box = tuple(inst.bbox())
+        if masks or polys:
+            mh, mw = masks[0].shape if masks else (h, w)
+            mask = np.zeros((mh, mw), dtype=bool)
+            for m in masks:
+                mask |= _resize_bool(m, mh, mw)
+            for pts in polys:
+                mask |= rasterize_polygon(pts, mh, mw, w, h)
+        pt_r, scr_r = inst.region("point"), inst.region("scribble")
+        box = tuple(inst.bbox((w, h))) if inst.regions else None
         instances.append(
             InstanceInput(
                 embedding=torch.as_tensor(emb),
