@@ -333,7 +333,7 @@ def from_layout(
     """Adapter from ``core.layout.Layout``: one :class:`InstanceInput` per *active* instance, in list order.
 
     embeddings: [n_active, 768] (or a list of [768]) pooled CLIP embeddings of the instance descriptions.
-    Region use: "box" -> box (else the instance's bbox on the canvas); first "point" -> point; first "scribble" ->
+    Region use: "box" -> box (else derived from the mask / scribble / point); first "point" -> point; first "scribble" ->
     scribble points; the union of all "mask" and "polygon" regions -> the instance mask (at the first mask's
     resolution, else at canvas resolution).
     """
@@ -354,7 +354,8 @@ def from_layout(
             for pts in polys:
                 mask |= rasterize_polygon(pts, mh, mw, w, h)
         pt_r, scr_r = inst.region("point"), inst.region("scribble")
-        box = tuple(inst.bbox((w, h))) if inst.regions else None
+        box_r = inst.region("box")
+        box = tuple(box_r.bbox((w, h))) if box_r is not None else None  # else derived by prepare_inputs
         instances.append(
             InstanceInput(
                 embedding=torch.as_tensor(emb),
