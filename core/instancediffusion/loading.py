@@ -356,9 +356,13 @@ def _open_any(path: PathLike) -> tuple[Any, TorchArchive | None]:
     p = os.fspath(path)
     if not os.path.isfile(p):
         raise CheckpointError(f"{p}: file not found")
+    with open(p, "rb") as f:
+        magic = f.read(4)
     if zipfile.is_zipfile(p):
         arc = TorchArchive(p)
         return arc.root, arc
+    if magic == b"PK\x03\x04":
+        raise CheckpointError(f"{p}: zip checkpoint without a central directory: the file is truncated or corrupt")
     try:
         return torch.load(p, map_location="cpu", weights_only=True), None
     except Exception as e:

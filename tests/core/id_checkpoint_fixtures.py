@@ -97,13 +97,18 @@ def _fake_omegaconf():
     return mod, DictConfig
 
 
-def write_training_snapshot(path: str, seed: int = 0, payload_path: str | None = None, **adapter_kw) -> dict:
-    """Write a fixture shaped like ``instancediffusion_sd15.pth``; returns {"ema": state, "model": state} as
-    materialised (contiguous) tensors for comparison."""
+def write_training_snapshot(
+    path: str, seed: int = 0, payload_path: str | None = None, ema_drop: int = 0, extra: dict | None = None, **adapter_kw
+) -> dict:
+    """Write a fixture shaped like ``instancediffusion_sd15.pth``; returns {"ema": state, "model": state} (views).
+
+    ema_drop: leave the last n adapter keys out of ``ema`` only (the official loader then falls back to ``model``);
+    extra: additional entries for both state dicts."""
     pool = Pool(seed)
-    ema = adapter_state(pool, salt=1, **adapter_kw)
+    ema = adapter_state(pool, salt=1, drop=ema_drop or adapter_kw.get("drop", 0), reshape=adapter_kw.get("reshape"))
     model = adapter_state(pool, salt=2, **adapter_kw)
     base = OrderedDict((k, pool.view(s, 500 + i)) for i, (k, s) in enumerate(BASE_UNET_KEYS.items()))
+    base.update(extra or {})
     mod, DictConfig = _fake_omegaconf()
     names = ("omegaconf", "omegaconf.dictconfig")
     had = {n: sys.modules.get(n) for n in names}
