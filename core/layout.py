@@ -489,6 +489,30 @@ class Layout:
             if w <= 0:
                 raise LayoutError(f"{where}: width={w}; expected a stroke width / radius > 0 pixels")
 
+    # transforms ---------------------------------------------------------------------------------------------
+    def scaled(self, width: int, height: int) -> Layout:
+        """The same layout on a ``width`` x ``height`` canvas: every coordinate is scaled per axis.
+
+        Masks need no change (they always stretch over the whole canvas); stroke widths and point radii scale
+        with the mean of the two factors. The original is left untouched.
+        """
+        if width <= 0 or height <= 0:
+            raise LayoutError(f"canvas {width}x{height}: width and height must be > 0 pixels")
+        sx, sy = width / self.width, height / self.height
+        sw = (sx + sy) / 2
+        out = copy.deepcopy(self)
+        out.width, out.height = int(width), int(height)
+        for inst in out.instances:
+            for r in inst.regions:
+                if r.box is not None:
+                    x0, y0, x1, y1 = r.box
+                    r.box = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
+                if r.points is not None:
+                    r.points = [(x * sx, y * sy) for x, y in r.points]
+                if r.kind in ("scribble", "point"):
+                    r.width = r.width * sw
+        return out
+
     # queries ------------------------------------------------------------------------------------------------
     def active(self) -> list[Instance]:
         """Enabled instances, in list order."""
@@ -507,7 +531,7 @@ class Layout:
 
         Boxes use the IFAdapter cell rule, masks a nearest resize, polygons fill the cells whose centre is inside,
         scribbles and points cover the cells whose centre is within width/2 (scribble) or width (point) pixels,
-        at least every cell the stroke or point touches. A non-empty region never vanishes on a coarse grid: if
+        plus every cell the stroke passes through or the point lies in. A non-empty region never vanishes on a coarse grid: if
         it would cover no cell, the cell holding its bbox centre is set.
         """
         h, w = _grid(h, w)
@@ -652,12 +676,26 @@ def _raster_region(r: Region, W: int, H: int, h: int, w: int) -> np.ndarray:
             inside ^= crosses & (xs < x_at)
         m = inside
     else:
-        half_diag = 0.5 * math.hypot(W / w, H / h)
         radius = r.width / 2.0 if r.kind == "scribble" else r.width
-        radius = max(float(radius), half_diag)
-        m = _seg_dist2(xs, ys, pts) <= radius * radius
+        m = _seg_dist2(xs, ys, pts) <= float(radius) ** 2
+        m |= _touched_cells(pts, W, H, h, w)
     if not m.any():
         _mark_centre(m, r.bbox((W, H)), W, H)
+    return m
+
+
+def _touched_cells(pts: np.ndarray, W: int, H: int, h: int, w: int) -> np.ndarray:
+    """[h, w] bool: the cells a polyline (or a single point) passes through, sampled at under half a cell."""
+    m = np.zeros((h, w), dtype=bool)
+    step = 0.5 * min(W / w, H / h)
+    samples = [pts[:1]]
+    for a, b in itertools.pairwise(pts):
+        n = math.ceil(math.hypot(*(b - a)) / step) + 1
+        samples.append(a + np.linspace(0.0, 1.0, n)[:, None] * (b - a))
+    s = np.concatenate(samples)
+    cols = np.clip(np.floor(s[:, 0] / W * w), 0, w - 1).astype(np.int64)
+    rows = np.clip(np.floor(s[:, 1] / H * h), 0, h - 1).astype(np.int64)
+    m[rows, cols] = True
     return m
 
 

@@ -113,7 +113,9 @@ def test_defaults_and_palette_colours():
 def test_programmatic_layout_serialises_and_reparses():
     mask = np.zeros((4, 6), dtype=bool)
     mask[1:3, 2:5] = True
-    layout = Layout(60, 40, "p", [Instance("a cat", regions=[Region("mask", mask=mask), Region("box", box=(1, 2, 30, 20))])])
+    layout = Layout(
+        60, 40, "p", [Instance("a cat", regions=[Region("mask", mask=mask), Region("box", box=(1, 2, 30, 20))])]
+    )
     again = Layout.from_json(layout.to_json())
     assert again.instances[0].regions == layout.instances[0].regions
     assert again.to_dict() == layout.to_dict()
