@@ -165,7 +165,7 @@ def _resize_mask(mask: np.ndarray, size: int) -> torch.Tensor:
 
 
 def choose_preset(instances: Sequence[InstanceInput]) -> str:
-    """"auto": scribbles if any instance has one, else masks if any has a mask, else boxes if any has a box, else
+    """ "auto": scribbles if any instance has one, else masks if any has a mask, else boxes if any has a box, else
     points (the config whose semantics match the given modalities, spec §9)."""
     if any(i.scribble is not None for i in instances):
         return "scribbles"
@@ -303,7 +303,9 @@ def single_instance_inputs(inputs: dict[str, torch.Tensor], index: int) -> dict[
     return out
 
 
-def rasterize_polygon(points: Sequence[tuple[float, float]], mh: int, mw: int, width: float, height: float) -> np.ndarray:
+def rasterize_polygon(
+    points: Sequence[tuple[float, float]], mh: int, mw: int, width: float, height: float
+) -> np.ndarray:
     """Even-odd fill of a pixel-coordinate polygon on an [mh, mw] grid covering a width x height canvas
     (pixel centres tested)."""
     ys = (np.arange(mh) + 0.5) * (height / mh)

@@ -240,7 +240,11 @@ class TorchArchive:
                 raise CheckpointError(f"{self.path}: tensor view exceeds its storage {t.storage.key!r}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # read-only buffer: we copy before anyone can write
-            flat = torch.frombuffer(self._mm, dtype=t.dtype, count=numel, offset=start) if numel else torch.empty(0, dtype=t.dtype)
+            flat = (
+                torch.frombuffer(self._mm, dtype=t.dtype, count=numel, offset=start)
+                if numel
+                else torch.empty(0, dtype=t.dtype)
+            )
             out = torch.as_strided(flat, t.size, t.stride, t.offset).clone(memory_format=torch.contiguous_format)
         return out if dtype is None else out.to(dtype)
 
@@ -276,22 +280,31 @@ def _fmt_keys(keys: Iterable[str], limit: int = 8) -> str:
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def check_adapter_keys(shapes: Mapping[str, tuple[int, ...]], source: str, expected: Mapping[str, tuple[int, ...]] | None = None) -> None:
+def check_adapter_keys(
+    shapes: Mapping[str, tuple[int, ...]], source: str, expected: Mapping[str, tuple[int, ...]] | None = None
+) -> None:
     """Raise :class:`CheckpointError` listing missing, unexpected and wrongly shaped adapter keys."""
     expected = expected_shapes() if expected is None else expected
     missing = set(expected) - set(shapes)
     unexpected = set(shapes) - set(expected)
-    wrong = [f"{k}: {tuple(shapes[k])} (expected {expected[k]})" for k in sorted(set(shapes) & set(expected)) if tuple(shapes[k]) != tuple(expected[k])]
+    wrong = [
+        f"{k}: {tuple(shapes[k])} (expected {expected[k]})"
+        for k in sorted(set(shapes) & set(expected))
+        if tuple(shapes[k]) != tuple(expected[k])
+    ]
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing key(s): {_fmt_keys(missing)}")
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected key(s): {_fmt_keys(unexpected)}")
     if wrong:
-        problems.append(f"{len(wrong)} shape mismatch(es): " + "; ".join(wrong[:8]) + (" ..." if len(wrong) > 8 else ""))
+        problems.append(
+            f"{len(wrong)} shape mismatch(es): " + "; ".join(wrong[:8]) + (" ..." if len(wrong) > 8 else "")
+        )
     if problems:
         raise CheckpointError(
-            f"{source}: not a complete InstanceDiffusion SD1.5 adapter ({len(expected)} tensors expected): " + " | ".join(problems)
+            f"{source}: not a complete InstanceDiffusion SD1.5 adapter ({len(expected)} tensors expected): "
+            + " | ".join(problems)
         )
 
 
@@ -371,7 +384,9 @@ def _open_any(path: PathLike) -> tuple[Any, TorchArchive | None]:
         ) from None
 
 
-def _materialise(tensors: Mapping[str, Any], arc: TorchArchive | None, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+def _materialise(
+    tensors: Mapping[str, Any], arc: TorchArchive | None, dtype: torch.dtype | None
+) -> dict[str, torch.Tensor]:
     out = {}
     for k, v in tensors.items():
         if isinstance(v, LazyTensor):
@@ -468,11 +483,15 @@ def load_logtd_split(
         for a in archives:
             if a is not None:
                 a.close()
-    check_adapter_keys({k: tuple(v.shape) for k, v in out.items()}, f"logtd files ({position_net_path}, {fusers_path}, {scaleu_path})")
+    check_adapter_keys(
+        {k: tuple(v.shape) for k, v in out.items()}, f"logtd files ({position_net_path}, {fusers_path}, {scaleu_path})"
+    )
     return out
 
 
-def build_model(state: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None, device: torch.device | str = "cpu") -> InstanceDiffusion:
+def build_model(
+    state: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None, device: torch.device | str = "cpu"
+) -> InstanceDiffusion:
     """An :class:`InstanceDiffusion` in eval mode holding ``state`` (official key names, strictly checked).
 
     Built on the meta device and filled with ``assign=True``: no random initialisation, no second copy."""
@@ -489,7 +508,9 @@ def build_model(state: Mapping[str, torch.Tensor], dtype: torch.dtype | None = N
     return model.eval().requires_grad_(False)
 
 
-def load_instancediffusion(path: PathLike, dtype: torch.dtype | None = None, device: torch.device | str = "cpu") -> InstanceDiffusion:
+def load_instancediffusion(
+    path: PathLike, dtype: torch.dtype | None = None, device: torch.device | str = "cpu"
+) -> InstanceDiffusion:
     """Load any supported single file (see module docstring) into an eval-mode :class:`InstanceDiffusion`."""
     state, _origin = load_adapter_state_dict(path, dtype)
     return build_model(state, dtype, device)

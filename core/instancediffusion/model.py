@@ -39,7 +39,7 @@ def from_official_key(key: str) -> str | None:
     if ".fuser." in key:
         for i, prefix in enumerate(FUSER_PREFIXES):
             if key.startswith(prefix):
-                return f"fusers.{i}.{key[len(prefix):]}"
+                return f"fusers.{i}.{key[len(prefix) :]}"
         return None
     return None
 

@@ -58,7 +58,9 @@ class DropFlags:
 
 
 def _mlp(in_dim: int, mid_dim: int, out_dim: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(in_dim, mid_dim), nn.SiLU(), nn.Linear(mid_dim, mid_dim), nn.SiLU(), nn.Linear(mid_dim, out_dim))
+    return nn.Sequential(
+        nn.Linear(in_dim, mid_dim), nn.SiLU(), nn.Linear(mid_dim, mid_dim), nn.SiLU(), nn.Linear(mid_dim, out_dim)
+    )
 
 
 class PositionNet(nn.Module):

@@ -98,7 +98,12 @@ def _fake_omegaconf():
 
 
 def write_training_snapshot(
-    path: str, seed: int = 0, payload_path: str | None = None, ema_drop: int = 0, extra: dict | None = None, **adapter_kw
+    path: str,
+    seed: int = 0,
+    payload_path: str | None = None,
+    ema_drop: int = 0,
+    extra: dict | None = None,
+    **adapter_kw,
 ) -> dict:
     """Write a fixture shaped like ``instancediffusion_sd15.pth``; returns {"ema": state, "model": state} (views).
 
@@ -124,8 +129,12 @@ def write_training_snapshot(
             "model": OrderedDict(list(base.items()) + list(model.items())),
             "ema": OrderedDict(list(base.items()) + list(ema.items())),
             "opt": {
-                "state": {i: {"step": torch.tensor(100.0), "exp_avg": t, "exp_avg_sq": t * t} for i, t in enumerate(first)},
-                "param_groups": [{"lr": 5e-5, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "params": [0, 1, 2]}],
+                "state": {
+                    i: {"step": torch.tensor(100.0), "exp_avg": t, "exp_avg_sq": t * t} for i, t in enumerate(first)
+                },
+                "param_groups": [
+                    {"lr": 5e-5, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "params": [0, 1, 2]}
+                ],
             },
             "scheduler": {"last_epoch": 100, "_step_count": 101},
             "iters": 100,
@@ -155,7 +164,10 @@ def write_logtd_split(folder: str, seed: int = 0) -> tuple[str, str, str, Ordere
         prefix = f"{block}.1.transformer_blocks.0.fuser."
         sd = OrderedDict((k[len(prefix) :], v) for k, v in state.items() if k.startswith(prefix))
         c = sd["linear.bias"].shape[0]
-        fusers[group][idx or "1"] = {"params": {"query_dim": c, "context_dim": 768, "n_heads": 8, "d_head": c // 8}, "state": sd}
+        fusers[group][idx or "1"] = {
+            "params": {"query_dim": c, "context_dim": 768, "n_heads": 8, "d_head": c // 8},
+            "state": sd,
+        }
     scaleu = {str(i): {"scaleu_b": state[f"scaleu_b_{i}"], "scaleu_s": state[f"scaleu_s_{i}"]} for i in range(12)}
     paths = tuple(os.path.join(folder, n) for n in ("position_net.ckpt", "fusers.ckpt", "scaleu.ckpt"))
     for p, obj in zip(paths, (pn, fusers, scaleu)):

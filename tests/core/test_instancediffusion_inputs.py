@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from core.instancediffusion import PRESETS, InstanceInput, from_layout, null_inputs, prepare_inputs, single_instance_inputs
+from core.instancediffusion import (
+    PRESETS,
+    InstanceInput,
+    from_layout,
+    null_inputs,
+    prepare_inputs,
+    single_instance_inputs,
+)
 from core.instancediffusion.contours import find_contours_binary
 from core.instancediffusion.inputs import equally_spaced, mask_to_polygon_points, reorder_scribble
 
@@ -19,8 +26,14 @@ def test_shapes_padding_boxes_and_point_defaults():
     d = prepare_inputs(inst, 512, 512, preset="boxes")
     shapes = {k: tuple(v.shape) for k, v in d.items()}
     assert shapes == {
-        "boxes": (1, 30, 4), "masks": (1, 30), "positive_embeddings": (1, 30, 768), "points": (1, 30, 2),
-        "scribbles": (1, 30, 40), "polygons": (1, 30, 512), "segs": (1, 30, 512, 512), "drop": (4,),
+        "boxes": (1, 30, 4),
+        "masks": (1, 30),
+        "positive_embeddings": (1, 30, 768),
+        "points": (1, 30, 2),
+        "scribbles": (1, 30, 40),
+        "polygons": (1, 30, 512),
+        "segs": (1, 30, 512, 512),
+        "drop": (4,),
     }
     assert d["masks"][0].tolist() == [1, 1] + [0] * 28
     assert torch.allclose(d["boxes"][0, 0], torch.tensor([0.125, 0.25, 0.375, 0.5]))
@@ -44,7 +57,9 @@ def test_more_than_30_instances_is_a_clear_error():
 
 def test_errors_name_the_instance():
     with pytest.raises(ValueError, match=r'instance 1 \("red car"\): box corner \(600, 20\) is outside the canvas'):
-        prepare_inputs([InstanceInput(E, box=(0, 0, 1, 1)), InstanceInput(E, box=(10, 10, 600, 20), name="red car")], 512, 512)
+        prepare_inputs(
+            [InstanceInput(E, box=(0, 0, 1, 1)), InstanceInput(E, box=(10, 10, 600, 20), name="red car")], 512, 512
+        )
     with pytest.raises(ValueError, match="text embedding has 1024 values; expected 768"):
         prepare_inputs([InstanceInput(torch.ones(1024), box=(0, 0, 1, 1))], 64, 64)
     with pytest.raises(ValueError, match="unknown InstanceDiffusion preset 'box'"):
@@ -63,7 +78,9 @@ def test_equally_spaced_and_scribble_resample_to_20():
     assert [p[0] for p in got] == [[1, 3, 5, 7, 9][(i * 5) // 20] for i in range(20)]
     d = prepare_inputs([InstanceInput(E, box=(0, 0, 10, 10), scribble=[(10, 20), (30, 40)])], 100, 200)
     s = d["scribbles"][0, 0].view(20, 2)
-    assert torch.allclose(s[:10], torch.tensor([0.1, 0.1]).expand(10, 2)) and torch.allclose(s[10:], torch.tensor([0.3, 0.2]).expand(10, 2))
+    assert torch.allclose(s[:10], torch.tensor([0.1, 0.1]).expand(10, 2)) and torch.allclose(
+        s[10:], torch.tensor([0.3, 0.2]).expand(10, 2)
+    )
     assert d["drop"].tolist() == [False] * 4  # auto -> scribbles preset
 
 
@@ -73,7 +90,12 @@ def test_contours_of_a_rectangle_are_the_4_adjacent_background_pixels():
     (c,) = find_contours_binary(m)
     assert np.array_equal(c[0], c[-1])
     got = {tuple(p) for p in c.tolist()}
-    exp = {(1, x) for x in range(3, 7)} | {(5, x) for x in range(3, 7)} | {(y, 2) for y in range(2, 5)} | {(y, 7) for y in range(2, 5)}
+    exp = (
+        {(1, x) for x in range(3, 7)}
+        | {(5, x) for x in range(3, 7)}
+        | {(y, 2) for y in range(2, 5)}
+        | {(y, 7) for y in range(2, 5)}
+    )
     assert got == {(float(a), float(b)) for a, b in exp}
 
 
@@ -85,9 +107,12 @@ def test_mask_becomes_256_point_polygon_and_512_seg():
     poly = mask_to_polygon_points(mask, 256, rng)
     assert len(poly) == 256 and poly == sorted(poly, key=lambda p: math.hypot(*p))
     # boundary: background pixels around the rectangle in the padded frame (+1), x = col, y = row
-    boundary = {(float(x + 1), float(9 + 1)) for x in range(20, 32)} | {(float(x + 1), float(26 + 1)) for x in range(20, 32)}
-    boundary |= {(float(19 + 1), float(y + 1)) for y in range(10, 26)} | {(float(32 + 1), float(y + 1)) for y in range(10, 26)}
-    inside = {(float(x), float(y)) for y in range(10, 26) for x in range(20, 32)}
+    boundary = {(float(x + 1), float(9 + 1)) for x in range(20, 32)} | {
+        (float(x + 1), float(26 + 1)) for x in range(20, 32)
+    }
+    boundary |= {(float(19 + 1), float(y + 1)) for y in range(10, 26)} | {
+        (float(32 + 1), float(y + 1)) for y in range(10, 26)
+    }
     # interior: 192 pixels // 128 = segments of 1 -> the 128 pixels nearest the centroid (17.5, 25.5), stable order
     fg = [(r, c) for r in range(10, 26) for c in range(20, 32)]
     fg.sort(key=lambda rc: math.hypot(rc[0] - 17.5, rc[1] - 25.5))
@@ -128,14 +153,23 @@ def test_null_and_single_instance_inputs():
 def test_from_layout_adapter():
     from core.layout import Layout
 
-    layout = Layout.from_json({
-        "format": "instance-layout", "version": 1, "width": 64, "height": 32, "prompt": "p",
-        "instances": [
-            {"description": "a cat", "regions": [{"kind": "box", "box": [0, 0, 32, 16]}]},
-            {"description": "off", "enabled": False, "regions": [{"kind": "box", "box": [0, 0, 8, 8]}]},
-            {"description": "a tree", "regions": [{"kind": "polygon", "points": [[40, 4], [60, 4], [60, 28], [40, 28]]}]},
-        ],
-    })
+    layout = Layout.from_json(
+        {
+            "format": "instance-layout",
+            "version": 1,
+            "width": 64,
+            "height": 32,
+            "prompt": "p",
+            "instances": [
+                {"description": "a cat", "regions": [{"kind": "box", "box": [0, 0, 32, 16]}]},
+                {"description": "off", "enabled": False, "regions": [{"kind": "box", "box": [0, 0, 8, 8]}]},
+                {
+                    "description": "a tree",
+                    "regions": [{"kind": "polygon", "points": [[40, 4], [60, 4], [60, 28], [40, 28]]}],
+                },
+            ],
+        }
+    )
     d = from_layout(layout, torch.stack([E, E * 2]))
     assert d["masks"][0, :3].tolist() == [1, 1, 0]
     assert torch.allclose(d["boxes"][0, 0], torch.tensor([0, 0, 0.5, 0.5]))

@@ -45,7 +45,11 @@ def test_payload_is_live_but_never_executed_by_the_loader(snapshot, tmp_path):
     assert not os.path.exists(pwn)
     assert ("omegaconf" in sys.modules) == had_omegaconf
     assert origin == "ema" and len(sd) == 513
-    for k in ("position_net.linears_list.3.0.weight", "middle_block.1.transformer_blocks.0.fuser.alpha_attn", "scaleu_s_4"):
+    for k in (
+        "position_net.linears_list.3.0.weight",
+        "middle_block.1.transformer_blocks.0.fuser.alpha_attn",
+        "scaleu_s_4",
+    ):
         assert torch.equal(sd[k], states["ema"][k]) and sd[k].is_contiguous()
     assert not torch.equal(sd["scaleu_b_0"], states["model"]["scaleu_b_0"])
 
@@ -54,7 +58,17 @@ def test_archive_keeps_other_entries_lazy_and_opaque(snapshot):
     path, pwn, _ = snapshot
     with TorchArchive(path) as arc:
         root = arc.root
-        assert set(root) >= {"model", "ema", "opt", "scheduler", "iters", "config_dict", "text_encoder", "autoencoder", "diffusion"}
+        assert set(root) >= {
+            "model",
+            "ema",
+            "opt",
+            "scheduler",
+            "iters",
+            "config_dict",
+            "text_encoder",
+            "autoencoder",
+            "diffusion",
+        }
         assert type(root["config_dict"]).__name__ == "Opaque[omegaconf.dictconfig.DictConfig]"
         assert type(root["opt"]["state"][0]["exp_avg"]).__name__ == "LazyTensor"
         t = arc.read(root["ema"]["input_blocks.0.0.weight"], torch.float16)
@@ -75,7 +89,9 @@ def test_incomplete_wrong_unexpected_and_truncated_files(tmp_path):
     with pytest.raises(CheckpointError, match=r"3 missing key\(s\): .*scaleu_s_11"):
         load_adapter_state_dict(p)
     write_training_snapshot(p, reshape="position_net.null_seg_feature")
-    with pytest.raises(CheckpointError, match=r"shape mismatch.*position_net.null_seg_feature: \(3073,\) \(expected \(3072,\)\)"):
+    with pytest.raises(
+        CheckpointError, match=r"shape mismatch.*position_net.null_seg_feature: \(3073,\) \(expected \(3072,\)\)"
+    ):
         load_adapter_state_dict(p)
     write_training_snapshot(p, extra={"position_net.linears.4.weight": torch.zeros(2)})
     with pytest.raises(CheckpointError, match=r"unexpected key\(s\): position_net.linears.4.weight"):
@@ -99,7 +115,11 @@ def test_logtd_split_files(tmp_path):
     pn, fu, su, state = write_logtd_split(str(tmp_path))
     sd = load_logtd_split(pn, fu, su)
     assert len(sd) == 513
-    for k in ("position_net.pos_embedding", "output_blocks.6.1.transformer_blocks.0.fuser.ff.net.2.weight", "scaleu_b_7"):
+    for k in (
+        "position_net.pos_embedding",
+        "output_blocks.6.1.transformer_blocks.0.fuser.ff.net.2.weight",
+        "scaleu_b_7",
+    ):
         assert torch.equal(sd[k], state[k])
     broken = torch.load(fu, weights_only=True)
     del broken["output_blocks"]["11"]

@@ -37,7 +37,15 @@ def test_fourier_layout_is_sin_cos_per_frequency_block():
 # --------------------------------------------------------------------------------------------- position net
 def tiny_net(seed=0):
     torch.manual_seed(seed)
-    net = PositionNet(in_dim=8, out_dim=6, mid_dim=10, fourier_freqs=2, convnext_depths=(1, 1, 1, 1), convnext_dims=(4, 4, 4, 32), seg_size=64)
+    net = PositionNet(
+        in_dim=8,
+        out_dim=6,
+        mid_dim=10,
+        fourier_freqs=2,
+        convnext_depths=(1, 1, 1, 1),
+        convnext_dims=(4, 4, 4, 32),
+        seg_size=64,
+    )
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0, 0.5)
@@ -47,8 +55,12 @@ def tiny_net(seed=0):
 def tiny_inputs(n=2, segs=False, seed=1):
     g = torch.Generator().manual_seed(seed)
     d = {
-        "boxes": torch.zeros(1, 30, 4), "masks": torch.zeros(1, 30), "positive_embeddings": torch.zeros(1, 30, 8),
-        "points": torch.zeros(1, 30, 2), "scribbles": torch.zeros(1, 30, 40), "polygons": torch.zeros(1, 30, 512),
+        "boxes": torch.zeros(1, 30, 4),
+        "masks": torch.zeros(1, 30),
+        "positive_embeddings": torch.zeros(1, 30, 8),
+        "points": torch.zeros(1, 30, 2),
+        "scribbles": torch.zeros(1, 30, 40),
+        "polygons": torch.zeros(1, 30, 512),
         "segs": torch.zeros(1, 30, 64, 64),
     }
     d["masks"][0, :n] = 1
@@ -75,7 +87,12 @@ def test_tiny_position_net_output_layout_and_null_replacement():
         # padded slot 5: null text + null box / point / scribble / polygon
         nt = net.null_positive_feature
         for i, (base, null) in enumerate(
-            [(0, net.null_position_feature), (30, net.null_point_feature), (60, net.null_scribble_feature), (90, net.null_polygon_feature)]
+            [
+                (0, net.null_position_feature),
+                (30, net.null_point_feature),
+                (60, net.null_scribble_feature),
+                (90, net.null_polygon_feature),
+            ]
         ):
             assert torch.allclose(objs[0, base + 5], mlp_tokens(net, i, nt, null), atol=1e-5)
         # no segs in the sample -> null seg + pos_embedding

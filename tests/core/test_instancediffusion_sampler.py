@@ -26,7 +26,11 @@ def test_alpha_schedule():
     assert alpha_schedule(50, 0.75) == [1.0] * 37 + [0.0] * 13
     assert alpha_schedule(50, 1.0) == [1.0] * 50
     s = alpha_schedule(10, 0.2, decay=0.4)
-    assert s[:2] == [1.0, 1.0] and torch.allclose(torch.tensor(s[2:6]), torch.tensor([1.0, 2 / 3, 1 / 3, 0.0])) and s[6:] == [0.0] * 4
+    assert (
+        s[:2] == [1.0, 1.0]
+        and torch.allclose(torch.tensor(s[2:6]), torch.tensor([1.0, 2 / 3, 1 / 3, 0.0]))
+        and s[6:] == [0.0] * 4
+    )
     assert [fuser_scale(i, 50, 0.8) for i in range(50)] == alpha_schedule(50, 0.8)
 
 
