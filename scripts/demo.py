@@ -9,6 +9,7 @@ Usage: ``python scripts/demo.py [--out DIR]`` (``bash scripts/run.sh demo`` sets
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import shutil
 import sys
@@ -22,10 +23,22 @@ sys.path.insert(0, str(ROOT / "tests"))
 import comfy_env  # noqa: E402
 from workflow_format import ui_to_api  # noqa: E402
 
-# (workflow file, output PNG name, what it needs) — generation entries are added by the back-end capabilities.
+# Each job: workflow file, output PNG name, and the model files it needs as (folder, filename substring) pairs.
+# The back-end capabilities add theirs in scripts/workflows_<capability>.py (DEMO_JOBS); jobs whose models are
+# missing are skipped with a message saying what to put where.
 JOBS: list[dict] = [
     {"workflow": "layout_preview.json", "png": "layout_preview.png", "needs": []},
 ]
+
+
+def _capability_jobs() -> list[dict]:
+    jobs = []
+    for path in sorted(Path(__file__).parent.glob("workflows_*.py")):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        jobs += getattr(mod, "DEMO_JOBS", [])
+    return jobs
 
 
 def _missing(env: comfy_env.InProcessComfy, needs: list[tuple[str, str]]) -> list[str]:
@@ -53,13 +66,15 @@ def main() -> int:
                                test_nodes=False)
     print(f"ComfyUI {env.version} at {comfy_dir} ready in {time.time() - t0:.1f}s")
     done = 0
-    for job in JOBS:
+    for job in JOBS + _capability_jobs():
         missing = _missing(env, job["needs"])
         if missing:
             print(f"skip {job['workflow']}: needs {', '.join(missing)}")
             continue
         wf = json.loads((ROOT / "workflows" / job["workflow"]).read_text())
         prompt = ui_to_api(wf, env.nodes.NODE_CLASS_MAPPINGS)
+        for patch in job.get("patch", []):  # e.g. point a loader at the file that was found
+            patch(prompt, env)
         t1 = time.time()
         outputs = env.run(prompt)
         saved = [img for o in outputs.values() for img in o.get("images", []) if img.get("type") == "output"]

@@ -1,10 +1,12 @@
 """Regenerate the UI-format workflows in ``workflows/`` from the real node definitions.
 
 Run: ``.venv/bin/python scripts/make_workflows.py`` (boots ComfyUI in-process to read INPUT_TYPES, writes JSON).
-Later capabilities add their workflows to ``WORKFLOWS`` below.
+Each capability keeps its workflow builders in ``scripts/workflows_<capability>.py`` (a ``WORKFLOWS`` dict of
+file name -> builder(node_classes) -> UI-format dict, and optionally ``DEMO_JOBS`` for ``scripts/demo.py``).
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 import tempfile
@@ -58,10 +60,21 @@ def layout_preview_workflow(classes: dict) -> dict:
 WORKFLOWS = {"layout_preview.json": layout_preview_workflow}
 
 
+def all_workflows() -> dict:
+    """This file's workflows plus every ``scripts/workflows_*.py`` module's ``WORKFLOWS`` (one per capability)."""
+    found = dict(WORKFLOWS)
+    for path in sorted(Path(__file__).parent.glob("workflows_*.py")):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        found.update(mod.WORKFLOWS)
+    return found
+
+
 def main() -> None:
     env = comfy_env.InProcessComfy(comfy_env.find_comfyui(), Path(tempfile.mkdtemp(prefix="ifa_wf_")))
     classes = env.nodes.NODE_CLASS_MAPPINGS
-    for name, fn in WORKFLOWS.items():
+    for name, fn in all_workflows().items():
         path = ROOT / "workflows" / name
         path.write_text(json.dumps(fn(classes), indent=2) + "\n")
         print("wrote", path)
