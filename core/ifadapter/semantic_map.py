@@ -271,30 +271,30 @@ class IFAttnProcessor(nn.Module):
 
         # Attention of every cell to every instance's 13 tokens in one matmul; softmax per instance.
         k = kv.k.to(dtype).permute(0, 2, 1, 3, 4).reshape(b, heads, -1, d)  # [B, H, S*T, d]
-        v = kv.v.to(dtype).permute(0, 2, 1, 3, 4)  # [B, H, S, T, d]
+        v = kv.v.to(dtype)  # [B, S, H, T, d]
         t = v.shape[3]
         scores = torch.matmul(q_f, k.transpose(-1, -2)).mul_(1.0 / math.sqrt(d))  # [B, H, F, S*T]
         probs = scores.view(b, heads, f, s, t).softmax(dim=-1)
         probs = probs * cells_f.transpose(1, 2)[:, None, :, :, None]  # zero outside each box (s_i = m_i * attn)
-        probs = probs.permute(0, 1, 3, 2, 4)  # [B, H, S, F, T]
-        sem = torch.matmul(probs, v)  # [B, H, S, F, d]
-        sem = sem.permute(0, 2, 3, 1, 4).reshape(b, s, f, c)  # s_i at foreground cells, [B, S, F, C]
+        probs = probs.permute(0, 3, 1, 2, 4)  # [B, S, H, F, T] (small copy: T = 13 wide)
+        # s_i at the foreground cells, kept in [B, S, H, F, d] layout (channel c = head * d + j) to avoid a
+        # full-size permute: every later reduction works on that layout directly.
+        sem = torch.matmul(probs, v)
 
         # CBAM channel gate: max pool over the full map (zeros outside the box count unless the box covers it all),
         # average pool over the full map = (sum_f probs) @ v / N (no pass over the big tensor needed).
         full = geo.cells.flatten(2).all(dim=2).to(q.device)  # [B, S]
-        max_pool = sem.amax(dim=2)
+        max_pool = sem.amax(dim=3).reshape(b, s, c)
         max_pool = torch.where(full[..., None], max_pool, max_pool.clamp_min(0))
-        avg_pool = torch.matmul(probs.sum(dim=3, keepdim=True), v).squeeze(3)  # [B, H, S, d]
-        avg_pool = avg_pool.permute(0, 2, 1, 3).reshape(b, s, c) / n
+        avg_pool = torch.matmul(probs.sum(dim=3, keepdim=True), v).reshape(b, s, c) / n
         cam = self.cbam.cam
         ch_gate = cam.gate(max_pool.to(cam.linear[0].weight.dtype), avg_pool.to(cam.linear[0].weight.dtype))
 
         # One matvec gives both the channel mean (SAM input) and the 1x1 conv of the channel-gated map.
         conv_w = self.conv.weight.view(c).to(ch_gate.dtype)
-        proj = torch.stack([ch_gate / c, ch_gate * conv_w], dim=-1).to(dtype)  # [B, S, C, 2]
-        mean_and_logit = torch.matmul(sem, proj).float()  # [B, S, F, 2]
-        ch_max = (sem * ch_gate[:, :, None, :].to(dtype)).amax(dim=-1).float()  # [B, S, F]
+        proj = torch.stack([ch_gate / c, ch_gate * conv_w], dim=-1).to(dtype).view(b, s, heads, d, 2)
+        mean_and_logit = torch.matmul(sem, proj).float().sum(dim=2)  # [B, S, F, 2]
+        ch_max = (sem * ch_gate.view(b, s, heads, 1, d).to(dtype)).amax(dim=(2, 4)).float()  # [B, S, F]
 
         # Spatial gate needs the 2-channel maps on the full grid (7x7 conv); they are zero off the foreground.
         maps = torch.stack([ch_max, mean_and_logit[..., 0]], dim=2)  # [B, S, 2, F]
@@ -318,7 +318,8 @@ class IFAttnProcessor(nn.Module):
         fg = geo.foreground.flatten(1).to(q.device)
         fg_f = (fg.index_select(1, fg_index) if f < n else fg).float()  # [B, F]
         weights = weights * (fg_f * gate)[:, None, :]
-        fused = torch.matmul(weights.to(dtype).permute(0, 2, 1).unsqueeze(2), sem.transpose(1, 2)).squeeze(2)
+        fused = (sem * weights.to(dtype)[:, :, None, :, None]).sum(dim=1)  # [B, H, F, d]
+        fused = fused.permute(0, 2, 1, 3).reshape(b, f, c)
         if f < n:
             return out.index_copy_(1, fg_index, fused)
         return fused
