@@ -20,7 +20,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
-from core.ifadapter import IFAttnProcessor, InstanceGeometry  # noqa: E402
+from core.ifadapter import IFAttnProcessor, InstanceGeometry
 
 
 class PlainCrossAttention(nn.Module):
@@ -36,23 +36,29 @@ class PlainCrossAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
-        split = lambda t: t.view(b, -1, self.heads, c // self.heads).transpose(1, 2)  # noqa: E731
+
+        def split(t):
+            return t.view(b, -1, self.heads, c // self.heads).transpose(1, 2)
+
         q, k, v = split(self.to_q(x)), split(self.to_k(context)), split(self.to_v(context))
         out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, c)
         return self.to_out(out)
 
 
-def timeit(fn, repeats: int, device: str) -> float:
-    fn()  # warm-up
-    if device == "cuda":
-        torch.cuda.synchronize()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def interleaved_best(fns: dict, repeats: int, device: str) -> dict:
+    """Best-of-``repeats`` wall time per callable, run round-robin so machine load hits all of them alike."""
+    best = {name: float("inf") for name in fns}
+    for fn in fns.values():  # warm-up
         fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            best[name] = min(best[name], time.perf_counter() - t0)
     return best
 
 
@@ -85,19 +91,30 @@ def main() -> None:
     with torch.no_grad():
         q = plain.to_q(x)
         kv = proc.project_tokens(tokens)
-        t_plain = timeit(lambda: plain(x, context), args.repeats, dev)
-        t_fast = timeit(lambda: proc(q, kv, geo), args.repeats, dev)
-        t_fast_kv = timeit(lambda: proc(q, tokens, geo), args.repeats, dev)
-        t_geo = timeit(lambda: InstanceGeometry.from_boxes(boxes, h, w), args.repeats, dev)
-        t_ref = timeit(lambda: proc(q, kv, geo, reference=True), max(2, args.repeats // 3), dev)
+        t = interleaved_best(
+            {
+                "plain": lambda: plain(x, context),
+                "fast": lambda: proc(q, kv, geo),
+                "fast_kv": lambda: proc(q, tokens, geo),
+                "geo": lambda: InstanceGeometry.from_boxes(boxes, h, w),
+                "ref": lambda: proc(q, kv, geo, reference=True),
+            },
+            args.repeats,
+            dev,
+        )
+        t_plain, t_fast, t_fast_kv, t_geo, t_ref = (t[k] for k in ("plain", "fast", "fast_kv", "geo", "ref"))
         err = (proc(q, kv, geo) - proc(q, kv, geo, reference=True)).abs().max().item()
 
     cover = geo.foreground.float().mean().item()
-    print(f"device={dev} dtype={args.dtype} threads={torch.get_num_threads()} batch={b} grid={h}x{w} "
-          f"instances={s} foreground={cover:.0%}")
+    print(
+        f"device={dev} dtype={args.dtype} threads={torch.get_num_threads()} batch={b} grid={h}x{w} "
+        f"instances={s} foreground={cover:.0%}"
+    )
     print(f"plain attn2 layer                      {t_plain * 1e3:8.2f} ms   1.00x")
     print(f"IFAdapter processor (K/V cached)       {t_fast * 1e3:8.2f} ms   {t_fast / t_plain:5.2f}x of plain attn2")
-    print(f"IFAdapter processor (K/V each call)    {t_fast_kv * 1e3:8.2f} ms   {t_fast_kv / t_plain:5.2f}x of plain attn2")
+    print(
+        f"IFAdapter processor (K/V each call)    {t_fast_kv * 1e3:8.2f} ms   {t_fast_kv / t_plain:5.2f}x of plain attn2"
+    )
     print(f"layout rasterisation (once per grid)   {t_geo * 1e3:8.2f} ms   {t_geo / t_plain:5.2f}x of plain attn2")
     print(f"naive reference processor              {t_ref * 1e3:8.2f} ms   {t_ref / t_plain:5.2f}x of plain attn2")
     print(f"optimised vs naive speed-up            {t_ref / t_fast:8.2f}x   (max |difference| {err:.2e})")

@@ -20,7 +20,7 @@ from .loading import (
     read_state_dict,
 )
 from .resampler import Resampler, block_word_masks
-from .semantic_map import MAX_OBJ, CBAM, IFAttnProcessor, InstanceGeometry, InstanceKV, rasterize_boxes
+from .semantic_map import CBAM, MAX_OBJ, IFAttnProcessor, InstanceGeometry, InstanceKV, rasterize_boxes
 
 __all__ = [
     "CBAM",

@@ -130,7 +130,11 @@ class IFAdapter(nn.Module):
             text_hidden = [text_hidden[d] for d in TEXT_DEPTHS]
         if not isinstance(text_hidden, Tensor):
             text_hidden = torch.stack(list(text_hidden), dim=1)
-        if text_hidden.dim() != 4 or text_hidden.shape[1] != len(TEXT_DEPTHS) or text_hidden.shape[-1] != self.context_dim:
+        if (
+            text_hidden.dim() != 4
+            or text_hidden.shape[1] != len(TEXT_DEPTHS)
+            or text_hidden.shape[-1] != self.context_dim
+        ):
             raise ValueError(
                 f"text_hidden must be [n, 3, L, {self.context_dim}] (CLIP-L 768 + CLIP-G 1280 at hidden states "
                 f"-2, -4, -6); got shape {tuple(text_hidden.shape)}"

@@ -132,7 +132,9 @@ class Resampler(nn.Module):
             raise ValueError(f"resampler text features must be [n, depths, L, C]; got {tuple(text.shape)}")
         n, k, length, _ = text.shape
         if tuple(word_mask.shape) != (n, length):
-            raise ValueError(f"word_mask must be [{n}, {length}] to match the text features; got {tuple(word_mask.shape)}")
+            raise ValueError(
+                f"word_mask must be [{n}, {length}] to match the text features; got {tuple(word_mask.shape)}"
+            )
         masks = block_word_masks(word_mask.to(text.device), len(self.layers), self.official_mask_quirk)
         x = self.proj_in(text).reshape(n * k, length, -1)
         latents = self.latents.to(x.dtype).expand(n * k, -1, -1)

@@ -208,7 +208,9 @@ class IFAttnProcessor(nn.Module):
 
     def _check(self, q: Tensor, kv: InstanceKV, geometry: InstanceGeometry) -> tuple[int, int, int]:
         if q.dim() != 3 or q.shape[-1] != self.hidden_size:
-            raise ValueError(f"q must be [B, N, {self.hidden_size}] (to_q output, heads not split); got {tuple(q.shape)}")
+            raise ValueError(
+                f"q must be [B, N, {self.hidden_size}] (to_q output, heads not split); got {tuple(q.shape)}"
+            )
         b, n, _ = q.shape
         s = kv.k.shape[1]
         if s > self.max_obj:
@@ -247,7 +249,7 @@ class IFAttnProcessor(nn.Module):
             to the base attention output before ``to_out``.
         """
         kv = instances if isinstance(instances, InstanceKV) else self.project_tokens(instances)
-        b, n, s = self._check(q, kv, geometry)
+        self._check(q, kv, geometry)
         if reference:
             return self._forward_reference(q, kv, geometry)
         return self._forward_fast(q, kv, geometry)

@@ -40,7 +40,9 @@ def test_state_dict_has_exactly_the_official_keys_and_shapes(meta_adapter):
 
 
 def test_parameter_counts(meta_adapter):
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    def count(m):
+        return sum(p.numel() for p in m.parameters())
+
     assert count(meta_adapter.text_proj_model) == 429_982_208
     assert count(meta_adapter.pos_net) == 2_559_488
     for i in PATCHED_INDICES:
@@ -87,8 +89,10 @@ def test_strict_check_lists_missing_unexpected_and_mismatched(meta_adapter):
 
 
 def test_wrong_model_file_is_named(tmp_path):
-    torch.save({"image_proj": {"proj.weight": torch.zeros(4, 4)}, "ip_adapter": {"1.to_k_ip.weight": torch.zeros(2)}},
-               tmp_path / "ip.bin")
+    torch.save(
+        {"image_proj": {"proj.weight": torch.zeros(4, 4)}, "ip_adapter": {"1.to_k_ip.weight": torch.zeros(2)}},
+        tmp_path / "ip.bin",
+    )
     with pytest.raises(IFAdapterCheckpointError, match="missing 255 of 255 keys"):
         load_ifadapter(tmp_path / "ip.bin")
 

@@ -45,8 +45,13 @@ def test_cbam_tiny_known_input_by_hand():
     xn = x.numpy()[0].astype(np.float64)
     w1, b1 = (t.detach().numpy().astype(np.float64) for t in (cbam.cam.linear[0].weight, cbam.cam.linear[0].bias))
     w2, b2 = (t.detach().numpy().astype(np.float64) for t in (cbam.cam.linear[2].weight, cbam.cam.linear[2].bias))
-    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
-    mlp = lambda v: w2 @ np.maximum(w1 @ v + b1, 0) + b2  # noqa: E731
+
+    def sig(z):
+        return 1 / (1 + np.exp(-z))
+
+    def mlp(v):
+        return w2 @ np.maximum(w1 @ v + b1, 0) + b2
+
     gate = sig(mlp(xn.max(axis=(1, 2))) + mlp(xn.mean(axis=(1, 2))))
     y = xn * gate[:, None, None]
     maps = np.stack([y.max(axis=0), y.mean(axis=0)])  # [2, 3, 3]: channel max first, then mean
@@ -180,9 +185,9 @@ def test_precomputed_kv_and_batched_rows_match_reference(proc):
     assert torch.all(fast[2] == 0)  # a row without instances gets no residual
 
 
-box_strategy = st.tuples(
-    st.floats(0, 0.9), st.floats(0, 0.9), st.floats(0.02, 1.0), st.floats(0.02, 1.0)
-).map(lambda t: (t[0], t[1], min(1.0, t[0] + t[2]), min(1.0, t[1] + t[3])))
+box_strategy = st.tuples(st.floats(0, 0.9), st.floats(0, 0.9), st.floats(0.02, 1.0), st.floats(0.02, 1.0)).map(
+    lambda t: (t[0], t[1], min(1.0, t[0] + t[2]), min(1.0, t[1] + t[3]))
+)
 
 
 @settings(max_examples=25, deadline=None)
