@@ -1,0 +1,164 @@
+"""Safe loading of IFAdapter checkpoints, strict key/shape checking and conversion to safetensors.
+
+Accepted files:
+
+- ``.safetensors`` with flat keys ``text_proj_model.*``, ``pos_net.*``, ``adapter_modules.<i>.*`` (what
+  :func:`convert_to_safetensors` writes; preferred: no pickle, memory-mapped);
+- the released ``spd_adapter.bin`` (a torch pickle of ``{"text_proj_model": sd, "adapter_modules": sd,
+  "pos_net": sd}``), read with ``torch.load(weights_only=True, mmap=True)`` so no pickled code can run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+from .adapter import PATCHED_INDICES, IFAdapter
+
+SECTIONS = ("text_proj_model", "adapter_modules", "pos_net")
+SDXL_CONTEXT_DIM = 2048
+_MODEL_NAMES = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL", 4096: "a T5-conditioned model"}
+
+
+class IFAdapterCheckpointError(ValueError):
+    """The file is not a loadable IFAdapter checkpoint; the message says what was wrong and what was expected."""
+
+
+def _flatten(sd: Mapping, prefix: str = "") -> dict[str, Tensor]:
+    flat: dict[str, Tensor] = {}
+    for key, value in sd.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, name + "."))
+        elif isinstance(value, Tensor):
+            flat[name] = value
+        else:
+            raise IFAdapterCheckpointError(f"entry {name!r} is a {type(value).__name__}, expected a tensor")
+    return flat
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
+    """Read a checkpoint into a flat ``{key: tensor}`` dict without executing pickled code.
+
+    safetensors files are memory-mapped; pickles go through ``torch.load(weights_only=True)`` (memory-mapped when
+    the file is in the zip format). Nested dicts (the official layout) are flattened with ``.``-joined keys.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"IFAdapter checkpoint not found: {path}")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path, device="cpu")
+    try:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:  # legacy (non-zip) pickles cannot be memory-mapped
+            if "mmap" not in str(exc):
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError and friends: never fall back to an unsafe load
+        raise IFAdapterCheckpointError(
+            f"{path}: refused to load: the pickle holds objects outside torch's safe allow-list or is corrupt "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). IFAdapter weights are plain "
+            "tensors; if you trust the file, convert it once with convert_to_safetensors() in a separate Python "
+            "session and load the .safetensors file instead."
+        ) from exc
+    if not isinstance(obj, Mapping):
+        raise IFAdapterCheckpointError(f"{path}: expected a dict of tensors, found a {type(obj).__name__}")
+    return _flatten(obj)
+
+
+def _describe(keys: list[str], limit: int = 12) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, Tensor], source: str = "checkpoint") -> None:
+    """Strictly compare a flat state dict with ``model.state_dict()``; raise listing every problem.
+
+    The error names the missing keys, the unexpected keys and each shape mismatch (expected vs found) so a user
+    can tell a wrong file (e.g. an IP-Adapter or an InstanceDiffusion checkpoint) from a truncated one.
+    """
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(k for k in expected if k not in state_dict)
+    unexpected = sorted(k for k in state_dict if k not in expected)
+    mismatched = sorted(
+        f"{k}: expected {list(expected[k])}, found {list(state_dict[k].shape)}"
+        for k in expected
+        if k in state_dict and tuple(state_dict[k].shape) != expected[k]
+    )
+    if not (missing or unexpected or mismatched):
+        return
+    lines = [f"{source} is not an IFAdapter (SDXL, spd_adapter layout) checkpoint:"]
+    if missing:
+        lines.append(f"  missing {len(missing)} of {len(expected)} keys: {_describe(missing)}")
+    if unexpected:
+        lines.append(f"  {len(unexpected)} unexpected keys: {_describe(unexpected)}")
+    if mismatched:
+        lines.append(f"  {len(mismatched)} shape mismatches: {_describe(mismatched, 6)}")
+    if unexpected and not any(k.startswith(SECTIONS) for k in unexpected[:1]):
+        lines.append(f"  expected top-level sections {SECTIONS}; found e.g. {unexpected[0]!r}")
+    found_idx = sorted({int(k.split(".")[1]) for k in state_dict if k.startswith("adapter_modules.")})
+    if found_idx and found_idx != sorted(PATCHED_INDICES):
+        lines.append(f"  adapter_modules indices found {found_idx}, expected {sorted(PATCHED_INDICES)}")
+    raise IFAdapterCheckpointError("\n".join(lines))
+
+
+def load_ifadapter(
+    path: str | os.PathLike,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str = "cpu",
+    official_mask_quirk: bool = True,
+) -> IFAdapter:
+    """Load an IFAdapter checkpoint (``.safetensors`` or the official ``.bin``) into :class:`IFAdapter`.
+
+    The module is built on the meta device and the file's tensors are assigned to it (no 2 GB random init, and the
+    memory map is kept where possible). ``dtype`` None keeps the file's dtype. Raises
+    :class:`IFAdapterCheckpointError` if any key or shape differs from the official layout.
+    """
+    state_dict = read_state_dict(path)
+    with torch.device("meta"):
+        model = IFAdapter(official_mask_quirk=official_mask_quirk)
+    check_state_dict(model, state_dict, source=os.fspath(path))
+    model.load_state_dict(state_dict, strict=True, assign=True)
+    model.eval().requires_grad_(False)
+    return model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
+
+
+def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike, dtype: torch.dtype | None = None) -> int:
+    """Convert an IFAdapter checkpoint to a flat ``.safetensors`` file after a strict layout check.
+
+    ``dtype`` (e.g. ``torch.float16``) optionally casts floating tensors. Returns the number of tensors written.
+    """
+    from safetensors.torch import save_file
+
+    state_dict = read_state_dict(src)
+    with torch.device("meta"):
+        model = IFAdapter()
+    check_state_dict(model, state_dict, source=os.fspath(src))
+    out = {}
+    for key, value in state_dict.items():
+        value = value.to(dtype) if dtype is not None and value.is_floating_point() else value
+        out[key] = value.contiguous()
+    save_file(out, os.fspath(dst), metadata={"format": "pt", "model": "ifadapter-sdxl"})
+    return len(out)
+
+
+def base_model_refusal(context_dim: int | None) -> str | None:
+    """None if a UNet with this cross-attention width can take IFAdapter, else a message saying why not.
+
+    IFAdapter's layers and tokens are 2048 wide (SDXL: CLIP-L 768 + CLIP-G 1280); SD1.x (768), SD2.x (1024) and
+    other families cannot use it.
+    """
+    if context_dim == SDXL_CONTEXT_DIM:
+        return None
+    family = _MODEL_NAMES.get(context_dim, "an unknown model") if context_dim is not None else "an unknown model"
+    return (
+        f"IFAdapter only works with SDXL models (cross-attention width {SDXL_CONTEXT_DIM}); the connected model "
+        f"looks like {family} (cross-attention width {context_dim}). Load an SDXL checkpoint, or use the "
+        "InstanceDiffusion nodes for SD1.5."
+    )
