@@ -1,0 +1,1 @@
+"""Pure torch/numpy core of the comfyui-ifadapter node pack (never imports ComfyUI)."""

@@ -1,0 +1,27 @@
+"""Names and small helpers shared by the pack's nodes."""
+from __future__ import annotations
+
+import os
+import random
+
+import folder_paths
+import numpy as np
+import torch
+from PIL import Image
+
+CATEGORY = "IFAdapter"  # one category root for the whole pack
+LAYOUT = "INSTANCE_LAYOUT"  # socket type carrying a core.layout.Layout
+
+
+def save_preview(images: torch.Tensor, prefix: str) -> list[dict]:
+    """Write IMAGE previews to ComfyUI's temp folder and return the UI records that show them on the node."""
+    out_dir = folder_paths.get_temp_directory()
+    os.makedirs(out_dir, exist_ok=True)
+    tag = "".join(random.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(6))
+    records = []
+    for i, img in enumerate(images):
+        name = f"{prefix}_{tag}_{i:03d}.png"
+        arr = (img.detach().cpu().float().clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+        Image.fromarray(arr).save(os.path.join(out_dir, name), compress_level=1)
+        records.append({"filename": name, "subfolder": "", "type": "temp"})
+    return records
