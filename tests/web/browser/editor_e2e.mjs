@@ -27,11 +27,14 @@ after(async () => {
 
 /** Wait until the ComfyUI app (either frontend) has its graph. */
 async function openApp() {
+  // A fresh user directory makes the modern frontend open its template browser over the graph.
+  await fetch(`${server.url}/settings`, { method: "POST", body: JSON.stringify({ "Comfy.TutorialCompleted": true }) }).catch(() => {});
   await page.goto(server.url + "/");
   await page.waitForFunction(() => (window.comfyAPI?.app?.app ?? window.app)?.graph && window.LiteGraph, null, { timeout: 90000 });
   // Extensions register asynchronously after the graph exists.
   await page.waitForFunction(() => !!window.LiteGraph.registered_node_types?.IFAInstanceLayout, null, { timeout: 60000 });
   await page.waitForTimeout(500);
+  await page.keyboard.press("Escape"); // any dialog left open
 }
 
 /** Serialized layout text of the first Instance Layout node, straight from its widget. */

