@@ -5,8 +5,9 @@
 // All functions take `view` = {scale, W, H}: layout pixels are multiplied by `scale` to get canvas
 // pixels (the canvas backing store, device-pixel-ratio included).
 
-import { boxCells, handlePositions, handleSize, latentGrid, normRect, pointInPolygon, distToPolyline } from "./geometry.js";
+import { handlePositions, handleSize, latentGrid, normRect } from "./geometry.js";
 import { drawOrder, instanceExtent, isEditableRegion, regionMask } from "./layout_model.js";
+import { instanceCells } from "./cells.js";
 
 const maskBitmaps = new WeakMap();
 
@@ -229,9 +230,8 @@ export function drawBrushCursor(ctx, view, p, radius, erase) {
 
 /**
  * Latent-cell overlay: the grid of cells at `factor` (pixels per cell) and, per cell, the colour
- * of the instance the model sees there.  Boxes use the IFAdapter floor/ceil cell rule; other
- * regions are sampled at the cell centre.  The topmost instance (z-order) wins a shared cell,
- * disabled and hidden-from-generation instances are left out.
+ * of the instance the model sees there, rasterized by the backend's own rule (cells.js).  The
+ * topmost instance (z-order) wins a shared cell; disabled instances are left out.
  */
 export function drawCellOverlay(ctx, view, layout, factor) {
   const [gw, gh] = latentGrid(view.W, view.H, factor);
@@ -241,20 +241,8 @@ export function drawCellOverlay(ctx, view, layout, factor) {
   for (const i of drawOrder(layout)) {
     const inst = layout.instances[i];
     if (inst.enabled === false) continue;
-    for (const r of inst.regions || []) {
-      if (!isEditableRegion(r)) continue;
-      if (r.kind === "box") {
-        const [y0, y1, x0, x1] = boxCells(r.box, view.W, view.H, gw, gh);
-        for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) owner[y * gw + x] = i;
-        continue;
-      }
-      for (let y = 0; y < gh; y++) {
-        for (let x = 0; x < gw; x++) {
-          const p = [((x + 0.5) * view.W) / gw, ((y + 0.5) * view.H) / gh];
-          if (cellCovered(r, p, view, (view.W / gw) * 0.5)) owner[y * gw + x] = i;
-        }
-      }
-    }
+    const m = instanceCells(inst, view.W, view.H, gh, gw);
+    for (let k = 0; k < m.length; k++) if (m[k]) owner[k] = i;
   }
   for (let y = 0; y < gh; y++) {
     for (let x = 0; x < gw; x++) {
@@ -283,23 +271,4 @@ export function drawCellOverlay(ctx, view, layout, factor) {
   ctx.fillRect(0, view.H * view.scale - 16, 120, 16);
   ctx.fillStyle = "#fff";
   ctx.fillText(`cells ${gw}×${gh} (1/${factor})`, 4, view.H * view.scale - 4);
-}
-
-function cellCovered(r, p, view, halfCell) {
-  switch (r.kind) {
-    case "polygon":
-      return pointInPolygon(p, r.points);
-    case "scribble":
-      return distToPolyline(p, r.points) <= Math.max((r.width ?? 4) / 2, halfCell);
-    case "point":
-      return Math.hypot(p[0] - r.point[0], p[1] - r.point[1]) <= Math.max(r.width ?? 4, halfCell);
-    case "mask": {
-      const m = regionMask(r);
-      if (!m) return false;
-      const x = Math.floor((p[0] / view.W) * m.w);
-      const y = Math.floor((p[1] / view.H) * m.h);
-      return x >= 0 && y >= 0 && x < m.w && y < m.h && m.data[y * m.w + x] === 1;
-    }
-  }
-  return false;
 }

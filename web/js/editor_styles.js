@@ -17,7 +17,7 @@ const CSS = `
 .ifa-toolbar button:disabled { opacity: 0.4; }
 .ifa-sep { width: 1px; height: 18px; background: #4a4a52; margin: 0 2px; }
 .ifa-body { display: flex; gap: 6px; flex: 1; min-height: 0; }
-.ifa-stage { position: relative; flex: 1; min-width: 120px; min-height: 80px; display: flex; align-items: center; justify-content: center; }
+.ifa-stage { position: relative; flex: 1; min-width: 0; min-height: 80px; overflow: hidden; display: flex; align-items: center; justify-content: center; }
 .ifa-stage canvas { display: block; touch-action: none; cursor: crosshair; box-shadow: 0 0 0 1px #555; }
 .ifa-inline { position: absolute; font: 12px sans-serif; padding: 2px 4px; background: #111; color: #fff; border: 1px solid #6d8ad9;
   border-radius: 3px; min-width: 140px; z-index: 2; }

@@ -144,6 +144,7 @@ function attachEditor(node) {
 
   /** Reload the editor when the widgets changed behind its back (workflow load, graph undo, other code). */
   const sync = (reset = false) => {
+    if (node.id != null) editor.root.dataset.nodeId = String(node.id);
     const value = layoutWidget.value ?? "";
     if (value !== lastSeen || reset) {
       lastSeen = value;

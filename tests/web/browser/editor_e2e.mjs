@@ -10,6 +10,7 @@ import { artifact, launchBrowser, startComfy } from "./harness.mjs";
 let server;
 let browser;
 let page;
+let ed = ".ifa-editor"; // CSS scope of the editor under test (narrowed to its node once created)
 
 const W = 1024;
 const H = 768;
@@ -38,16 +39,17 @@ async function openApp() {
 }
 
 /** Serialized layout text of the first Instance Layout node, straight from its widget. */
+let layoutNodeId = null;
 function layoutValue() {
-  return page.evaluate(() => {
+  return page.evaluate((id) => {
     const app = window.comfyAPI?.app?.app ?? window.app;
-    const node = app.graph._nodes.find((n) => n.type === "IFAInstanceLayout");
+    const node = id != null ? app.graph.getNodeById(id) : app.graph._nodes.find((n) => n.type === "IFAInstanceLayout");
     return node.widgets.find((w) => w.name === "layout").value;
-  });
+  }, layoutNodeId);
 }
 
 async function canvasPoint(fx, fy) {
-  const box = await page.locator(".ifa-editor canvas").first().boundingBox();
+  const box = await page.locator(`${ed} canvas`).first().boundingBox();
   return [box.x + fx * box.width, box.y + fy * box.height];
 }
 
@@ -67,7 +69,22 @@ async function click(fx, fy) {
 }
 
 async function tool(name) {
-  await page.locator(`.ifa-editor .ifa-toolbar button[data-tool="${name}"]`).first().click();
+  await page.locator(`${ed} .ifa-toolbar button[data-tool="${name}"]`).first().click();
+}
+
+/** Queue the graph from the page, wait for /history, return the layout text the backend received. */
+async function queueAndGetLayout(nodeId) {
+  await fetch(`${server.url}/history`, { method: "POST", body: JSON.stringify({ clear: true }) });
+  await page.evaluate(() => (window.comfyAPI?.app?.app ?? window.app).queuePrompt(0, 1));
+  let entry = null;
+  for (let k = 0; k < 240 && !entry; k++) {
+    const hist = await (await fetch(`${server.url}/history`)).json();
+    entry = Object.values(hist).find((h) => h.prompt?.[2]?.[String(nodeId)] && h.status?.completed !== undefined);
+    if (!entry) await new Promise((r) => setTimeout(r, 500));
+  }
+  assert.ok(entry, "the prompt reached /history");
+  assert.equal(entry.status.status_str, "success", `execution failed: ${JSON.stringify(entry.status.messages).slice(0, 2000)}`);
+  return entry.prompt[2][String(nodeId)].inputs.layout;
 }
 
 const close = (a, b, tol, what) => assert.ok(Math.abs(a - b) <= tol, `${what}: ${a} is not within ${tol} of ${b}`);
@@ -93,11 +110,13 @@ test("draw, describe, undo/redo, reload, export and queue a layout", async (t) =
     app.canvas.setDirty(true, true);
     return node.id;
   }, { W, H });
-  await page.waitForSelector(".ifa-editor canvas");
+  ed = `.ifa-editor[data-node-id="${nodeId}"]`;
+  layoutNodeId = nodeId;
+  await page.waitForSelector(`${ed} canvas`);
   await page.waitForTimeout(700);
 
   // The canvas takes the layout's aspect ratio.
-  const cb = await page.locator(".ifa-editor canvas").first().boundingBox();
+  const cb = await page.locator(`${ed} canvas`).first().boundingBox();
   close(cb.width / cb.height, W / H, 0.02, "canvas aspect");
 
   await t.test("draw two boxes, a polygon and a point", async () => {
@@ -141,14 +160,14 @@ test("draw, describe, undo/redo, reload, export and queue a layout", async (t) =
     await tool("select");
     const p = await canvasPoint(0.25, 0.3);
     await page.mouse.dblclick(p[0], p[1]);
-    const inline = page.locator(".ifa-editor .ifa-inline");
+    const inline = page.locator(`${ed} .ifa-inline`);
     await inline.waitFor();
     await inline.pressSequentially("a red vintage car");
     await inline.press("Enter");
     // Layer list rows are keyed by instance index.
     const descs = { 1: "a tabby cat sleeping", 2: "a green pond", 3: "a small yellow bird" };
     for (const [i, text] of Object.entries(descs)) {
-      const ta = page.locator(`.ifa-editor .ifa-layer[data-index="${i}"] textarea`);
+      const ta = page.locator(`${ed} .ifa-layer[data-index="${i}"] textarea`);
       await ta.click();
       await ta.pressSequentially(text, { delay: 5 });
     }
@@ -159,7 +178,7 @@ test("draw, describe, undo/redo, reload, export and queue a layout", async (t) =
 
   await t.test("undo and redo inside the editor", async () => {
     const before = await layoutValue();
-    await page.locator(".ifa-editor canvas").first().click({ position: { x: 2, y: 2 } }); // focus the editor (empty spot)
+    await page.locator(`${ed} canvas`).first().click({ position: { x: 2, y: 2 } }); // focus the editor (empty spot)
     await page.keyboard.press("Control+z"); // the last description typing burst
     let L = JSON.parse(await layoutValue());
     assert.equal(L.instances[3].description, "", "typing a description undoes as one step");
@@ -197,32 +216,22 @@ test("draw, describe, undo/redo, reload, export and queue a layout", async (t) =
   });
 
   await t.test("reloading the page keeps the layout", async () => {
-    await page.waitForTimeout(1500); // the frontend persists the workflow on a timer / on change
+    // Both frontends persist the open workflow in web storage (on a timer or on change): wait for it.
+    await page.waitForFunction(() => {
+      const all = [localStorage, sessionStorage].flatMap((st) => Object.keys(st).map((k) => st.getItem(k))).join("");
+      return all.includes("a small yellow bird");
+    }, null, { timeout: 20000 });
     await page.reload();
     await openApp();
-    await page.waitForSelector(".ifa-editor canvas");
-    await page.waitForTimeout(1000);
+    await page.waitForFunction(() => document.querySelectorAll(".ifa-editor .ifa-layer").length === 4, null, { timeout: 30000 });
     assert.equal(await layoutValue(), saved);
-    assert.equal(await page.locator(".ifa-editor .ifa-layer").count(), 4);
+    assert.equal(await page.locator(`${ed} .ifa-layer`).count(), 4);
     await page.screenshot({ path: artifact("04-reloaded.png") });
   });
 
   await t.test("queueing sends the layout to the backend", async () => {
-    await fetch(`${server.url}/history`, { method: "POST", body: JSON.stringify({ clear: true }) });
-    await page.evaluate(() => (window.comfyAPI?.app?.app ?? window.app).queuePrompt(0, 1));
-    let entry = null;
-    for (let k = 0; k < 240 && !entry; k++) {
-      const hist = await (await fetch(`${server.url}/history`)).json();
-      entry = Object.values(hist).find((h) => h.prompt?.[2]?.[String(nodeId)]);
-      if (!entry || !(entry.status?.completed || entry.status?.status_str === "error" || Object.keys(entry.outputs || {}).length)) {
-        entry = null;
-        await new Promise((r) => setTimeout(r, 500));
-      }
-    }
-    assert.ok(entry, "the prompt reached /history");
-    const received = entry.prompt[2][String(nodeId)].inputs.layout;
+    const received = await queueAndGetLayout(nodeId);
     assert.equal(received, saved, "the backend received the editor's layout verbatim");
-    assert.notEqual(entry.status?.status_str, "error", `execution failed: ${JSON.stringify(entry.status?.messages)}`);
     assert.deepEqual(JSON.parse(received).instances.map((i) => i.description), ["a red vintage car", "a tabby cat sleeping", "a green pond", "a small yellow bird"]);
     await page.waitForTimeout(800);
     await page.screenshot({ path: artifact("05-queued.png") });
@@ -253,6 +262,51 @@ test("draw, describe, undo/redo, reload, export and queue a layout", async (t) =
     // The second node is 1024x1024: the box is rescaled from the 1024x768 source.
     const src = JSON.parse(saved).instances[0].regions[0].box;
     close(P.instances[0].regions[0].box[3], (src[3] * P.height) / H, 0.5, "pasted box y1 rescaled");
+  });
+
+  await t.test("scribble, brush mask and eraser; cells overlay", async () => {
+    await page.evaluate(() => (window.comfyAPI?.app?.app ?? window.app).canvas.setDirty(true, true));
+    await tool("select");
+    await page.keyboard.press("Escape");
+    await tool("scribble");
+    await drag([0.5, 0.6], [0.65, 0.95]);
+    await tool("brush");
+    await page.keyboard.press("Escape"); // nothing selected: the brush starts a new instance
+    await page.locator(`${ed} .ifa-toolbar input[type=number]`).first().fill("40");
+    await page.locator(`${ed} .ifa-toolbar input[type=number]`).first().press("Enter");
+    await drag([0.8, 0.55], [0.95, 0.9]);
+    let L = JSON.parse(await layoutValue());
+    const n = L.instances.length;
+    assert.equal(L.instances[n - 2].regions[0].kind, "scribble");
+    const mask = L.instances[n - 1].regions[0];
+    assert.equal(mask.kind, "mask");
+    assert.equal(typeof mask.rle.counts, "string");
+    const area = (rle) => page.evaluate(async (r) => {
+      const M = await import("/extensions/comfyui-ifadapter/js/mask.js");
+      return M.maskArea(M.decodeRLE(r));
+    }, rle);
+    const before = await area(mask.rle);
+    assert.ok(before > 500, `brush painted ${before} cells`);
+    await tool("eraser");
+    await drag([0.85, 0.6], [0.9, 0.85]);
+    L = JSON.parse(await layoutValue());
+    const after = await area(L.instances[n - 1].regions[0].rle);
+    assert.ok(after < before && after > 0, `eraser removed cells: ${before} -> ${after}`);
+    const described = ["a long dirt path", "a patch of tall grass"];
+    for (const [k, text] of described.entries()) {
+      const ta = page.locator(`${ed} .ifa-layer[data-index="${n - 2 + k}"] textarea`).first();
+      await ta.click();
+      await ta.pressSequentially(text);
+    }
+    await tool("select");
+    await page.keyboard.press("Escape");
+    await page.screenshot({ path: artifact("editor.png"), clip: await page.locator(`${ed}`).first().boundingBox() });
+    const received = await queueAndGetLayout(nodeId);
+    assert.equal(received, await layoutValue(), "masks and scribbles reach the backend, which accepts them");
+    await page.locator(`${ed} .ifa-toolbar select`).first().selectOption("32");
+    await page.waitForTimeout(300);
+    await page.screenshot({ path: artifact("editor-cells.png"), clip: await page.locator(`${ed}`).first().boundingBox() });
+    await page.locator(`${ed} .ifa-toolbar select`).first().selectOption("0");
   });
 
   assert.deepEqual(browser.errors, [], "no page errors from the editor");
