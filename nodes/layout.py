@@ -45,7 +45,7 @@ class InstanceLayout:
             "required": {
                 "width": ("INT", {"default": 1024, "min": 64, "max": 16384, "step": 8}),
                 "height": ("INT", {"default": 1024, "min": 64, "max": 16384, "step": 8}),
-                "layout": ("STRING", {"default": EMPTY_LAYOUT, "multiline": True}),
+                "layout": ("STRING", {"default": EMPTY_LAYOUT, "multiline": True, "dynamicPrompts": False}),
             },
             "optional": {"underlay": ("IMAGE",)},
         }
@@ -72,7 +72,8 @@ class LayoutFromJSON:
                                     if f.lower().endswith(".json")) if os.path.isdir(
             folder_paths.get_input_directory()) else ["(none)"]
         return {
-            "required": {"json_text": ("STRING", {"default": "", "multiline": True}), "file": (files,)},
+            "required": {"json_text": ("STRING", {"default": "", "multiline": True, "dynamicPrompts": False}),
+                         "file": (files,)},
             "optional": {"width": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 8,
                                            "tooltip": "0 keeps the canvas of the JSON"}),
                          "height": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 8})},

@@ -44,9 +44,9 @@ case "$cmd" in
   test)
     setup_python
     setup_browser
-    if ls tests/web/*.test.mjs >/dev/null 2>&1; then
-      node --test tests/web/*.test.mjs
-    fi
+    export PYTHON="$VENV/bin/python"
+    (cd tests/web && npm test)                 # editor logic: node's built-in test runner
+    (cd tests/web && npm run test:browser)     # editor in Debian's Chromium against a real ComfyUI server
     exec "$VENV/bin/python" -m pytest -ra "$@"
     ;;
   *)

@@ -299,7 +299,8 @@ class ComfyServer:
             cmd.append("--disable-api-nodes")
         if "--database-url" in help_text:
             cmd += ["--database-url", "sqlite:///:memory:"]
-        if "--user-directory" in help_text:
+        if "--user-directory" in help_text:  # newer ComfyUI refuses a user directory that does not exist
+            (self.work_dir / "user").mkdir(exist_ok=True)
             cmd += ["--user-directory", str(self.work_dir / "user")]
         cmd += list(extra_args or [])
         self.log_path = self.work_dir / "server.log"

@@ -24,7 +24,8 @@ const CHROMIUM_FLAGS = [
 
 function python() {
   if (process.env.PYTHON) return process.env.PYTHON;
-  for (const p of [path.join(REPO, ".venv/bin/python"), "/work/main/.venv/bin/python"]) if (existsSync(p)) return p;
+  const venv = path.join(REPO, ".venv/bin/python");
+  if (existsSync(venv)) return venv;
   return "python3";
 }
 
@@ -35,7 +36,6 @@ sys.path.insert(0, sys.argv[1])
 from tests.comfy_env import comfyui_version, launch_server
 extra = ["--front-end-root", sys.argv[2]] if len(sys.argv) > 2 and sys.argv[2] else []
 work = Path(tempfile.mkdtemp(prefix="ifa-web-"))
-(work / "user").mkdir()  # newer ComfyUI refuses a --user-directory that does not exist yet
 server = launch_server(work, extra_args=extra)
 print("COMFY_URL", server.url, comfyui_version(server.comfy_dir), flush=True)
 try:
