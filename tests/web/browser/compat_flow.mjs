@@ -64,6 +64,14 @@ async function loadWorkflowWithLayout(text) {
   return id;
 }
 
+/**
+ * Let the frontend's deferred key handlers run while the editor still has focus.  The 2024 frontend's
+ * graph undo (extensions/core/undoRedo.js) checks document.activeElement one animation frame after
+ * the keydown; loading another workflow within that frame removes the focused editor, and the
+ * graph would then undo the load.
+ */
+const settleKeys = () => S.page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+
 const descriptionsOf = (text) => JSON.parse(text).instances.map((i) => i.description);
 
 export async function compatFlow(t) {
@@ -96,6 +104,7 @@ export async function compatFlow(t) {
       await page.keyboard.press("Control+z");
       assert.equal(await layoutValue(id), c.text, "undo restores the loaded text");
       await page.keyboard.press("Control+Shift+z");
+      await settleKeys();
       if (c.queue) {
         const entry = await queueAndWait(id);
         assert.equal(entry.prompt[2][String(id)].inputs.layout, edited, "the backend got the edited layout");
@@ -133,8 +142,15 @@ export async function nodeCopyFlow() {
     return copies.length === 1 ? copies[0].id : null;
   }, srcId, { timeout: 10000 }).then((h) => h.jsonValue());
   assert.equal(await layoutValue(copyId), original, "the pasted node carries the whole layout");
+  // Move the copy clear of the original (the paste lands under the mouse, overlapping it).
+  await inApp((app, LiteGraph, id) => {
+    app.graph.getNodeById(id).pos = [60, 820];
+    app.canvas.ds.offset = [0, -760];
+    app.canvas.setDirty(true, true);
+  }, copyId);
   useEditor(copyId);
   await page.waitForSelector(`${S.ed} canvas`);
+  await page.waitForTimeout(500);
   await page.waitForFunction((sel) => document.querySelectorAll(`${sel} .ifa-layer`).length === 2, S.ed, { timeout: 10000 });
   assert.equal(await page.locator(`${S.ed} .ifa-layer[data-index="0"] textarea`).inputValue(), "a copied lighthouse");
 
