@@ -119,10 +119,11 @@ export async function editorFlow(t) {
 
   await t.test("reloading the page keeps the layout", async () => {
     // Both frontends persist the open workflow in web storage (on a timer or on change): wait for it.
-    await page.waitForFunction(() => {
+    // Wait for the exact final text (JSON-escaped inside the stored workflow), not an earlier state.
+    await page.waitForFunction((escaped) => {
       const all = [localStorage, sessionStorage].flatMap((st) => Object.keys(st).map((k) => st.getItem(k))).join("");
-      return all.includes("a small yellow bird");
-    }, null, { timeout: 20000 });
+      return all.includes(escaped);
+    }, JSON.stringify(saved).slice(1, -1), { timeout: 20000 });
     await openApp({ reload: true });
     await page.waitForFunction(() => document.querySelectorAll(".ifa-editor .ifa-layer").length === 4, null, { timeout: 30000 });
     assert.equal(await layoutValue(), saved);
