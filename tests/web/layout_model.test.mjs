@@ -174,3 +174,11 @@ test("resizeCanvas scales geometry, keeps masks, and copy/paste crosses canvas s
   assert.equal(L.pastePayload(target, "not json"), null);
   assert.equal(L.pastePayload(target, '{"format":"other"}'), null);
 });
+
+test("displayColor: an instance's own colour, else the palette colour of its index", async () => {
+  const LM = await import("../../web/js/layout_model.js");
+  assert.equal(LM.displayColor({ color: "#12abEF" }, 3), "#12abEF");
+  assert.equal(LM.displayColor({}, 0), LM.PALETTE[0]);
+  assert.equal(LM.displayColor({ color: "red" }, 1), LM.PALETTE[1]);
+  assert.equal(LM.displayColor({ color: null }, LM.PALETTE.length + 2), LM.PALETTE[2]);
+});

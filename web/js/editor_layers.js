@@ -2,7 +2,7 @@
 // swatch, number, inline description, z-order, enable, lock, hide and delete.  It only builds DOM
 // and reports intents to the editor through `actions`; nothing runs at import time.
 
-import { drawOrder } from "./layout_model.js";
+import { displayColor, drawOrder } from "./layout_model.js";
 
 function button(doc, text, title, onClick, on = false) {
   const b = doc.createElement("button");
@@ -46,7 +46,7 @@ export function renderLayers(container, layout, selection, actions) {
     const swatch = doc.createElement("input");
     swatch.type = "color";
     swatch.className = "ifa-swatch";
-    swatch.value = /^#[0-9a-f]{6}$/i.test(inst.color || "") ? inst.color : "#888888";
+    swatch.value = displayColor(inst, i);
     swatch.title = "Instance colour";
     swatch.addEventListener("change", () => actions.recolor(i, swatch.value));
     const num = doc.createElement("span");

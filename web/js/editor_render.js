@@ -6,7 +6,7 @@
 // pixels (the canvas backing store, device-pixel-ratio included).
 
 import { handlePositions, handleSize, latentGrid, normRect } from "./geometry.js";
-import { drawOrder, instanceExtent, isEditableRegion, regionMask } from "./layout_model.js";
+import { displayColor, drawOrder, instanceExtent, isEditableRegion, regionMask } from "./layout_model.js";
 import { instanceCells } from "./cells.js";
 
 const maskBitmaps = new WeakMap();
@@ -153,7 +153,7 @@ function drawTag(ctx, view, inst, index) {
   const w = ctx.measureText(text).width + 8;
   const x = Math.max(0, Math.min(e[0] * s, view.W * s - w));
   const y = Math.max(0, e[1] * s - 16 < 0 ? e[1] * s : e[1] * s - 16);
-  ctx.fillStyle = rgba(inst.color, 0.9);
+  ctx.fillStyle = rgba(displayColor(inst, index), 0.9);
   ctx.fillRect(x, y, w, 16);
   ctx.fillStyle = "#000";
   ctx.fillText(text, x + 4, y + 12);
@@ -166,7 +166,7 @@ export function drawInstances(ctx, view, layout, selection) {
   for (const i of order) {
     const inst = layout.instances[i];
     if (inst.hidden) continue;
-    for (const r of inst.regions || []) drawRegion(ctx, view, r, inst.color, { dim: inst.enabled === false, selected: sel.has(i) });
+    for (const r of inst.regions || []) drawRegion(ctx, view, r, displayColor(inst, i), { dim: inst.enabled === false, selected: sel.has(i) });
   }
   for (const i of order) if (!layout.instances[i].hidden) drawTag(ctx, view, layout.instances[i], i);
 }
@@ -248,7 +248,7 @@ export function drawCellOverlay(ctx, view, layout, factor) {
     for (let x = 0; x < gw; x++) {
       const i = owner[y * gw + x];
       if (i < 0) continue;
-      ctx.fillStyle = rgba(layout.instances[i].color, 0.55);
+      ctx.fillStyle = rgba(displayColor(layout.instances[i], i), 0.55);
       ctx.fillRect(x * cw, y * ch, cw, ch);
     }
   }

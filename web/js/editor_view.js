@@ -783,7 +783,7 @@ export class LayoutEditor {
     if (erase && regionIndex < 0) return;
     const [mw, mh] = maskSizeFor(W, H);
     const mask = regionIndex >= 0 ? cloneMask(LM.regionMask(inst.regions[regionIndex])) : createMask(mw, mh);
-    this.drag = { type: "brush", index, regionIndex, mask, erase, last: p, attach, color: inst?.color || LM.nextColor(this.layout) };
+    this.drag = { type: "brush", index, regionIndex, mask, erase, last: p, attach, color: inst ? LM.displayColor(inst, index) : LM.nextColor(this.layout) };
     paintLine(mask, W, H, p, p, this.settings.brush, erase ? 0 : 1);
     this.draw();
   }

@@ -72,18 +72,59 @@ function hideWidget(node, w) {
   Object.defineProperty(w, "serializeValue", { configurable: true, get: () => raw, set: () => {} });
 }
 
-/** Image URL of whatever feeds the node's `underlay` input (a Load Image node, or any node's preview). */
+/** The first image of a ComfyUI output message ({images: [{filename, subfolder, type}]}), or null. */
+function firstImage(output) {
+  const images = output?.images;
+  return Array.isArray(images) && images.length && images[0]?.filename ? images[0] : null;
+}
+
+/** /view URL of an input-folder file named as Load Image's widget names it ("sub/name.png [input]"). */
+function inputFileUrl(value) {
+  const m = / \[(input|output|temp)\]$/.exec(value);
+  const parts = value.replace(/ \[(input|output|temp)\]$/, "").split("/");
+  const filename = parts.pop();
+  return viewUrl({ filename, subfolder: parts.join("/"), type: m ? m[1] : "input" });
+}
+
+/** Output images of every node that reported some this session, by node id ("executed" events). */
+const outputsByNode = new Map();
+
+function linkById(graph, id) {
+  const links = graph?.links;
+  if (!links || id == null) return null;
+  return typeof links.get === "function" ? links.get(id) : links[id];
+}
+
+/**
+ * Image URL of whatever feeds the node's `underlay` input:
+ * - a Load Image node: the file its `image` widget names (no run needed);
+ * - a node that shows images itself (its previews, or the images it reported when the graph ran);
+ * - any other IMAGE source (VAE Decode, an image filter...): after a run, the images that a node fed
+ *   by the same output (a Preview Image or Save Image beside this node) reported.
+ * null when nothing can be shown yet.
+ */
 function upstreamUnderlayUrl(node) {
   const slot = node.inputs?.findIndex((i) => i.name === "underlay") ?? -1;
   if (slot < 0 || node.inputs[slot].link == null) return null;
   const src = node.getInputNode?.(slot);
   if (!src) return null;
-  if (src.imgs?.length && src.imgs[0]?.src) return src.imgs[0].src;
   const imageWidget = src.widgets?.find((w) => w.name === "image" && typeof w.value === "string");
+  if (imageWidget?.value && src.type === "LoadImage") {
+    return inputFileUrl(imageWidget.value);
+  }
+  const own = firstImage(outputsByNode.get(String(src.id)));
+  if (own) return viewUrl(own);
+  if (src.imgs?.length && src.imgs[0]?.src) return src.imgs[0].src;
   if (imageWidget?.value) {
-    const parts = imageWidget.value.replace(/ \[(input|output|temp)\]$/, "").split("/");
-    const filename = parts.pop();
-    return viewUrl({ filename, subfolder: parts.join("/"), type: "input" });
+    return inputFileUrl(imageWidget.value);
+  }
+  const graph = node.graph;
+  const originSlot = linkById(graph, node.inputs[slot].link)?.origin_slot;
+  for (const id of src.outputs?.[originSlot]?.links || []) {
+    const target = linkById(graph, id)?.target_id;
+    if (target == null || String(target) === String(node.id)) continue;
+    const seen = firstImage(outputsByNode.get(String(target)));
+    if (seen) return viewUrl(seen);
   }
   return null;
 }
@@ -201,7 +242,9 @@ app.registerExtension({
   setup() {
     api.addEventListener("executed", (e) => {
       const images = e.detail?.output?.images;
-      if (Array.isArray(images) && images.length) lastOutputImage = images[images.length - 1];
+      if (!Array.isArray(images) || !images.length) return;
+      lastOutputImage = images[images.length - 1];
+      for (const id of [e.detail.node, e.detail.display_node]) if (id != null) outputsByNode.set(String(id), e.detail.output);
     });
   },
 

@@ -19,6 +19,16 @@ export const PALETTE = Object.freeze([
   "#fabed4", "#469990", "#dcbeff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000",
 ]);
 
+/**
+ * The colour to show instance `index` in: its own `color` when that is a #rrggbb string, else the
+ * palette colour of its index (older or hand-written layouts carry no colours).  Display only: the
+ * layout text is not changed.
+ */
+export function displayColor(inst, index) {
+  const c = inst?.color;
+  return typeof c === "string" && /^#[0-9a-f]{6}$/i.test(c) ? c : PALETTE[((index % PALETTE.length) + PALETTE.length) % PALETTE.length];
+}
+
 /** Raised for text that is not a layout; the message says what was expected. */
 export class LayoutParseError extends Error {}
 

@@ -126,3 +126,25 @@ export function artifact(name) {
   mkdirSync(ARTIFACTS, { recursive: true });
   return path.join(ARTIFACTS, name);
 }
+
+/**
+ * The frontends to test, from the environment: FRONT_END_ROOT (comma-separated static builds; unset
+ * or an empty entry = the server's own frontend) and VUE_NODES (0 | 1 | both).
+ * Returns [{label, frontEndRoot, vueModes: boolean[]}].
+ */
+export function frontendConfigs(env = process.env) {
+  const roots = (env.FRONT_END_ROOT ?? "").split(",").map((r) => r.trim());
+  const vue = (env.VUE_NODES ?? "0").trim().toLowerCase();
+  const vueModes = vue === "both" ? [false, true] : ["1", "on", "true"].includes(vue) ? [true] : [false];
+  const seen = new Set();
+  return roots
+    .filter((r) => !seen.has(r) && seen.add(r))
+    .map((root) => {
+      if (root && !existsSync(path.join(root, "index.html"))) {
+        throw new Error(`FRONT_END_ROOT entry ${root} is not a frontend build (no index.html there); expected e.g. .../comfyui_frontend_package/static`);
+      }
+      const version = /(\d+\.\d+\.\d+)/.exec(root)?.[1];
+      const label = !root ? "default" : version ? `fe-${version}` : path.basename(root);
+      return { label, frontEndRoot: root, vueModes };
+    });
+}
