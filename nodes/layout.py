@@ -59,7 +59,10 @@ class InstanceLayout:
         lay = Layout.from_json(layout or EMPTY_LAYOUT)
         lay = _resized(lay, width, height).validate()
         preview = render_layout(lay, underlay=_underlay_np(underlay))
-        return (lay, to_comfy_image(preview))
+        # The editor draws what the node really received as its underlay (any upstream IMAGE, not only a
+        # Load Image it can see); a custom UI key, so frontends do not show it as a node preview.
+        ui = {"ifa_underlay": save_preview(underlay[:1], "ifa_underlay")} if underlay is not None else {}
+        return {"ui": ui, "result": (lay, to_comfy_image(preview))}
 
 
 class LayoutFromJSON:

@@ -161,7 +161,7 @@ def test_api_format_prompt_carries_the_whole_layout(comfy):
                                       "inputs": {"layout": ["lay", 0], "opacity": 0.5, "legend": True}}}
     comfy.run(g)
     lay_cls = comfy.node_class("IFAInstanceLayout")
-    layout, _ = lay_cls().build(512, 384, json.dumps(LAYOUT))
+    layout, _ = lay_cls().build(512, 384, json.dumps(LAYOUT))["result"]
     assert layout.to_dict()["instances"][2]["future_field"] == {"kept": True}
 
 
@@ -170,3 +170,20 @@ def test_shipped_layout_workflow_runs(comfy):
     out = comfy.run(ui_to_api(wf, comfy.nodes.NODE_CLASS_MAPPINGS))
     img = [o for o in out.values() if o.get("images")]
     assert img, "the example workflow saves an image"
+
+
+def test_instance_layout_reports_its_underlay_for_the_editor(comfy):
+    """The node tells the editor what it received on `underlay` (as a temp image under a custom UI key)."""
+    g = {"img": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 1,
+                                                         "color": 0x3366CC}},
+         "lay": {**_layout_node(), "inputs": {**_layout_node()["inputs"], "underlay": ["img", 0]}},
+         "prev": {"class_type": "IFALayoutPreview", "inputs": {"layout": ["lay", 0], "opacity": 0.0,
+                                                               "legend": False, "underlay": ["img", 0]}},
+         "save": {"class_type": "SaveImage", "inputs": {"images": ["prev", 0], "filename_prefix": "t_under"}}}
+    out = comfy.run(g)
+    rec = out["lay"]["ifa_underlay"][0]
+    assert rec["type"] == "temp"
+    under = np.asarray(Image.open(comfy.folder_paths.get_temp_directory() + "/" + rec["filename"]))
+    assert under.shape == (48, 64, 3) and tuple(under[0, 0]) == (0x33, 0x66, 0xCC)
+    prev = _saved(comfy, out, "save")[0]
+    assert prev.shape == (384, 512, 3) and tuple(prev[383, 0]) == (0x33, 0x66, 0xCC)  # underlay scaled in

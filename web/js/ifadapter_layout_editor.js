@@ -108,6 +108,8 @@ function upstreamUnderlayUrl(node) {
   if (slot < 0 || node.inputs[slot].link == null) return null;
   const src = node.getInputNode?.(slot);
   if (!src) return null;
+  // What the backend itself received on `underlay` in the last run (reported as ui.ifa_underlay).
+  if (node.ifaInputUnderlay && node.ifaInputUnderlayLink === node.inputs[slot].link) return viewUrl(node.ifaInputUnderlay);
   const imageWidget = src.widgets?.find((w) => w.name === "image" && typeof w.value === "string");
   if (imageWidget?.value && src.type === "LoadImage") {
     return inputFileUrl(imageWidget.value);
@@ -275,6 +277,13 @@ app.registerExtension({
     const onExecuted = nodeType.prototype.onExecuted;
     nodeType.prototype.onExecuted = function (message) {
       const r = onExecuted?.apply(this, arguments);
+      const underlay = message?.ifa_underlay;
+      if (Array.isArray(underlay) && underlay.length) {
+        const slot = this.inputs?.findIndex((i) => i.name === "underlay") ?? -1;
+        this.ifaInputUnderlay = underlay[0];
+        this.ifaInputUnderlayLink = slot >= 0 ? this.inputs[slot].link : null;
+        this.ifaEditor?.refreshUnderlay();
+      }
       const images = message?.images;
       if (Array.isArray(images) && images.length) this.ifaSetOutput?.(images[0]);
       return r;
