@@ -2,7 +2,9 @@
 matching widths, loaded from files through the pack's own loader node."""
 from __future__ import annotations
 
+import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,3 +215,126 @@ def test_mis_batched_equals_sequential_and_differs_from_plain_sampling(comfy, id
     # batch 2 with MIS: rows stay with their own noise
     two = latent(comfy, id_graph(mis=0.5, steps=4, batch=2))
     assert two.shape[0] == 2 and np.allclose(two[:1], batched, rtol=1e-4, atol=1e-5)
+
+
+def test_unpatched_model_is_bit_identical_before_and_after_a_patched_run(comfy, id_files):
+    g = base_graph("sd15", width=W, height=H, steps=2, seed=3)
+    before = latent(comfy, g)
+    latent(comfy, id_graph(steps=2, seed=3))
+    g["sample"]["inputs"]["cfg"] = 5.0000001  # a fresh execution of the same maths
+    after = latent(comfy, g)
+    assert np.array_equal(before, after)
+
+
+def _nodes(comfy):
+    n = comfy.nodes.NODE_CLASS_MAPPINGS
+    return n, __import__("sys").modules[n["IFAApplyInstanceDiffusion"].__module__]
+
+
+def test_clones_share_weights_and_do_not_leak_and_the_position_net_runs_once(comfy, id_files):
+    import comfy.sd
+    import comfy.utils
+    import nodes as comfy_nodes
+    import torch
+    from comfy_testnodes.tiny_models import lora_state_dict, tiny_checkpoint
+
+    from core.layout import Layout
+
+    n, mod = _nodes(comfy)
+    adapter = n["IFAInstanceDiffusionLoader"]().load("tiny_id.safetensors")[0]
+    model, clip, _ = tiny_checkpoint("sd15")
+    opts_before = repr(model.model_options)
+    lay = Layout.from_json(LAYOUT)
+    patched = n["IFAApplyInstanceDiffusion"]().apply(model, adapter, clip, lay, 1.0, 0.5, "auto", True)[0]
+    assert repr(model.model_options) == opts_before  # the input MODEL is untouched
+    assert "middle_patch" not in model.model_options.get("transformer_options", {}).get("patches", {})
+    lora = lora_state_dict(model)
+    lora_model, _ = comfy.sd.load_lora_for_models(patched, clip, lora, 1.0, 1.0)
+    clones = [lora_model.clone(), lora_model.clone().clone(), patched.clone()]
+    state = mod.find_state(patched)
+    w = adapter.module.fusers[0].linear.weight
+    for c in clones:
+        st = mod.find_state(c)
+        assert st is state and st.adapter is adapter
+        assert st.adapter.module.fusers[0].linear.weight.data_ptr() == w.data_ptr()
+    # a downstream clone adding its own patch does not reach the patched model
+    extra = clones[0].clone()
+    extra.set_model_patch(lambda x, o: x, "middle_patch")
+    assert len(patched.model_options["transformer_options"]["patches"]["middle_patch"]) == 1
+    # sampling: the position net runs once per (device, dtype), never per block or step
+    pos = comfy_nodes.CLIPTextEncode().encode(clip, "a cat and a dog")[0]
+    neg = comfy_nodes.CLIPTextEncode().encode(clip, "blurry")[0]
+    runs = state.position_net_runs
+    comfy_nodes.common_ksampler(lora_model, 1, 3, 5.0, "euler", "normal", pos, neg,
+                                {"samples": torch.zeros(2, 4, H // 8, W // 8)})
+    assert state.position_net_runs - runs in (0, 2)  # null + full tokens, computed at most once
+    runs = state.position_net_runs
+    comfy_nodes.common_ksampler(lora_model, 2, 3, 5.0, "euler", "normal", pos, neg,
+                                {"samples": torch.zeros(1, 4, H // 8, W // 8)})
+    assert state.position_net_runs == runs  # cached across runs of the same inputs
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_fuser_and_scaleu_patches_in_low_precision(comfy, id_files, dtype):
+    import torch
+
+    from core.layout import Layout
+
+    n, mod = _nodes(comfy)
+    adapter = mod.load_adapter(str(id_files / "tiny_id.safetensors"))
+    from comfy_testnodes.tiny_models import tiny_checkpoint
+
+    model, clip, _ = tiny_checkpoint("sd15")
+    m = n["IFAApplyInstanceDiffusion"]().apply(model, adapter, clip, Layout.from_json(LAYOUT), 1.0, 1.0, "auto",
+                                               True)[0]
+    dt = getattr(torch, dtype)
+    fp, sp = (m.model_options["transformer_options"]["patches"][k][0] for k in ("middle_patch", "output_block_patch"))
+    fp.to(torch.device("cpu")).to(dt)  # what ComfyUI's loader does with patch objects
+    assert adapter.module.fusers[0].linear.weight.dtype == dt
+    assert adapter.module.position_net.null_positive_feature.dtype == torch.float32  # position net stays fp32
+    x = torch.randn(2, 192, 32).to(dt)
+    opts = {"transformer_index": 0, "cond_or_uncond": [1, 0], "sigmas": torch.tensor([5.0, 5.0]),
+            "sample_sigmas": torch.tensor([14.6, 5.0, 1.0, 0.0])}
+    y = fp(x, opts)
+    assert y.dtype == dt and y.shape == x.shape and torch.isfinite(y.float()).all() and not torch.equal(x, y)
+    ref = copy.deepcopy(fp.state.adapter.module.fusers[0]).float()(x.float(), fp.state.tokens(torch.device("cpu"),
+                                                                              torch.float32)[[0, 1]], 1.0)
+    assert torch.allclose(y.float(), ref, atol=0.05, rtol=0.05)
+    h, hsp = torch.randn(1, 128, 4, 4).to(dt), torch.randn(1, 128, 4, 4).to(dt)
+    h2, hsp2 = sp(h, hsp, {"block": ("output", 0)})
+    assert h2.dtype == dt and hsp2.dtype == dt
+    adapter.to_dtype(torch.float32)
+
+
+WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / "workflows").glob("instancediffusion_*.json"))
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_shipped_workflows_run_with_tiny_models(comfy, id_files, path):
+    from comfy_testnodes.tiny_models import lora_state_dict, tiny_checkpoint
+    from safetensors.torch import save_file
+    from workflow_format import ui_to_api
+
+    lora = comfy.models_dir / "loras" / "tiny_id_lora.safetensors"
+    if not lora.exists():
+        save_file(lora_state_dict(tiny_checkpoint("sd15")[0]), str(lora))
+    prompt = ui_to_api(json.loads(path.read_text()), comfy.nodes.NODE_CLASS_MAPPINGS)
+    kinds = {n["class_type"] for n in prompt.values()}
+    assert {"IFAApplyInstanceDiffusion", "IFAInstanceDiffusionLoader", "SaveImage"} <= kinds
+    for node in prompt.values():
+        ct, inp = node["class_type"], node["inputs"]
+        if ct == "CheckpointLoaderSimple":
+            node["class_type"], node["inputs"] = "IFATest_TinyCheckpointLoader", {"arch": "sd15", "seed": 0}
+        elif ct == "ControlNetLoader":
+            node["class_type"], node["inputs"] = "IFATest_TinyControlNetLoader", {"arch": "sd15", "seed": 0}
+        elif ct == "IFAInstanceDiffusionLoader":
+            inp["model_name"] = "tiny_id.safetensors"
+        elif ct == "LoraLoader":
+            inp["lora_name"] = lora.name
+        elif ct == "EmptyLatentImage":
+            inp["width"], inp["height"] = inp["width"] // 4, inp["height"] // 4
+        elif ct in ("KSampler", "IFAInstanceDiffusionSampler"):
+            inp["steps"] = 3
+    out = comfy.run(prompt)
+    saved = [img for o in out.values() for img in o.get("images", []) if img.get("type") == "output"]
+    assert saved and np.asarray(Image.open(comfy.output_path(saved[0]))).std() > 0
