@@ -234,10 +234,10 @@ def _nodes(comfy):
 def test_clones_share_weights_and_do_not_leak_and_the_position_net_runs_once(comfy, id_files):
     import comfy.sd
     import comfy.utils
-    import nodes as comfy_nodes
     import torch
     from comfy_testnodes.tiny_models import lora_state_dict, tiny_checkpoint
 
+    import nodes as comfy_nodes
     from core.layout import Layout
 
     n, mod = _nodes(comfy)
