@@ -233,8 +233,7 @@ def _nodes(comfy):
 
 
 def test_clones_share_weights_and_do_not_leak_and_the_position_net_runs_once(comfy, id_files):
-    import comfy.sd
-    import comfy.utils
+    import comfy.sd as comfy_sd  # (not `import comfy.sd`: that would rebind the `comfy` fixture name)
     import torch
     from comfy_testnodes.tiny_models import lora_state_dict, tiny_checkpoint
 
@@ -250,7 +249,7 @@ def test_clones_share_weights_and_do_not_leak_and_the_position_net_runs_once(com
     assert repr(model.model_options) == opts_before  # the input MODEL is untouched
     assert "middle_patch" not in model.model_options.get("transformer_options", {}).get("patches", {})
     lora = lora_state_dict(model)
-    lora_model, _ = comfy.sd.load_lora_for_models(patched, clip, lora, 1.0, 1.0)
+    lora_model, _ = comfy_sd.load_lora_for_models(patched, clip, lora, 1.0, 1.0)
     clones = [lora_model.clone(), lora_model.clone().clone(), patched.clone()]
     state = mod.find_state(patched)
     w = adapter.module.fusers[0].linear.weight
