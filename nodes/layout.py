@@ -184,15 +184,26 @@ class LayoutPreview:
         return {"required": {"layout": (LAYOUT,),
                              "opacity": ("FLOAT", {"default": 0.45, "min": 0.0, "max": 1.0, "step": 0.05}),
                              "legend": ("BOOLEAN", {"default": True})},
-                "optional": {"underlay": ("IMAGE",)}}
+                "optional": {"underlay": ("IMAGE",),
+                             "instancediffusion_view": (["off", "auto", "boxes", "masks", "points", "scribbles"], {
+                                 "default": "off",
+                                 "tooltip": "overlay exactly what InstanceDiffusion receives with this preset: "
+                                            "boxes, points, the 20 resampled scribble points and (every other "
+                                            "one of) the 256 mask-polygon points after normalisation"})}}
 
     RETURN_TYPES = ("IMAGE",)
     FUNCTION = "preview"
     OUTPUT_NODE = True
     CATEGORY = CATEGORY + "/layout"
 
-    def preview(self, layout, opacity, legend, underlay=None):
-        img = to_comfy_image(render_layout(layout, underlay=_underlay_np(underlay), opacity=opacity, legend=legend))
+    def preview(self, layout, opacity, legend, underlay=None, instancediffusion_view="off"):
+        overlays = None
+        if instancediffusion_view != "off" and layout.active():
+            from ..core.instancediffusion.inputs import received_overlays
+
+            overlays = received_overlays(layout, preset=instancediffusion_view)
+        img = to_comfy_image(render_layout(layout, underlay=_underlay_np(underlay), opacity=opacity, legend=legend,
+                                           overlays=overlays))
         return {"ui": {"images": save_preview(img, "ifa_layout")}, "result": (img,)}
 
 

@@ -17,11 +17,12 @@ from .loading import (
     build_model,
     convert_to_safetensors,
     expected_shapes,
+    infer_config,
     load_adapter_state_dict,
     load_instancediffusion,
     load_logtd_split,
 )
-from .model import InstanceDiffusion, from_official_key, to_official_key
+from .model import AdapterConfig, InstanceDiffusion, from_official_key, to_official_key
 from .position_net import DropFlags, FourierEmbedder, PositionNet
 from .sampler import alpha_schedule, ddim_uniform_timesteps, fuser_scale, linear_alphas_cumprod, mis_sample, plms_sample
 from .scaleu import SCALEU_CHANNELS, ScaleU, fourier_filter
@@ -44,6 +45,8 @@ __all__ = [
     "build_model",
     "convert_to_safetensors",
     "expected_shapes",
+    "infer_config",
+    "AdapterConfig",
     "load_adapter_state_dict",
     "load_instancediffusion",
     "load_logtd_split",

@@ -369,3 +369,35 @@ def from_layout(
             )
         )
     return prepare_inputs(instances, w, h, preset=preset, seed=seed)
+
+
+def received_overlays(layout: Any, preset: str = "auto", seed: int = 0) -> dict[int, list[dict]]:
+    """What the model receives, as marks for ``core.render.render_layout(overlays=...)``, in canvas pixels.
+
+    For each active instance: the normalised box, the point, the 20 resampled scribble points (a polyline) and the
+    256 mask-polygon points, exactly as :func:`from_layout` prepares them, scaled back by the canvas size.
+    Modalities that the preset replaces by the null embedding are left out (e.g. scribbles under "boxes").
+    """
+    active = layout.active()
+    inputs = from_layout(layout, torch.zeros(len(active), EMBED_DIM), preset=preset, seed=seed)
+    drop = DropFlags.from_tensor(inputs["drop"])
+    w, h = float(layout.width), float(layout.height)
+
+    def pts(flat: torch.Tensor) -> list[list[float]]:
+        xy = flat.reshape(-1, 2)
+        return [[float(x) * w, float(y) * h] for x, y in xy.tolist()]
+
+    out: dict[int, list[dict]] = {}
+    for i in range(len(active)):
+        marks = []
+        if not drop.boxes:
+            x0, y0, x1, y1 = inputs["boxes"][0, i].tolist()
+            marks.append({"kind": "box", "box": [x0 * w, y0 * h, x1 * w, y1 * h]})
+        if not drop.points:
+            marks.append({"kind": "points", "points": pts(inputs["points"][0, i])})
+        if not drop.scribbles and bool(inputs["scribbles"][0, i].any()):
+            marks.append({"kind": "polyline", "points": pts(inputs["scribbles"][0, i])})
+        if not drop.masks and bool(inputs["polygons"][0, i].any()):
+            marks.append({"kind": "points", "points": pts(inputs["polygons"][0, i])[::2]})
+        out[i] = marks
+    return out

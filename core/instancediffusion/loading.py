@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from .fuser import FUSER_BLOCKS, FUSER_PREFIXES
-from .model import InstanceDiffusion, from_official_key, is_adapter_key
+from .model import AdapterConfig, InstanceDiffusion, from_official_key, is_adapter_key
 
 PathLike = str | os.PathLike
 
@@ -267,11 +267,43 @@ class TorchArchive:
 # expected keys and strict checks
 
 
-def expected_shapes() -> dict[str, tuple[int, ...]]:
-    """Official adapter key -> shape for the released SD1.5 model (513 keys, 368,812,473 params; built on the meta device)."""
+def expected_shapes(config: AdapterConfig | None = None) -> dict[str, tuple[int, ...]]:
+    """Official adapter key -> shape. Default: the released SD1.5 model (513 keys, 368,812,473 params); built on the
+    meta device, so no memory is used."""
     with torch.device("meta"):
-        model = InstanceDiffusion()
+        model = InstanceDiffusion(config=config or AdapterConfig())
     return {k: tuple(v.shape) for k, v in model.official_state_dict().items()}
+
+
+_CNX = "position_net.convnext_tiny_backbone."
+
+
+def infer_config(shapes: Mapping[str, tuple[int, ...]]) -> AdapterConfig:
+    """Read the adapter widths back from tensor shapes (official key names).
+
+    The fuser width of transformer_index i is ``<fuser i>.linear.bias``'s length, ScaleU's from ``scaleu_b_i``, the
+    position-net MLP width from ``linears_list.0.0.weight``, the mask encoder's from its downsample convs and the
+    number of blocks per stage. A key that is absent keeps the released model's value, so a truncated file is
+    reported as *missing keys* by :func:`check_adapter_keys`, not as odd widths. The text/grounding width stays 768
+    (CLIP-L): it is not inferred.
+    """
+    d = AdapterConfig()
+
+    def dim0(key: str, default: int) -> int:
+        s = shapes.get(key)
+        return int(s[0]) if s is not None and len(s) >= 1 else default
+
+    fusers = tuple(dim0(p + "linear.bias", c) for p, c in zip(FUSER_PREFIXES, d.fuser_channels))
+    scaleu = tuple(dim0(f"scaleu_b_{i}", c) for i, c in enumerate(d.scaleu_channels))
+    mid = dim0("position_net.linears_list.0.0.weight", d.mid_dim)
+    dims = tuple(
+        dim0(f"{_CNX}downsample_layers.{i}.{0 if i == 0 else 1}.weight", c) for i, c in enumerate(d.convnext_dims)
+    )
+    depths = []
+    for i, n_default in enumerate(d.convnext_depths):
+        blocks = {k.split(".")[4] for k in shapes if k.startswith(f"{_CNX}stages.{i}.") and k.count(".") >= 5}
+        depths.append(max((int(b) + 1 for b in blocks if b.isdigit()), default=n_default))
+    return AdapterConfig(fusers, scaleu, mid, dims, tuple(depths))
 
 
 def _fmt_keys(keys: Iterable[str], limit: int = 8) -> str:
@@ -283,8 +315,14 @@ def _fmt_keys(keys: Iterable[str], limit: int = 8) -> str:
 def check_adapter_keys(
     shapes: Mapping[str, tuple[int, ...]], source: str, expected: Mapping[str, tuple[int, ...]] | None = None
 ) -> None:
-    """Raise :class:`CheckpointError` listing missing, unexpected and wrongly shaped adapter keys."""
-    expected = expected_shapes() if expected is None else expected
+    """Raise :class:`CheckpointError` listing missing, unexpected and wrongly shaped adapter keys.
+
+    ``expected`` None: the shapes implied by the widths read from ``shapes`` themselves (:func:`infer_config`);
+    every key of that layout must be present with exactly its shape, nothing else may be there."""
+    config = None
+    if expected is None:
+        config = infer_config(shapes)
+        expected = expected_shapes(config)
     missing = set(expected) - set(shapes)
     unexpected = set(shapes) - set(expected)
     wrong = [
@@ -302,8 +340,9 @@ def check_adapter_keys(
             f"{len(wrong)} shape mismatch(es): " + "; ".join(wrong[:8]) + (" ..." if len(wrong) > 8 else "")
         )
     if problems:
+        what = "SD1.5 adapter" if config is None or config.is_official else f"adapter with widths {config}"
         raise CheckpointError(
-            f"{source}: not a complete InstanceDiffusion SD1.5 adapter ({len(expected)} tensors expected): "
+            f"{source}: not a complete InstanceDiffusion {what} ({len(expected)} tensors expected): "
             + " | ".join(problems)
         )
 
@@ -335,7 +374,6 @@ def select_adapter_tensors(root: Any, source: str) -> tuple[dict[str, Any], str]
     """
     if not isinstance(root, Mapping):
         raise CheckpointError(f"{source}: top-level object is {type(root).__name__}, expected a dict")
-    expected = expected_shapes()
     if "ema" in root or "model" in root:
         tried = []
         for name in ("ema", "model"):
@@ -344,7 +382,7 @@ def select_adapter_tensors(root: Any, source: str) -> tuple[dict[str, Any], str]
                 continue
             sub = _adapter_subset(sd)
             try:
-                check_adapter_keys({k: tuple(v.shape) for k, v in sub.items()}, f"{source}[{name!r}]", expected)
+                check_adapter_keys({k: tuple(v.shape) for k, v in sub.items()}, f"{source}[{name!r}]")
                 return sub, name
             except CheckpointError as e:
                 tried.append(str(e))
@@ -360,7 +398,7 @@ def select_adapter_tensors(root: Any, source: str) -> tuple[dict[str, Any], str]
             f"{source}: no InstanceDiffusion keys (position_net.*, *.fuser.*, scaleu_*) found; top-level keys: "
             f"{_fmt_keys(str(k) for k in sd)}"
         )
-    check_adapter_keys({k: tuple(v.shape) for k, v in sub.items()}, source, expected)
+    check_adapter_keys({k: tuple(v.shape) for k, v in sub.items()}, source)
     return sub, "state_dict"
 
 
@@ -494,10 +532,12 @@ def build_model(
 ) -> InstanceDiffusion:
     """An :class:`InstanceDiffusion` in eval mode holding ``state`` (official key names, strictly checked).
 
-    Built on the meta device and filled with ``assign=True``: no random initialisation, no second copy."""
-    check_adapter_keys({k: tuple(v.shape) for k, v in state.items()}, "state dict")
+    The widths come from the tensor shapes (:func:`infer_config`). Built on the meta device and filled with
+    ``assign=True``: no random initialisation, no second copy."""
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    check_adapter_keys(shapes, "state dict")
     with torch.device("meta"):
-        model = InstanceDiffusion()
+        model = InstanceDiffusion(config=infer_config(shapes))
     sd = {}
     for k, v in state.items():
         name = from_official_key(k)
@@ -508,20 +548,103 @@ def build_model(
     return model.eval().requires_grad_(False)
 
 
+LOGTD_PARTS = ("position_net", "fusers", "scaleu")
+
+
+def logtd_part(path: PathLike) -> str | None:
+    """Which of logtd's split files ``path`` is ("position_net", "fusers", "scaleu"), by its name; else None."""
+    name = os.path.basename(os.fspath(path)).lower()
+    if name.endswith(".safetensors"):
+        return None
+    for part in LOGTD_PARTS:
+        stem = part.rstrip("s")
+        if name.startswith(stem) or name.startswith(stem.replace("_", "")):
+            return part
+    return None
+
+
+def find_logtd_set(path: PathLike) -> tuple[str, str, str]:
+    """Given any one of logtd's files, the (position_net, fusers, scaleu) paths: the same folder first, then logtd's
+    own ``instance_models/{positionnet,fuser,scaleu}_models`` sibling folders. Raises naming what is missing."""
+    p = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(p)
+    parent = os.path.dirname(folder)
+    found: dict[str, str] = {}
+    for part in LOGTD_PARTS:
+        if logtd_part(p) == part:
+            found[part] = p
+            continue
+        stem = part.rstrip("s")
+        dirs = [folder] + [os.path.join(parent, d) for d in (f"{stem.replace('_', '')}_models", f"{stem}_models")]
+        for d in dirs:
+            if not os.path.isdir(d):
+                continue
+            hits = sorted(f for f in os.listdir(d) if logtd_part(f) == part)
+            if hits:
+                found[part] = os.path.join(d, hits[0])
+                break
+    missing = [f"{part}.ckpt" for part in LOGTD_PARTS if part not in found]
+    if missing:
+        raise CheckpointError(
+            f"{p} looks like one of logtd's split InstanceDiffusion files, but {', '.join(missing)} was not found "
+            f"next to it (looked in {folder}); put position_net.ckpt, fusers.ckpt and scaleu.ckpt in one folder"
+        )
+    return found["position_net"], found["fusers"], found["scaleu"]
+
+
+def load_any(path: PathLike, dtype: torch.dtype | None = None) -> tuple[dict[str, torch.Tensor], str]:
+    """Adapter state dict from any supported file: a single file (:func:`load_adapter_state_dict`) or one of
+    logtd's three split files (the other two are found next to it). Returns (state, origin)."""
+    if logtd_part(path) is not None:
+        return load_logtd_split(*find_logtd_set(path), dtype=dtype), "logtd"
+    return load_adapter_state_dict(path, dtype)
+
+
 def load_instancediffusion(
     path: PathLike, dtype: torch.dtype | None = None, device: torch.device | str = "cpu"
 ) -> InstanceDiffusion:
-    """Load any supported single file (see module docstring) into an eval-mode :class:`InstanceDiffusion`."""
-    state, _origin = load_adapter_state_dict(path, dtype)
+    """Load any supported file (see module docstring; logtd's split set via any one of its files) into an
+    eval-mode :class:`InstanceDiffusion`."""
+    state, _origin = load_any(path, dtype)
     return build_model(state, dtype, device)
 
 
 def convert_to_safetensors(src: PathLike, dst: PathLike, dtype: torch.dtype | None = torch.float16) -> dict[str, str]:
-    """Write the adapter tensors of ``src`` (any supported single file) to a compact safetensors file under the
+    """Write the adapter tensors of ``src`` (any supported file, logtd's set via any one of its files) to a compact safetensors file under the
     official key names (``dtype`` None keeps fp32; fp16 ≈ 0.74 GB). Returns the metadata written."""
     from safetensors.torch import save_file
 
-    state, origin = load_adapter_state_dict(src, dtype)
+    state, origin = load_any(src, dtype)
     meta = {"format": "instancediffusion-sd15-adapter", "origin": origin, "source": os.path.basename(os.fspath(src))}
     save_file({k: v.contiguous() for k, v in state.items()}, os.fspath(dst), metadata=meta)
     return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python -m core.instancediffusion.loading SRC DST [--fp32]`` (see scripts/convert_instancediffusion.py)."""
+    import argparse
+    import time
+
+    ap = argparse.ArgumentParser(
+        description="Convert an InstanceDiffusion checkpoint (official instancediffusion_sd15.pth, logtd's "
+        "position_net/fusers/scaleu .ckpt set, or an adapter file) to a compact .safetensors adapter file."
+    )
+    ap.add_argument("src", help="instancediffusion_sd15.pth, position_net.ckpt (its siblings are found), ...")
+    ap.add_argument("dst", help="output .safetensors path")
+    ap.add_argument("--fp32", action="store_true", help="keep fp32 (default: fp16, about 0.74 GB)")
+    args = ap.parse_args(argv)
+    if not args.dst.endswith(".safetensors"):
+        ap.error("DST must end with .safetensors")
+    t0 = time.time()
+    try:
+        meta = convert_to_safetensors(args.src, args.dst, None if args.fp32 else torch.float16)
+    except CheckpointError as e:
+        print(f"error: {e}")
+        return 2
+    size = os.path.getsize(args.dst) / 2**20
+    print(f"wrote {args.dst} ({size:.1f} MiB, from {meta['origin']}) in {time.time() - t0:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -10,6 +10,8 @@ State-dict names map one-to-one to the official checkpoint keys (spec §5) throu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -49,6 +51,28 @@ def is_adapter_key(key: str) -> bool:
     return key.startswith("position_net.") or key.startswith("scaleu_") or ".fuser." in key
 
 
+@dataclass(frozen=True)
+class AdapterConfig:
+    """Widths of an InstanceDiffusion adapter. The defaults are the released SD1.5 model; every field is read back
+    from a checkpoint's tensor shapes by :func:`.loading.infer_config` (so a small test model with SD1.5's block
+    layout but 32/64/128 transformer widths loads through the same strict code path).
+
+    fuser_channels: visual width of each of the 16 fusers (ComfyUI transformer_index order).
+    scaleu_channels: backbone channels entering each of the 12 output blocks.
+    mid_dim: hidden width of the position net MLPs; convnext_dims / convnext_depths: the mask encoder.
+    """
+
+    fuser_channels: tuple[int, ...] = FUSER_CHANNELS
+    scaleu_channels: tuple[int, ...] = SCALEU_CHANNELS
+    mid_dim: int = 3072
+    convnext_dims: tuple[int, ...] = (96, 192, 384, 768)
+    convnext_depths: tuple[int, ...] = (3, 3, 9, 3)
+
+    @property
+    def is_official(self) -> bool:
+        return self == AdapterConfig()
+
+
 class InstanceDiffusion(nn.Module):
     """Position net + fusers + ScaleU.
 
@@ -64,8 +88,16 @@ class InstanceDiffusion(nn.Module):
         fuser_channels: tuple[int, ...] = FUSER_CHANNELS,
         scaleu_channels: tuple[int, ...] = SCALEU_CHANNELS,
         context_dim: int = 768,
+        config: AdapterConfig | None = None,
     ) -> None:
         super().__init__()
+        if config is not None:
+            fuser_channels, scaleu_channels = config.fuser_channels, config.scaleu_channels
+            if position_net is None:
+                position_net = PositionNet(
+                    mid_dim=config.mid_dim, convnext_dims=config.convnext_dims, convnext_depths=config.convnext_depths
+                )
+        self.config = config or AdapterConfig(tuple(fuser_channels), tuple(scaleu_channels))
         self.position_net = position_net if position_net is not None else PositionNet()
         self.fusers = build_fusers(fuser_channels, context_dim)
         self.scaleu = ScaleU(scaleu_channels)

@@ -74,7 +74,36 @@ class ImageStats:
         return {"ui": {"text": [txt]}, "result": (txt,)}
 
 
+class LatentToFile:
+    """Writes the LATENT's samples to ``<output>/<prefix>_<n>.npy`` (float32) so tests can compare latents exactly
+    (the tiny random VAE saturates most pixels, which hides small differences in decoded images)."""
+
+    _count = 0
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"samples": ("LATENT",), "prefix": ("STRING", {"default": "latent"})}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+    CATEGORY = "testing"
+
+    def save(self, samples, prefix):
+        import os
+
+        import folder_paths
+        import numpy as np
+
+        LatentToFile._count += 1
+        name = f"{prefix}_{os.getpid()}_{LatentToFile._count:05d}.npy"
+        np.save(os.path.join(folder_paths.get_output_directory(), name),
+                samples["samples"].detach().float().cpu().numpy())
+        return {"ui": {"latents": [name]}}
+
+
 NODE_CLASS_MAPPINGS = {
+    "IFATest_LatentToFile": LatentToFile,
     "IFATest_TinyCheckpointLoader": TinyCheckpointLoader,
     "IFATest_TinyControlNetLoader": TinyControlNetLoader,
     "IFATest_IPAdapterStyleAttn2": IPAdapterStyleAttn2,
