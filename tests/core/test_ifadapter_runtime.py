@@ -139,3 +139,18 @@ def test_official_shapes_give_the_official_config():
     with torch.device("meta"):
         sd = IFAdapter().state_dict()
     assert adapter_config(sd) == {"hidden_size": 1280, "heads": 20, "context_dim": 2048, "resampler_kwargs": {}}
+
+
+def test_convert_command_line(tiny, tmp_path, capsys):
+    from core.ifadapter.convert import main
+
+    sd = tiny.state_dict()
+    nested = {s: {k[len(s) + 1:]: v for k, v in sd.items() if k.startswith(s + ".")}
+              for s in ("text_proj_model", "adapter_modules", "pos_net")}
+    torch.save(nested, tmp_path / "a.bin")
+    assert main([str(tmp_path / "a.bin"), str(tmp_path / "a.safetensors"), "--dtype", "fp16"]) == 0
+    loaded = load_ifadapter(tmp_path / "a.safetensors")
+    assert loaded.config == tiny.config and loaded.processor(("middle", 0, 0)).alpha.dtype == torch.float16
+    torch.save({"image_proj": {"w": torch.zeros(2)}}, tmp_path / "ip.bin")
+    assert main([str(tmp_path / "ip.bin"), str(tmp_path / "ip.safetensors")]) == 1
+    assert "missing" in capsys.readouterr().err
