@@ -92,7 +92,6 @@ def main() -> None:
     import comfy.model_management as mm
     import comfy.model_patcher
     import comfy.supported_models
-
     from ifa_pack.core.ifadapter import IFAdapter
     from ifa_pack.core.ifadapter.runtime import IFAdapterRuntime, InstanceTokens
     from ifa_pack.nodes.ifadapter import IFADAPTER_KEYS, IFAdapterLayer

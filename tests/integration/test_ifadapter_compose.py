@@ -40,7 +40,7 @@ def with_lora_and_controlnet(g: dict, lora_name: str, patched: bool = True) -> d
     return g
 
 
-def test_with_lora_and_controlnet(comfy, adapters, lora):
+def test_with_lora_and_controlnet(comfy, adapters, lora):  # noqa: F811
     plain = run_latent(comfy, ifa_graph(patched=False, nonce=nonce()))
     base = run_latent(comfy, with_lora_and_controlnet(ifa_graph(patched=False, nonce=nonce()), lora, False))
     patched = run_latent(comfy, with_lora_and_controlnet(ifa_graph(end=0.3, nonce=nonce()), lora))
@@ -56,7 +56,7 @@ def _ipa(model_ref, weight=1.0):
                                                                    "keys": "ifadapter16", "seed": 0}}
 
 
-def test_ipadapter_style_patch_before_and_after(comfy, adapters):
+def test_ipadapter_style_patch_before_and_after(comfy, adapters):  # noqa: F811
     calls = sys.modules[comfy.node_class("IFATest_IPAdapterStyleAttn2").__module__.rsplit(".", 1)[0]
                         + ".attn2_protocol"].CALLS
     ifa_only = run_latent(comfy, ifa_graph(nonce=nonce()))
@@ -88,7 +88,7 @@ def test_ipadapter_style_patch_before_and_after(comfy, adapters):
     assert torch.allclose(before, after, atol=1e-5)
 
 
-def test_weights_exist_once_after_lora_and_model_patch_nodes(comfy, adapters, lora):
+def test_weights_exist_once_after_lora_and_model_patch_nodes(comfy, adapters, lora):  # noqa: F811
     g = ifa_graph(nonce=nonce())
     g["cap1"] = {"class_type": "IFATest_CaptureModel", "inputs": {"model": ["apply", 0], "tag": "applied"}}
     g["lora"] = {"class_type": "LoraLoader", "inputs": {"model": ["cap1", 0], "clip": ["ckpt", 1],

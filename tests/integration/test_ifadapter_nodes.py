@@ -141,14 +141,11 @@ def test_timestep_window_and_scale(comfy, adapters):
 
 
 def test_batch_of_two_rows_each_get_the_instances(comfy, adapters):
-    one = run_latent(comfy, ifa_graph(nonce=nonce()))
     two = run_latent(comfy, ifa_graph(batch=2, nonce=nonce()))
-    assert two.shape[0] == 2
-    # the first row of a batch uses the same noise as batch 1 in ComfyUI (prepare_noise is per batch, seeded):
-    # rows differ in noise but both are patched; check row 0 against a batch-1 run with the same noise slice
     plain2 = run_latent(comfy, ifa_graph(batch=2, patched=False, nonce=nonce()))
+    assert two.shape[0] == 2 and torch.isfinite(two).all()
+    # batch 2 x (cond, uncond) = 4 rows per UNet call: every image row is patched
     assert not torch.equal(two[0], plain2[0]) and not torch.equal(two[1], plain2[1])
-    assert one.shape[0] == 1
 
 
 def test_tokens_are_encoded_once_per_text_and_weights_are_stripped(comfy, adapters):
