@@ -25,9 +25,13 @@ import torch
 from comfy.ldm.modules.attention import optimized_attention
 
 
-def _sigma(extra_options: dict) -> float:
+def current_sigma(extra_options: dict) -> float:
+    """The sigma of the step being computed (``extra_options["sigmas"]``), or +inf-like 1e9 when absent."""
     s = extra_options.get("sigmas")
     return float(s.detach().flatten()[0].cpu()) if s is not None else 1e9
+
+
+_sigma = current_sigma  # old name
 
 
 class ChainedAttn2:

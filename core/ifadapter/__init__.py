@@ -13,11 +13,14 @@ from .adapter import (
 from .box_embedding import BoxEmbedding, fourier_embed
 from .loading import (
     IFAdapterCheckpointError,
+    adapter_config,
     base_model_refusal,
     check_state_dict,
     convert_to_safetensors,
     load_ifadapter,
+    read_metadata,
     read_state_dict,
+    save_ifadapter,
 )
 from .resampler import Resampler, block_word_masks
 from .semantic_map import CBAM, MAX_OBJ, IFAttnProcessor, InstanceGeometry, InstanceKV, rasterize_boxes
@@ -38,6 +41,7 @@ __all__ = [
     "InstanceKV",
     "ProcessorSlot",
     "Resampler",
+    "adapter_config",
     "base_model_refusal",
     "block_word_masks",
     "check_state_dict",
@@ -45,5 +49,7 @@ __all__ = [
     "fourier_embed",
     "load_ifadapter",
     "rasterize_boxes",
+    "read_metadata",
     "read_state_dict",
+    "save_ifadapter",
 ]

@@ -94,6 +94,12 @@ class IFAdapter(nn.Module):
         resampler_kwargs: Mapping | None = None,
     ) -> None:
         super().__init__()
+        self.config = {
+            "hidden_size": int(hidden_size),
+            "heads": int(heads),
+            "context_dim": int(context_dim),
+            "resampler_kwargs": dict(resampler_kwargs or {}),
+        }
         kwargs = dict(in_dim=context_dim, out_dim=context_dim, official_mask_quirk=official_mask_quirk)
         kwargs.update(resampler_kwargs or {})
         self.context_dim = context_dim
@@ -104,6 +110,14 @@ class IFAdapter(nn.Module):
             IFAttnProcessor(hidden_size, context_dim, heads) if s.index in patched else UnpatchedProcessor()
             for s in SDXL_PROCESSOR_SLOTS
         )
+
+    @property
+    def hidden_size(self) -> int:
+        return self.config["hidden_size"]
+
+    @property
+    def heads(self) -> int:
+        return self.config["heads"]
 
     @property
     def official_mask_quirk(self) -> bool:

@@ -10,6 +10,7 @@ Accepted files:
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 
@@ -19,6 +20,8 @@ from torch import Tensor
 from .adapter import PATCHED_INDICES, IFAdapter
 
 SECTIONS = ("text_proj_model", "adapter_modules", "pos_net")
+CONFIG_METADATA_KEY = "ifadapter_config"  # safetensors metadata: JSON of IFAdapter(...) kwargs
+OFFICIAL_CONFIG = {"hidden_size": 1280, "heads": 20, "context_dim": 2048, "resampler_kwargs": {}}
 SDXL_CONTEXT_DIM = 2048
 _MODEL_NAMES = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL", 4096: "a T5-conditioned model"}
 
@@ -72,6 +75,71 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     return _flatten(obj)
 
 
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The ``__metadata__`` of a ``.safetensors`` file (``{}`` for pickles or files without metadata)."""
+    path = os.fspath(path)
+    if not path.endswith(".safetensors"):
+        return {}
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def adapter_config(state_dict: Mapping[str, Tensor], metadata: Mapping[str, str] | None = None) -> dict:
+    """The ``IFAdapter(...)`` configuration a checkpoint was saved with.
+
+    Order: the ``ifadapter_config`` JSON in safetensors metadata (written by :func:`save_ifadapter` and
+    :func:`convert_to_safetensors`); otherwise the official configuration, with the per-layer width and head count
+    read from the shapes of the first patched processor (``to_k_ap.weight`` ``[hidden, context]`` and
+    ``q_norm.weight`` ``[hidden / heads]``). A file lacking those keys gets the official values, so the strict
+    check then lists exactly what is missing.
+    """
+    raw = (metadata or {}).get(CONFIG_METADATA_KEY)
+    if raw:
+        try:
+            cfg = json.loads(raw)
+        except ValueError as exc:
+            raise IFAdapterCheckpointError(f"metadata {CONFIG_METADATA_KEY!r} is not valid JSON: {exc}") from None
+        unknown = sorted(set(cfg) - set(OFFICIAL_CONFIG))
+        if unknown:
+            raise IFAdapterCheckpointError(
+                f"metadata {CONFIG_METADATA_KEY!r} has unknown fields {unknown}; expected {sorted(OFFICIAL_CONFIG)}"
+            )
+        return {**OFFICIAL_CONFIG, **cfg}
+    cfg = dict(OFFICIAL_CONFIG)
+    first = f"adapter_modules.{PATCHED_INDICES[0]}."
+    to_k, q_norm = state_dict.get(first + "to_k_ap.weight"), state_dict.get(first + "q_norm.weight")
+    if to_k is not None and q_norm is not None and to_k.dim() == 2 and q_norm.dim() == 1 and q_norm.shape[0]:
+        hidden, context = int(to_k.shape[0]), int(to_k.shape[1])
+        if hidden % int(q_norm.shape[0]) == 0:
+            cfg.update(hidden_size=hidden, heads=hidden // int(q_norm.shape[0]), context_dim=context)
+    cfg["resampler_kwargs"] = _resampler_config(state_dict)
+    return cfg
+
+
+def _resampler_config(sd: Mapping[str, Tensor]) -> dict:
+    """Resampler sizes that differ from the official ones, read from the shapes (the query count stays 4: the
+    token layout 3 x 4 + EoT is fixed). Empty for the official file or when the keys to read are missing."""
+    p = "text_proj_model."
+    latents, to_q = sd.get(p + "latents"), sd.get(p + "layers.0.0.to_q.weight")
+    q_norm, gate = sd.get(p + "layers.0.0.q_norm.weight"), sd.get(p + "layers.0.1.gate_proj.weight")
+    if any(t is None for t in (latents, to_q, q_norm, gate)) or latents.dim() != 3 or q_norm.dim() != 1:
+        return {}
+    dim, dim_head = int(latents.shape[2]), int(q_norm.shape[0])
+    found = {
+        "dim": dim,
+        "depth": len({k.split(".")[2] for k in sd if k.startswith(p + "layers.")}),
+        "dim_head": dim_head,
+        "heads": int(to_q.shape[0]) // max(dim_head, 1),
+        "ff_mult": int(gate.shape[0]) // max(dim, 1),
+    }
+    official = {"dim": 2560, "depth": 4, "dim_head": 128, "heads": 20, "ff_mult": 4}
+    if found == official or min(found.values()) < 1:
+        return {}
+    return found
+
+
 def _describe(keys: list[str], limit: int = 12) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
@@ -121,8 +189,9 @@ def load_ifadapter(
     :class:`IFAdapterCheckpointError` if any key or shape differs from the official layout.
     """
     state_dict = read_state_dict(path)
+    config = adapter_config(state_dict, read_metadata(path))
     with torch.device("meta"):
-        model = IFAdapter(official_mask_quirk=official_mask_quirk)
+        model = IFAdapter(official_mask_quirk=official_mask_quirk, **config)
     check_state_dict(model, state_dict, source=os.fspath(path))
     model.load_state_dict(state_dict, strict=True, assign=True)
     model.eval().requires_grad_(False)
@@ -137,14 +206,31 @@ def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike, dtype
     from safetensors.torch import save_file
 
     state_dict = read_state_dict(src)
+    config = adapter_config(state_dict, read_metadata(src))
     with torch.device("meta"):
-        model = IFAdapter()
+        model = IFAdapter(**config)
     check_state_dict(model, state_dict, source=os.fspath(src))
     out = {}
     for key, value in state_dict.items():
         value = value.to(dtype) if dtype is not None and value.is_floating_point() else value
         out[key] = value.contiguous()
-    save_file(out, os.fspath(dst), metadata={"format": "pt", "model": "ifadapter-sdxl"})
+    save_file(out, os.fspath(dst), metadata=_metadata(config))
+    return len(out)
+
+
+def _metadata(config: Mapping) -> dict[str, str]:
+    return {"format": "pt", "model": "ifadapter-sdxl", CONFIG_METADATA_KEY: json.dumps(dict(config), sort_keys=True)}
+
+
+def save_ifadapter(model: IFAdapter, path: str | os.PathLike) -> int:
+    """Write ``model`` as a flat ``.safetensors`` file with its configuration in the metadata; returns #tensors.
+
+    Non-official sizes (e.g. a tiny test adapter) therefore load through :func:`load_ifadapter` unchanged.
+    """
+    from safetensors.torch import save_file
+
+    out = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(out, os.fspath(path), metadata=_metadata(model.config))
     return len(out)
 
 

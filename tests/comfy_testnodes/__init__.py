@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from .attn2_protocol import apply_ipadapter_style_patch
+from .ifa_helpers import NODE_CLASS_MAPPINGS as _IFA_HELPERS
 from .tiny_models import tiny_checkpoint, tiny_controlnet
 
 
@@ -109,3 +110,4 @@ NODE_CLASS_MAPPINGS = {
     "IFATest_IPAdapterStyleAttn2": IPAdapterStyleAttn2,
     "IFATest_ImageStats": ImageStats,
 }
+NODE_CLASS_MAPPINGS.update(_IFA_HELPERS)

@@ -1,0 +1,446 @@
+"""IFAdapter nodes (SDXL): load the adapter, encode per-instance appearance tokens, preview the instance semantic
+map, and patch a model.
+
+The graph: ``IFAdapter Loader`` -> ``Encode Appearance Tokens`` (SDXL CLIP + layout) -> ``Apply IFAdapter``
+(MODEL + adapter + tokens + layout -> MODEL). The heavy work lives in ``core.ifadapter``; this module only speaks
+ComfyUI: model folders, CLIP encoding, the attn2 patch chain and ``cond_or_uncond`` routing.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from ..core.ifadapter import (
+    COMFY_KEY_TO_INDEX,
+    IFAdapter,
+    base_model_refusal,
+    convert_to_safetensors,
+    load_ifadapter,
+)
+from ..core.ifadapter.adapter import TEXT_DEPTHS
+from ..core.ifadapter.runtime import IFAdapterRuntime, InstanceTokens, eot_and_word_mask, token_grid
+from ..core.ifadapter.semantic_map import MAX_OBJ, InstanceGeometry
+from ..core.layout import Layout
+from ..core.render import hex_to_rgb
+from . import folders
+from .common import CATEGORY, LAYOUT, save_preview
+from .patches import add_attn2_contribution, current_sigma, percent_window, rows_by_cond
+
+log = logging.getLogger("comfyui-ifadapter")
+
+IFADAPTER = "IFADAPTER"
+IFA_TOKENS = "IFA_TOKENS"
+SDXL_ADM = 2816
+IFADAPTER_KEYS: tuple[tuple[str, int, int], ...] = tuple(sorted(COMFY_KEY_TO_INDEX))
+DTYPES = {"auto": None, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Loader and converter
+
+
+_LOADED: dict = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def load_adapter_cached(path: str, dtype: torch.dtype | None) -> IFAdapter:
+    """Load an adapter file once: two loader nodes on the same file (and dtype) share one module."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size, str(dtype))
+    with _LOADED_LOCK:
+        ref = _LOADED.get(key)
+        model = ref() if ref is not None else None
+        if model is None:
+            model = load_ifadapter(path, dtype=dtype)
+            import weakref
+
+            _LOADED[key] = weakref.ref(model)
+    return model
+
+
+class IFAdapterLoader:
+    DESCRIPTION = ("Loads IFAdapter weights from models/ifadapter: the official spd_adapter.bin (read safely, never "
+                   "executing pickled code) or a .safetensors conversion (preferred: memory-mapped). Every key and "
+                   "shape is checked against the official layout.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "ifadapter_name": (folders.model_list("ifadapter"),),
+            "dtype": (list(DTYPES), {"default": "auto",
+                                     "tooltip": "auto keeps the file's dtype; float16 halves the memory"}),
+        }}
+
+    RETURN_TYPES = (IFADAPTER,)
+    RETURN_NAMES = ("ifadapter",)
+    FUNCTION = "load"
+    CATEGORY = CATEGORY + "/ifadapter"
+
+    def load(self, ifadapter_name, dtype="auto"):
+        return (load_adapter_cached(folders.model_path("ifadapter", ifadapter_name), DTYPES[dtype]),)
+
+
+class IFAdapterConvert:
+    DESCRIPTION = ("Converts an IFAdapter checkpoint (e.g. spd_adapter.bin) to .safetensors in models/ifadapter "
+                   "after a strict key/shape check. Command line: python -m core.ifadapter.convert SRC DST.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "ifadapter_name": (folders.model_list("ifadapter"),),
+            "output_name": ("STRING", {"default": "", "tooltip": "empty: same name with .safetensors"}),
+            "dtype": (["keep", "float16", "bfloat16", "float32"], {"default": "keep"}),
+            "overwrite": ("BOOLEAN", {"default": False}),
+        }}
+
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("path",)
+    FUNCTION = "convert"
+    OUTPUT_NODE = True
+    CATEGORY = CATEGORY + "/ifadapter"
+
+    def convert(self, ifadapter_name, output_name="", dtype="keep", overwrite=False):
+        src = folders.model_path("ifadapter", ifadapter_name)
+        name = output_name.strip() or os.path.splitext(os.path.basename(ifadapter_name))[0]
+        if not name.endswith(".safetensors"):
+            name += ".safetensors"
+        if os.path.basename(name) != name:
+            raise ValueError(f"output_name {output_name!r} must be a file name, not a path")
+        dst = os.path.join(os.path.dirname(src), name)
+        if os.path.realpath(dst) == os.path.realpath(src):
+            raise ValueError(f"{ifadapter_name} is already a .safetensors file; choose another output_name")
+        if os.path.exists(dst) and not overwrite:
+            raise FileExistsError(f"{dst} exists; set overwrite to replace it")
+        n = convert_to_safetensors(src, dst, dtype=None if dtype == "keep" else DTYPES[dtype])
+        msg = f"wrote {n} tensors to {dst}"
+        log.info("[comfyui-ifadapter] %s", msg)
+        return {"ui": {"text": [msg]}, "result": (dst,)}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Appearance tokens
+
+
+_FEATURES: OrderedDict = OrderedDict()  # (clip fingerprint, text) -> (hidden [3, L, C], eot [C], mask [L])
+_FEATURES_MAX = 512
+_FEATURES_LOCK = threading.Lock()
+ENCODE_CALLS = {"clip": 0}  # how many CLIP encodes ran (tests check the per-text cache)
+
+
+def _check_sdxl_clip(clip) -> None:
+    cm = getattr(clip, "cond_stage_model", None)
+    if cm is None or not (hasattr(cm, "clip_l") and hasattr(cm, "clip_g")):
+        raise ValueError(
+            f"Encode Appearance Tokens needs an SDXL CLIP (CLIP-L 768 + OpenCLIP-G 1280); the connected CLIP is "
+            f"{type(cm).__name__}. Connect the CLIP output of an SDXL checkpoint loader.")
+    for name in ("clip_l", "clip_g"):
+        layers = getattr(getattr(cm, name), "num_layers", None)
+        if layers is not None and layers < -min(TEXT_DEPTHS):
+            raise ValueError(f"IFAdapter reads hidden states {TEXT_DEPTHS} but this CLIP's {name} has only {layers} "
+                             "layers")
+
+
+def _clip_fingerprint(clip) -> tuple:
+    patcher = getattr(clip, "patcher", None)
+    uuid = getattr(patcher, "patches_uuid", None)
+    patches = getattr(patcher, "patches", {}) or {}
+    sig = tuple(sorted((k, tuple((p[0], id(p[1])) for p in v)) for k, v in patches.items()))
+    return (id(clip.cond_stage_model), str(uuid), hash(sig))
+
+
+def _unweighted_chunk(chunk) -> list[tuple[int, float]]:
+    """One 77-token chunk with every weight set to 1 (prompt-weight syntax strips to the plain words)."""
+    return [(int(t[0]), 1.0) for t in chunk]
+
+
+def encode_descriptions(clip, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CLIP features of each description as IFAdapter reads them.
+
+    Returns ``hidden`` ``[n, 3, 77, 2048]`` (hidden states -2, -4, -6; CLIP-L 768 ++ CLIP-G 1280, no final
+    LayerNorm), ``eot`` ``[n, 2048]`` (hidden -2 at the EoT) and ``word_mask`` ``[n, 77]`` (positions 1..EoT-1).
+    Weight syntax such as ``(red:1.3)`` is parsed by ComfyUI's tokenizer and the weights are dropped, so the text
+    is encoded as written without the syntax. Each distinct text is encoded once (cached per CLIP and text).
+    """
+    _check_sdxl_clip(clip)
+    fp = _clip_fingerprint(clip)
+    todo: list[str] = []
+    with _FEATURES_LOCK:
+        for t in texts:
+            if (fp, t) in _FEATURES:
+                _FEATURES.move_to_end((fp, t))
+            elif t not in todo:
+                todo.append(t)
+    if todo:
+        chunks_l, chunks_g, masks, eots = [], [], [], []
+        for t in todo:
+            tok = clip.tokenize(t)
+            if "l" not in tok or "g" not in tok:
+                raise ValueError(f"the CLIP tokenizer returned {sorted(tok)}; an SDXL CLIP gives 'l' and 'g' tokens")
+            if len(tok["l"]) > 1:
+                log.warning("[comfyui-ifadapter] description %r is longer than 75 tokens; IFAdapter reads the "
+                            "first 75", t[:60])
+            cl, cg = _unweighted_chunk(tok["l"][0]), _unweighted_chunk(tok["g"][0])
+            eot, mask = eot_and_word_mask([i for i, _ in cl])
+            chunks_l.append(cl)
+            chunks_g.append(cg)
+            masks.append(mask)
+            eots.append(eot)
+        n, length = len(todo), len(chunks_l[0])
+        per_depth = []
+        cm = clip.cond_stage_model
+        saved = {name: getattr(getattr(cm, name), "layer_norm_hidden_state", None) for name in ("clip_l", "clip_g")}
+        try:
+            for name, val in saved.items():
+                if val:  # SDXL reads hidden states without the final LayerNorm
+                    getattr(cm, name).layer_norm_hidden_state = False
+            for depth in TEXT_DEPTHS:
+                c = clip.clone()
+                c.clip_layer(depth)
+                cond = c.encode_from_tokens({"l": chunks_l, "g": chunks_g})
+                ENCODE_CALLS["clip"] += 1
+                if isinstance(cond, tuple):
+                    cond = cond[0]
+                per_depth.append(cond.reshape(n, length, -1).float().cpu())
+        finally:
+            for name, val in saved.items():
+                if val:
+                    getattr(cm, name).layer_norm_hidden_state = val
+        hidden = torch.stack(per_depth, dim=1)  # [n, 3, L, C]
+        if hidden.shape[-1] != 2048:
+            raise ValueError(f"this CLIP encodes to {hidden.shape[-1]} channels; IFAdapter needs SDXL's 2048")
+        with _FEATURES_LOCK:
+            for i, t in enumerate(todo):
+                _FEATURES[(fp, t)] = (hidden[i], hidden[i, 0, eots[i]].clone(), masks[i])
+            while len(_FEATURES) > _FEATURES_MAX:
+                _FEATURES.popitem(last=False)
+    with _FEATURES_LOCK:
+        feats = [_FEATURES[(fp, t)] for t in texts]
+    return (torch.stack([f[0] for f in feats]), torch.stack([f[1] for f in feats]),
+            torch.stack([f[2] for f in feats]))
+
+
+def _layout_for_ifadapter(layout: Layout) -> Layout:
+    layout.validate(max_instances=MAX_OBJ, backend="IFAdapter")
+    if not layout.active():
+        raise ValueError("the layout has no enabled instance; IFAdapter needs at least one box with a description")
+    return layout
+
+
+class EncodeAppearanceTokens:
+    DESCRIPTION = ("Per-instance appearance tokens for IFAdapter: each description is encoded by both SDXL text "
+                   "encoders (hidden states -2, -4, -6 and the EoT feature), resampled to 12 tokens and tagged with "
+                   "its box. Also builds the unconditional tokens (boxes kept, descriptions zeroed). Runs once per "
+                   "prompt, not per sampling step.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"clip": ("CLIP",), "ifadapter": (IFADAPTER,), "layout": (LAYOUT,)}}
+
+    RETURN_TYPES = (IFA_TOKENS,)
+    RETURN_NAMES = ("tokens",)
+    FUNCTION = "encode"
+    CATEGORY = CATEGORY + "/ifadapter"
+
+    def encode(self, clip, ifadapter, layout):
+        layout = _layout_for_ifadapter(layout)
+        texts = [inst.description.strip() for inst in layout.active()]
+        boxes = layout.boxes_normalized()
+        hidden, eot, mask = encode_descriptions(clip, texts)
+        ref = ifadapter.text_proj_model.proj_in.weight
+        with torch.no_grad():
+            cond = ifadapter.encode_instances(hidden.to(ref.device, ref.dtype), mask.to(ref.device),
+                                              eot.to(ref.device, ref.dtype), boxes.to(ref.device))
+            uncond = ifadapter.encode_uncond(boxes.to(ref.device), seq_len=hidden.shape[2])
+        return (InstanceTokens(cond.cpu(), uncond.cpu(), boxes, tuple(texts)),)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Instance semantic map preview
+
+LEVELS = {"latent/4 (IFAdapter layers)": 2, "latent/2": 1, "latent": 0}
+
+
+def layer_grid(latent_h: int, latent_w: int, downsamples: int) -> tuple[int, int]:
+    """Token grid after ``downsamples`` SDXL down levels (each ``ceil(prev / 2)``)."""
+    h, w = latent_h, latent_w
+    for _ in range(downsamples):
+        h, w = -(-h // 2), -(-w // 2)
+    return h, w
+
+
+class BuildInstanceSemanticMap:
+    DESCRIPTION = ("The per-instance masks IFAdapter uses inside the model: each box rasterised on a layer's token "
+                   "grid with the official cell rule (default latent/4, the grid of all 16 IFAdapter layers), the "
+                   "foreground (1 - M_bg), and a preview at canvas size.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"layout": (LAYOUT,), "level": (list(LEVELS), {"default": next(iter(LEVELS))})},
+                "optional": {"latent": ("LATENT", {"tooltip": "its size wins over the layout canvas / 8"})}}
+
+    RETURN_TYPES = ("MASK", "IMAGE", "MASK")
+    RETURN_NAMES = ("instance_masks", "preview", "foreground")
+    FUNCTION = "build"
+    CATEGORY = CATEGORY + "/ifadapter"
+
+    def build(self, layout, level, latent=None):
+        layout = _layout_for_ifadapter(layout)
+        if latent is not None:
+            lh, lw = latent["samples"].shape[-2:]
+        else:
+            lh, lw = max(1, layout.height // 8), max(1, layout.width // 8)
+        h, w = layer_grid(int(lh), int(lw), LEVELS[level])
+        geo = InstanceGeometry.from_boxes(layout.boxes_normalized()[None], h, w)
+        masks = geo.cells[0].float()  # [n, h, w]
+        fg = geo.foreground.float()  # [1, h, w]
+        preview = self._preview(layout, masks)
+        return {"ui": {"images": save_preview(preview, "ifa_ism")}, "result": (masks, preview, fg)}
+
+    @staticmethod
+    def _preview(layout: Layout, masks: torch.Tensor) -> torch.Tensor:
+        n, h, w = masks.shape
+        img = np.full((h, w, 3), 0.12, dtype=np.float32)
+        for i, inst in enumerate(layout.active()):  # later instances on top; overlaps blend
+            col = np.array(hex_to_rgb(inst.color or "#ff0000"), dtype=np.float32) / 255.0
+            m = masks[i].numpy().astype(bool)
+            img[m] = 0.35 * img[m] + 0.65 * col
+        big = torch.from_numpy(img).permute(2, 0, 1)[None]
+        big = torch.nn.functional.interpolate(big, size=(layout.height, layout.width), mode="nearest")[0]
+        big = big.permute(1, 2, 0).contiguous()
+        ys = (torch.arange(layout.height) * h // layout.height)
+        xs = (torch.arange(layout.width) * w // layout.width)
+        edge_y = torch.cat([torch.tensor([False]), ys[1:] != ys[:-1]])
+        edge_x = torch.cat([torch.tensor([False]), xs[1:] != xs[:-1]])
+        if layout.height // h >= 6 and layout.width // w >= 6:  # cell borders when cells are large enough to see
+            big[edge_y] *= 0.6
+            big[:, edge_x] *= 0.6
+        return big[None]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Model patch
+
+
+def sdxl_refusal(model, adapter: IFAdapter | None = None) -> str | None:
+    """None if ``model`` (a ModelPatcher) is an SDXL base UNet this adapter fits, else why not."""
+    cfg = getattr(getattr(model.model, "model_config", None), "unet_config", None) or {}
+    ctx = cfg.get("context_dim")
+    msg = base_model_refusal(ctx)
+    if msg:
+        return msg
+    adm = cfg.get("adm_in_channels")
+    if adm != SDXL_ADM:
+        return (f"IFAdapter needs an SDXL base model (adm_in_channels {SDXL_ADM}); the connected model has "
+                f"{adm} (the SDXL refiner has 2560). Use the base SDXL or an SDXL fine-tune.")
+    depth_mid = cfg.get("transformer_depth_middle") or 0
+    depth_out = list(cfg.get("transformer_depth_output") or [])
+    # ComfyUI builds output blocks from the end of transformer_depth_output: output blocks 0-2 are its last 3
+    if depth_mid < 4 or len(depth_out) < 3 or min(depth_out[-3:]) < 4:
+        return ("IFAdapter patches cross-attention blocks 0-3 of the SDXL middle block and of output blocks 0-2; "
+                f"this model's depths are middle {depth_mid}, output blocks 0-2 {depth_out[-3:][::-1]}")
+    if adapter is not None:
+        width = cfg.get("model_channels", 0) * list(cfg.get("channel_mult") or [0])[-1]
+        head_ch = cfg.get("num_head_channels", -1)
+        heads = width // head_ch if head_ch and head_ch > 0 else cfg.get("num_heads")
+        if (width, heads) != (adapter.hidden_size, adapter.heads):
+            return (f"this IFAdapter was built for {adapter.hidden_size}-wide layers with {adapter.heads} heads, but "
+                    f"the model's IFAdapter layers are {width} wide with {heads} heads")
+    return None
+
+
+class IFAdapterLayer:
+    """The contribution on one attn2 key: ``(q, out, extra_options) -> delta`` or None outside the window.
+
+    Shares one :class:`IFAdapterRuntime` with the other 15 layers; deep copies return the object itself so that
+    ``ModelPatcher.clone()`` never duplicates the adapter weights or the token caches.
+    """
+
+    def __init__(self, runtime: IFAdapterRuntime, key: tuple, sigma_start: float, sigma_end: float,
+                 aspect: float | None = None):
+        self.runtime, self.key = runtime, tuple(key)
+        self.sigma_start, self.sigma_end = sigma_start, sigma_end
+        self.aspect = aspect
+        self.calls = 0
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __call__(self, q: torch.Tensor, out: torch.Tensor, extra_options: dict):
+        if self.runtime.scale == 0.0:
+            return None
+        sigma = current_sigma(extra_options)
+        if not (self.sigma_start >= sigma >= self.sigma_end):
+            return None
+        shape = extra_options.get("original_shape")
+        act = extra_options.get("activations_shape")
+        grid = token_grid(q.shape[1], list(shape)[2:4] if shape is not None and len(shape) >= 4 else None,
+                          list(act)[2:4] if act is not None and len(act) >= 4 else None, self.aspect)
+        positive, _ = rows_by_cond(extra_options, q.shape[0])
+        self.calls += 1
+        return self.runtime.layer_delta(self.key, q, positive, grid)
+
+
+class ApplyIFAdapter:
+    DESCRIPTION = ("Patches an SDXL model with IFAdapter: in 16 cross-attention layers (middle block and output "
+                   "blocks 0-2, transformer blocks 0-3) each instance's tokens build a semantic map inside its box, "
+                   "fused by the gated, size-aware rule and added before the layer's output projection. Positive "
+                   "rows get the description tokens, negative rows the box-only tokens. end_percent is the official "
+                   "control_ratio: 1.0 with base SDXL, 0.3 recommended with LoRAs / community checkpoints. Chains "
+                   "with IPAdapter and other attn2 patches applied before or after it.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL",), "ifadapter": (IFADAPTER,), "tokens": (IFA_TOKENS,), "layout": (LAYOUT,),
+            "scale": ("FLOAT", {"default": 1.0, "min": -2.0, "max": 5.0, "step": 0.05,
+                                "tooltip": "gamma: multiplies the adapter's residual (official default 1)"}),
+            "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01}),
+            "end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                      "tooltip": "official control_ratio: 1.0 for base SDXL, 0.3 with LoRAs"}),
+        }}
+
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "apply"
+    CATEGORY = CATEGORY + "/ifadapter"
+
+    def apply(self, model, ifadapter, tokens, layout, scale=1.0, start_percent=0.0, end_percent=1.0):
+        refusal = sdxl_refusal(model, ifadapter)
+        if refusal:
+            raise ValueError(refusal)
+        layout = _layout_for_ifadapter(layout)
+        boxes = layout.boxes_normalized()
+        if boxes.shape != tokens.boxes.shape or not torch.allclose(boxes, tokens.boxes.float(), atol=1e-6):
+            raise ValueError(
+                f"the appearance tokens were encoded for a different layout ({len(tokens)} instances) than the one "
+                f"connected here ({boxes.shape[0]} instances, or moved boxes); connect the same layout to Encode "
+                "Appearance Tokens and Apply IFAdapter")
+        if end_percent < start_percent:
+            raise ValueError(f"end_percent {end_percent} is before start_percent {start_percent}")
+        runtime = IFAdapterRuntime(ifadapter, tokens, scale)
+        sigma_start, sigma_end = percent_window(model, start_percent, end_percent)
+        m = model.clone()
+        aspect = layout.width / layout.height
+        for key in IFADAPTER_KEYS:
+            add_attn2_contribution(m, key, IFAdapterLayer(runtime, key, sigma_start, sigma_end, aspect))
+        return (m,)
+
+
+NODE_CLASS_MAPPINGS = {
+    "IFAAdapterLoader": IFAdapterLoader,
+    "IFAAdapterConvert": IFAdapterConvert,
+    "IFAEncodeAppearanceTokens": EncodeAppearanceTokens,
+    "IFABuildSemanticMap": BuildInstanceSemanticMap,
+    "IFAApplyIFAdapter": ApplyIFAdapter,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "IFAAdapterLoader": "IFAdapter Loader",
+    "IFAAdapterConvert": "IFAdapter Convert to safetensors",
+    "IFAEncodeAppearanceTokens": "Encode Appearance Tokens (IFAdapter)",
+    "IFABuildSemanticMap": "Build Instance Semantic Map (IFAdapter)",
+    "IFAApplyIFAdapter": "Apply IFAdapter",
+}
