@@ -54,7 +54,9 @@ def test_failed_capability_is_reported_and_the_rest_loads():
     assert "IFAInstanceLayout" in blocked["nodes"]
     lost = set(full["nodes"]) - set(blocked["nodes"])
     assert blocked["core_nodes"] > 100  # ComfyUI's own nodes are all there
-    if lost:  # the IFAdapter nodes, when that capability exists in this build
-        assert all("Layout" not in n for n in lost)
-        assert any("ifadapter nodes are disabled" in m and "pip install -r requirements.txt" in m
-                   for m in blocked["log"]), blocked["log"]
+    assert lost and all(n.startswith("IFA") and "Layout" not in n for n in lost), lost  # only the IFAdapter nodes
+    assert lost == {"IFAAdapterLoader", "IFAAdapterConvert", "IFAEncodeAppearanceTokens", "IFABuildSemanticMap",
+                    "IFAApplyIFAdapter"}
+    assert "IFAApplyInstanceDiffusion" in blocked["nodes"]  # the other back-end is untouched
+    assert any("ifadapter nodes are disabled" in m and "pip install -r requirements.txt" in m
+               for m in blocked["log"]), blocked["log"]
