@@ -232,7 +232,7 @@ def test_semantic_map_node_masks_and_preview(comfy, adapters):
     assert prev.shape == (H, W, 3)
     # the same masks as the model uses: compare with the runtime's geometry
     mod = _mod(comfy, "IFABuildSemanticMap")
-    lay = comfy.node_class("IFAInstanceLayout")().build(W, H, json.dumps(LAYOUT))[0]
+    lay = comfy.node_class("IFAInstanceLayout")().build(W, H, json.dumps(LAYOUT))["result"][0]
     geo = mod.InstanceGeometry.from_boxes(lay.boxes_normalized()[None], 6, 8)
     assert np.array_equal(np.stack(masks), geo.cells[0].numpy())
     # non-square odd latent: 200x136 px -> latent 17x25 -> 9x13 -> 5x7
