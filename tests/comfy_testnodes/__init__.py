@@ -58,56 +58,9 @@ class IPAdapterStyleAttn2:
         return (apply_ipadapter_style_patch(model, weight, keys, seed),)
 
 
-class ImageStats:
-    """Prints nothing; returns the image's mean and std as a string output (lets tests read pixels)."""
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"image": ("IMAGE",)}}
-
-    RETURN_TYPES = ("STRING",)
-    FUNCTION = "stats"
-    OUTPUT_NODE = True
-    CATEGORY = "testing"
-
-    def stats(self, image: torch.Tensor):
-        txt = f"{float(image.mean()):.6f} {float(image.std()):.6f} {tuple(image.shape)}"
-        return {"ui": {"text": [txt]}, "result": (txt,)}
-
-
-class LatentToFile:
-    """Writes the LATENT's samples to ``<output>/<prefix>_<n>.npy`` (float32) so tests can compare latents exactly
-    (the tiny random VAE saturates most pixels, which hides small differences in decoded images)."""
-
-    _count = 0
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"samples": ("LATENT",), "prefix": ("STRING", {"default": "latent"})}}
-
-    RETURN_TYPES = ()
-    FUNCTION = "save"
-    OUTPUT_NODE = True
-    CATEGORY = "testing"
-
-    def save(self, samples, prefix):
-        import os
-
-        import folder_paths
-        import numpy as np
-
-        LatentToFile._count += 1
-        name = f"{prefix}_{os.getpid()}_{LatentToFile._count:05d}.npy"
-        np.save(os.path.join(folder_paths.get_output_directory(), name),
-                samples["samples"].detach().float().cpu().numpy())
-        return {"ui": {"latents": [name]}}
-
-
 NODE_CLASS_MAPPINGS = {
-    "IFATest_LatentToFile": LatentToFile,
     "IFATest_TinyCheckpointLoader": TinyCheckpointLoader,
     "IFATest_TinyControlNetLoader": TinyControlNetLoader,
     "IFATest_IPAdapterStyleAttn2": IPAdapterStyleAttn2,
-    "IFATest_ImageStats": ImageStats,
 }
 NODE_CLASS_MAPPINGS.update(_IFA_HELPERS)

@@ -11,6 +11,7 @@ import pytest
 from comfy_env import GraphError
 from graphs import base_graph
 from PIL import Image
+from safetensors.torch import load_file
 
 pytestmark = pytest.mark.integration
 
@@ -60,14 +61,19 @@ def id_graph(layout=LAYOUT, file="tiny_id.safetensors", strength=1.0, alpha=1.0,
 
 
 def with_latent_out(g: dict) -> dict:
-    g["lat"] = {"class_type": "IFATest_LatentToFile", "inputs": {"samples": ["sample", 0], "prefix": "id"}}
+    g["lat"] = {"class_type": "IFATest_SaveLatentTensor", "inputs": {"samples": ["sample", 0], "prefix": "id"}}
     return g
+
+
+def load_latent(out: dict) -> np.ndarray:
+    """The latent a graph saved with IFATest_SaveLatentTensor (exact float32)."""
+    return load_file(out["lat"]["text"][0])["samples"].numpy()
 
 
 def latent(comfy, g: dict) -> np.ndarray:
     """Run the graph and return the sampled latent [B, 4, h, w]."""
     out = comfy.run(with_latent_out(g))
-    return np.load(comfy.output_dir / out["lat"]["latents"][0])
+    return load_latent(out)
 
 
 def image(comfy, out, node="save") -> np.ndarray:
@@ -81,7 +87,7 @@ def rel(a: np.ndarray, b: np.ndarray) -> float:
 def test_boxes_change_the_output_and_are_deterministic(comfy, id_files):
     plain = latent(comfy, base_graph("sd15", width=W, height=H, steps=3, seed=1))
     out = comfy.run(with_latent_out(id_graph()))
-    a = np.load(comfy.output_dir / out["lat"]["latents"][0])
+    a = load_latent(out)
     assert image(comfy, out).shape == (1, H, W, 3)
     b = latent(comfy, id_graph(cfg=5.0000001))  # a new prompt (no executor cache), the same maths
     assert a.shape == plain.shape == (1, 4, H // 8, W // 8)
