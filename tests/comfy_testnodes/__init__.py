@@ -4,8 +4,6 @@ Loaded next to the pack by the test harness (``tests/comfy_env.py``); never ship
 """
 from __future__ import annotations
 
-import torch
-
 from .attn2_protocol import apply_ipadapter_style_patch
 from .ifa_helpers import NODE_CLASS_MAPPINGS as _IFA_HELPERS
 from .tiny_models import tiny_checkpoint, tiny_controlnet
