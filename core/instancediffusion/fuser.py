@@ -43,6 +43,21 @@ class SelfAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v)
         return self.to_out(out.transpose(1, 2).reshape(b, t, -1))
 
+    def forward_queries(self, x: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
+        """The rows of ``forward(cat[x, extra])[:, :N]`` only: x [B, N, C], extra [B, M, C] -> [B, N, C].
+
+        Attention rows are independent, so the M extra tokens are needed as keys and values but not as queries.
+        Skipping their query rows (and their output projection) is exact and saves most of the work in the
+        low-resolution blocks, where M = 184 grounding tokens outnumber the N visual ones (8x8 = 64 in the middle).
+        """
+        b, n, _ = x.shape
+        h = self.heads
+        q = self.to_q(x).view(b, n, h, -1).transpose(1, 2)
+        kv_in = torch.cat([x, extra], dim=1)
+        k, v = (p(kv_in).view(b, kv_in.shape[1], h, -1).transpose(1, 2) for p in (self.to_k, self.to_v))
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
+
 
 class GEGLU(nn.Module):
     """Linear C -> 2·inner, split into (value, gate), value · gelu(gate) (key ``proj``)."""
@@ -98,12 +113,12 @@ class GatedSelfAttentionDense(nn.Module):
         if scale == 0.0:
             return x  # both gates are multiplied by 0; skip the compute
         dtype = self.linear.weight.dtype
-        n_visual = x.shape[1]
         h = x.to(dtype)
         o = self.linear(objs.to(device=h.device, dtype=dtype))
         if o.shape[0] != h.shape[0]:
             o = o.expand(h.shape[0], -1, -1)
-        a = self.attn(self.norm1(torch.cat([h, o], dim=1)))[:, :n_visual]
+        # LayerNorm is per token, so norm1(cat[h, o]) == cat[norm1(h), norm1(o)]; only the visual rows are kept.
+        a = self.attn.forward_queries(self.norm1(h), self.norm1(o))
         h = h + scale * torch.tanh(self.alpha_attn) * a
         h = h + scale * torch.tanh(self.alpha_dense) * self.ff(self.norm2(h))
         return h.to(x.dtype)

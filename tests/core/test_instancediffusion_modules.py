@@ -285,3 +285,24 @@ def test_scaleu_block_scales():
         su(h, hsp, 1)
     with pytest.raises(ValueError, match="outside 0..1"):
         su(h, hsp, 2)
+
+
+def test_fuser_query_rows_only_equals_full_self_attention():
+    """The fuser attends with visual queries only; it must equal the official full self-attention's visual rows."""
+    import torch
+
+    from core.instancediffusion.fuser import GatedSelfAttentionDense
+
+    torch.manual_seed(0)
+    f = GatedSelfAttentionDense(64, context_dim=768, n_heads=8).eval()
+    with torch.no_grad():
+        f.alpha_attn.fill_(0.7)
+        f.alpha_dense.fill_(-0.4)
+        x = torch.randn(2, 49, 64)
+        objs = torch.randn(2, 184, 768)
+        o = f.linear(objs)
+        full = f.attn(f.norm1(torch.cat([x, o], dim=1)))[:, :49]  # official: queries for every token
+        ref = x + torch.tanh(f.alpha_attn) * full
+        ref = ref + torch.tanh(f.alpha_dense) * f.ff(f.norm2(ref))
+        out = f(x, objs)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
