@@ -131,6 +131,22 @@ function upstreamUnderlayUrl(node) {
   return null;
 }
 
+/**
+ * Tell the frontend's change tracker that the graph changed. Edits made inside the editor (typing a description,
+ * keyboard nudges) raise none of the canvas events the modern frontend watches, so without this the workflow it
+ * persists for a page reload (and its undo history) would miss them.
+ */
+function noteGraphChanged() {
+  const tracker = app.extensionManager?.workflow?.activeWorkflow?.changeTracker
+    ?? app.workflowManager?.activeWorkflow?.changeTracker;
+  try {
+    if (typeof tracker?.captureCanvasState === "function") tracker.captureCanvasState();
+    else tracker?.checkState?.();
+  } catch (e) {
+    console.warn("[comfyui-ifadapter] could not notify the change tracker", e);
+  }
+}
+
 function attachEditor(node) {
   const layoutWidget = node.widgets?.find((w) => w.name === "layout");
   if (!layoutWidget) return;
@@ -152,6 +168,7 @@ function attachEditor(node) {
       layoutWidget.value = text;
       node.setDirtyCanvas?.(true, true);
       app.graph?.change?.();
+      noteGraphChanged();
     },
     onSettings(settings) {
       node.properties = node.properties || {};

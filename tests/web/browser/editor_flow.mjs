@@ -120,10 +120,12 @@ export async function editorFlow(t) {
   await t.test("reloading the page keeps the layout", async () => {
     // Both frontends persist the open workflow in web storage (on a timer or on change): wait for it.
     // Wait for the exact final text (JSON-escaped inside the stored workflow), not an earlier state.
+    // Newer frontends may persist elsewhere (e.g. IndexedDB): then give the save a moment and let the reload
+    // assertions below decide.
     await page.waitForFunction((escaped) => {
       const all = [localStorage, sessionStorage].flatMap((st) => Object.keys(st).map((k) => st.getItem(k))).join("");
       return all.includes(escaped);
-    }, JSON.stringify(saved).slice(1, -1), { timeout: 20000 });
+    }, JSON.stringify(saved).slice(1, -1), { timeout: 8000 }).catch(() => page.waitForTimeout(2000));
     await openApp({ reload: true });
     await page.waitForFunction(() => document.querySelectorAll(".ifa-editor .ifa-layer").length === 4, null, { timeout: 30000 });
     assert.equal(await layoutValue(), saved);
