@@ -50,7 +50,7 @@ def _missing(env: comfy_env.InProcessComfy, needs: list[tuple[str, str]]) -> lis
         except KeyError:
             files = []
         if not any(pattern.lower() in f.lower() for f in files):
-            missing.append(f"models/{folder}/*{pattern}*")
+            missing.append(f"models/{folder}/" + (f"*{pattern}*" if pattern else "(any weights file)"))
     return missing
 
 
