@@ -727,6 +727,21 @@ def _clip_pt(p: tuple[float, float], W: int, H: int) -> tuple[float, float]:
     return (min(max(p[0], 0), W), min(max(p[1], 0), H))
 
 
+def _import_header(d: dict, fmt: str, list_key: str, width: Any, height: Any) -> tuple[int, int, str, list]:
+    """Canvas, caption and instance list shared by the importers (``d`` is a dict), each checked by name."""
+    W = _canvas_side(width, f"{fmt} 'width'")
+    H = _canvas_side(height, f"{fmt} 'height'")
+    if not (1 <= W <= MAX_CANVAS and 1 <= H <= MAX_CANVAS):
+        raise LayoutError(f"{fmt} canvas {W}x{H} must have both sides in 1..{MAX_CANVAS}")
+    prompt = d.get("caption", "")
+    if not isinstance(prompt, str):
+        raise LayoutError(f"{fmt} 'caption' must be a string, got {type(prompt).__name__}")
+    items = d.get(list_key)
+    if not isinstance(items, (list, tuple)):
+        raise LayoutError(f"{fmt} '{list_key}' must be a list, got {type(items).__name__}")
+    return W, H, prompt, items
+
+
 def from_instancediffusion_json(d: dict) -> Layout:
     """Import an InstanceDiffusion demo JSON.
 
@@ -737,16 +752,7 @@ def from_instancediffusion_json(d: dict) -> Layout:
     """
     if not isinstance(d, dict):
         raise LayoutError(f"InstanceDiffusion layout must be an object, got {type(d).__name__}")
-    W = _canvas_side(d.get("width"), "InstanceDiffusion 'width'")
-    H = _canvas_side(d.get("height"), "InstanceDiffusion 'height'")
-    if not (1 <= W <= MAX_CANVAS and 1 <= H <= MAX_CANVAS):
-        raise LayoutError(f"InstanceDiffusion canvas {W}x{H} must have both sides in 1..{MAX_CANVAS}")
-    prompt = d.get("caption", "")
-    if not isinstance(prompt, str):
-        raise LayoutError(f"InstanceDiffusion 'caption' must be a string, got {type(prompt).__name__}")
-    annos = d.get("annos")
-    if not isinstance(annos, (list, tuple)):
-        raise LayoutError(f"InstanceDiffusion 'annos' must be a list, got {type(annos).__name__}")
+    W, H, prompt, annos = _import_header(d, "InstanceDiffusion", "annos", d.get("width"), d.get("height"))
     known = ("caption", "category_name", "bbox", "mask", "point", "scribble")
     instances = []
     for i, a in enumerate(annos):
@@ -814,16 +820,7 @@ def from_ifadapter_json(d: dict, width: int = 768, height: int = 768) -> Layout:
     """
     if not isinstance(d, dict):
         raise LayoutError(f"IFAdapter layout must be an object, got {type(d).__name__}")
-    W = _canvas_side(d.get("width", width), "IFAdapter 'width'")
-    H = _canvas_side(d.get("height", height), "IFAdapter 'height'")
-    if not (1 <= W <= MAX_CANVAS and 1 <= H <= MAX_CANVAS):
-        raise LayoutError(f"IFAdapter canvas {W}x{H} must have both sides in 1..{MAX_CANVAS}")
-    prompt = d.get("caption", "")
-    if not isinstance(prompt, str):
-        raise LayoutError(f"IFAdapter 'caption' must be a string, got {type(prompt).__name__}")
-    anns = d.get("annotations")
-    if not isinstance(anns, (list, tuple)):
-        raise LayoutError(f"IFAdapter 'annotations' must be a list, got {type(anns).__name__}")
+    W, H, prompt, anns = _import_header(d, "IFAdapter", "annotations", d.get("width", width), d.get("height", height))
     instances = []
     for i, a in enumerate(anns):
         if not isinstance(a, dict):
