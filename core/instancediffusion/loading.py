@@ -463,6 +463,33 @@ def load_adapter_state_dict(path: PathLike, dtype: torch.dtype | None = None) ->
             arc.close()
 
 
+def _logtd_position_net(root: Mapping, path: PathLike) -> dict:
+    """position_net.ckpt: the UniFusion state dict, keys without the ``position_net.`` prefix."""
+    return {(k if k.startswith("position_net.") else "position_net." + k): v for k, v in root.items() if _is_tensor(v)}
+
+
+def _logtd_fusers(root: Mapping, path: PathLike) -> dict:
+    """fusers.ckpt: ``{group: {idx: {"state": sd}}}`` -> official fuser keys (missing blocks: strict check)."""
+    part = {}
+    for block, prefix in zip(FUSER_BLOCKS, FUSER_PREFIXES):
+        group, _, idx = block.partition(".")
+        idx = idx or "1"  # middle_block is stored as "1"
+        entry = root.get(group, {}).get(idx) if isinstance(root.get(group), Mapping) else None
+        if entry is None:
+            continue  # reported as missing keys by the strict check
+        state = entry.get("state") if isinstance(entry, Mapping) else None
+        if not isinstance(state, Mapping):
+            raise CheckpointError(f"{path}: {group}[{idx!r}] has no 'state' dict")
+        part.update({prefix + k: v for k, v in state.items() if _is_tensor(v)})
+    return part
+
+
+def _logtd_scaleu(root: Mapping, path: PathLike) -> dict:
+    """scaleu.ckpt: ``{i: {"scaleu_b": (C,), "scaleu_s": (1,)}}`` -> ``scaleu_b_i`` / ``scaleu_s_i``."""
+    return {f"{name}_{int(i)}": entry[name] for i, entry in root.items() if isinstance(entry, Mapping)
+            for name in ("scaleu_b", "scaleu_s") if name in entry and _is_tensor(entry[name])}
+
+
 def load_logtd_split(
     position_net_path: PathLike, fusers_path: PathLike, scaleu_path: PathLike, dtype: torch.dtype | None = None
 ) -> dict[str, torch.Tensor]:
@@ -473,54 +500,19 @@ def load_logtd_split(
     ``{"0": {"scaleu_b": (C,), "scaleu_s": (1,)}, ..., "11": ...}``. Strict: every key must be present.
     """
     out: dict[str, Any] = {}
-    archives = []
-    try:
-        root, arc = _open_any(position_net_path)
-        archives.append(arc)
-        if not isinstance(root, Mapping):
-            raise CheckpointError(f"{position_net_path}: expected a state dict, got {type(root).__name__}")
-        part = {}
-        for k, v in root.items():
-            if _is_tensor(v):
-                k = k if k.startswith("position_net.") else "position_net." + k
-                part[k] = v
-        out.update(_materialise(part, arc, dtype))
-
-        root, arc = _open_any(fusers_path)
-        archives.append(arc)
-        if not isinstance(root, Mapping):
-            raise CheckpointError(f"{fusers_path}: expected a dict of blocks, got {type(root).__name__}")
-        part = {}
-        for block in FUSER_BLOCKS:
-            group, _, idx = block.partition(".")
-            idx = idx or "1"  # middle_block is stored as "1"
-            entry = root.get(group, {}).get(idx) if isinstance(root.get(group), Mapping) else None
-            if entry is None:
-                continue  # reported as missing keys by the strict check
-            state = entry.get("state") if isinstance(entry, Mapping) else None
-            if not isinstance(state, Mapping):
-                raise CheckpointError(f"{fusers_path}: {group}[{idx!r}] has no 'state' dict")
-            prefix = FUSER_PREFIXES[FUSER_BLOCKS.index(block)]
-            for k, v in state.items():
-                if _is_tensor(v):
-                    part[prefix + k] = v
-        out.update(_materialise(part, arc, dtype))
-
-        root, arc = _open_any(scaleu_path)
-        archives.append(arc)
-        if not isinstance(root, Mapping):
-            raise CheckpointError(f"{scaleu_path}: expected a dict of 12 blocks, got {type(root).__name__}")
-        part = {}
-        for i, entry in root.items():
-            if isinstance(entry, Mapping):
-                for name in ("scaleu_b", "scaleu_s"):
-                    if name in entry and _is_tensor(entry[name]):
-                        part[f"{name}_{int(i)}"] = entry[name]
-        out.update(_materialise(part, arc, dtype))
-    finally:
-        for a in archives:
-            if a is not None:
-                a.close()
+    for path, what, extract in (
+        (position_net_path, "a state dict", _logtd_position_net),
+        (fusers_path, "a dict of blocks", _logtd_fusers),
+        (scaleu_path, "a dict of 12 blocks", _logtd_scaleu),
+    ):
+        root, arc = _open_any(path)
+        try:
+            if not isinstance(root, Mapping):
+                raise CheckpointError(f"{path}: expected {what}, got {type(root).__name__}")
+            out.update(_materialise(extract(root, path), arc, dtype))
+        finally:
+            if arc is not None:
+                arc.close()
     check_adapter_keys(
         {k: tuple(v.shape) for k, v in out.items()}, f"logtd files ({position_net_path}, {fusers_path}, {scaleu_path})"
     )
