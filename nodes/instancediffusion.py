@@ -32,7 +32,7 @@ from ..core.instancediffusion.sampler import step_index_from_sigma
 from ..core.layout import LayoutError
 from .common import CATEGORY, LAYOUT
 from .folders import model_list, model_path
-from .patches import percent_window, rows_by_cond
+from .patches import current_sigma, percent_window, rows_by_cond
 
 log = logging.getLogger("comfyui-ifadapter")
 
@@ -161,6 +161,7 @@ class GroundingState:
         self.n = len(names)
         self._tokens: dict = {}
         self._rows: dict = {}
+        self._scale_memo: tuple | None = None  # (sigma, schedule, scale) of the current UNet call
         self.position_net_runs = 0  # how many times the position net ran (once per device/dtype)
 
     def __deepcopy__(self, memo):
@@ -218,21 +219,26 @@ class GroundingState:
         return idx
 
     def fuser_scale(self, extra_options: dict) -> float:
-        """strength × (1 while the step index < int(alpha·steps), else 0)."""
+        """strength × (1 while the step index < int(alpha·steps), else 0); computed once per UNet call."""
         if self.strength == 0.0:
             return 0.0
-        sigma = extra_options.get("sigmas")
+        if extra_options.get("sigmas") is None:
+            return self.strength
+        sigma = current_sigma(extra_options)
         sched = extra_options.get(SIGMAS_KEY)
         if sched is None:
             sched = extra_options.get("sample_sigmas")
-        if sigma is None:
-            return self.strength
+        memo = self._scale_memo
+        if memo is not None and memo[0] == sigma and memo[1] is sched:
+            return memo[2]
         if sched is not None and len(sched) > 1:
             steps = len(sched) - 1
             on = step_index_from_sigma(sigma, sched[:-1]) < int(self.alpha * steps)
         else:  # 2024 ComfyUI: no schedule in transformer_options
-            on = float(sigma.detach().flatten()[0]) >= self.sigma_threshold
-        return self.strength if on else 0.0
+            on = sigma >= self.sigma_threshold
+        scale = self.strength if on else 0.0
+        self._scale_memo = (sigma, sched, scale)
+        return scale
 
 
 class FuserPatch:

@@ -24,14 +24,21 @@ from collections.abc import Callable
 import torch
 from comfy.ldm.modules.attention import optimized_attention
 
+_LAST_SIGMA: list = [None, 1e9]  # (the sigmas tensor of the current UNet call, its value)
+
 
 def current_sigma(extra_options: dict) -> float:
-    """The sigma of the step being computed (``extra_options["sigmas"]``), or +inf-like 1e9 when absent."""
+    """The sigma of the step being computed (``extra_options["sigmas"]``), or +inf-like 1e9 when absent.
+
+    Every patched layer of one UNet call sees the same ``sigmas`` tensor, so its value is read (a device sync on a
+    GPU) once per call, not once per layer.
+    """
     s = extra_options.get("sigmas")
-    return float(s.detach().flatten()[0].cpu()) if s is not None else 1e9
-
-
-_sigma = current_sigma  # old name
+    if s is None:
+        return 1e9
+    if _LAST_SIGMA[0] is not s:
+        _LAST_SIGMA[:] = [s, float(s.detach().flatten()[0].cpu())]
+    return _LAST_SIGMA[1]
 
 
 class ChainedAttn2:
@@ -54,7 +61,7 @@ class ChainedAttn2:
         else:
             out = optimized_attention(q, k, v, extra_options["n_heads"])
         if self.callback:
-            sigma = _sigma(extra_options)
+            sigma = current_sigma(extra_options)
             for cb, kw in zip(self.callback, self.kwargs, strict=True):
                 if kw.get("sigma_start", 1e9) >= sigma >= kw.get("sigma_end", 0.0):
                     out = out + cb(out, q, k, v, extra_options, **kw)
