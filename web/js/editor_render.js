@@ -18,16 +18,9 @@ export function rgba(hex, a) {
   return `rgba(${(n >> 16) & 255}, ${(n >> 8) & 255}, ${n & 255}, ${a})`;
 }
 
-/** An offscreen canvas of the mask painted in `color` (cached per decoded mask object and colour). */
-function maskBitmap(mask, color) {
-  let byColor = maskBitmaps.get(mask);
-  if (!byColor) maskBitmaps.set(mask, (byColor = new Map()));
-  let c = byColor.get(color);
-  if (c) return c;
-  c = document.createElement("canvas");
-  c.width = mask.w;
-  c.height = mask.h;
-  const ctx = c.getContext("2d");
+/** Paint the set cells of `mask` ({w, h, data}) in opaque `color` ("#rrggbb") into `canvas` (mask-sized). */
+export function paintMaskInto(canvas, mask, color) {
+  const ctx = canvas.getContext("2d");
   const img = ctx.createImageData(mask.w, mask.h);
   const m = /^#?([0-9a-f]{6})$/i.exec(color || "");
   const n = m ? parseInt(m[1], 16) : 0x888888;
@@ -39,6 +32,18 @@ function maskBitmap(mask, color) {
     img.data[i * 4 + 3] = 255;
   }
   ctx.putImageData(img, 0, 0);
+}
+
+/** An offscreen canvas of the mask painted in `color` (cached per decoded mask object and colour). */
+function maskBitmap(mask, color) {
+  let byColor = maskBitmaps.get(mask);
+  if (!byColor) maskBitmaps.set(mask, (byColor = new Map()));
+  let c = byColor.get(color);
+  if (c) return c;
+  c = document.createElement("canvas");
+  c.width = mask.w;
+  c.height = mask.h;
+  paintMaskInto(c, mask, color);
   byColor.set(color, c);
   return c;
 }

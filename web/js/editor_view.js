@@ -406,17 +406,7 @@ export class LayoutEditor {
       dr.bitmap.width = m.w;
       dr.bitmap.height = m.h;
     }
-    const bctx = dr.bitmap.getContext("2d");
-    const img = bctx.createImageData(m.w, m.h);
-    const hex = parseInt((dr.color || "#888888").slice(1), 16);
-    for (let i = 0; i < m.data.length; i++) {
-      if (!m.data[i]) continue;
-      img.data[i * 4] = (hex >> 16) & 255;
-      img.data[i * 4 + 1] = (hex >> 8) & 255;
-      img.data[i * 4 + 2] = hex & 255;
-      img.data[i * 4 + 3] = 255;
-    }
-    bctx.putImageData(img, 0, 0);
+    R.paintMaskInto(dr.bitmap, m, dr.color);
     ctx.globalAlpha = 0.5;
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(dr.bitmap, 0, 0, view.W * view.scale, view.H * view.scale);
