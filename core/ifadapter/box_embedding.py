@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..fourier import fourier_features
+
 
 def fourier_embed(boxes: Tensor, num_freqs: int = 64, temperature: float = 100.0) -> Tensor:
     """Fourier features of normalised xyxy boxes.
@@ -15,10 +17,8 @@ def fourier_embed(boxes: Tensor, num_freqs: int = 64, temperature: float = 100.0
     """
     if boxes.dim() != 2 or boxes.shape[-1] != 4:
         raise ValueError(f"boxes must be [n, 4] normalised xyxy; got shape {tuple(boxes.shape)}")
-    freqs = temperature ** (torch.arange(num_freqs, device=boxes.device, dtype=torch.float32) / num_freqs)
-    angles = freqs[:, None] * boxes.float()[:, None, :]  # [n, F, 4]
-    feats = torch.stack([angles.sin(), angles.cos()], dim=2)  # [n, F, 2, 4]
-    return feats.reshape(boxes.shape[0], -1).to(boxes.dtype if boxes.is_floating_point() else torch.float32)
+    feats = fourier_features(boxes, num_freqs, temperature)
+    return feats.to(boxes.dtype if boxes.is_floating_point() else torch.float32)
 
 
 class BoxEmbedding(nn.Module):

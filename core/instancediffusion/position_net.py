@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..fourier import fourier_features
 from .convnext import ConvNeXt, features_to_tokens
 
 MAX_OBJS = 30
@@ -20,20 +21,19 @@ N_SEG_TOKENS = 64
 
 
 class FourierEmbedder:
-    """[..., D] -> [..., 32·D] = cat over k of [sin(f_k x), cos(f_k x)], f_k = temperature^(k/num_freqs)."""
+    """[..., D] -> [..., 2·num_freqs·D] = cat over k of [sin(f_k x), cos(f_k x)], f_k = temperature^(k/num_freqs)."""
 
     def __init__(self, num_freqs: int = 16, temperature: float = 100.0) -> None:
         self.num_freqs = num_freqs
-        # float32 values as in the official tensor, kept as Python floats (device- and dtype-neutral)
-        bands = temperature ** (torch.arange(num_freqs, device="cpu") / num_freqs)
-        self.freq_bands = [float(f) for f in bands.float()]
+        self.temperature = temperature
+
+    @property
+    def freq_bands(self) -> list[float]:
+        """The frequencies f_k (float32 values, as the official tensor)."""
+        return [float(f) for f in self.temperature ** (torch.arange(self.num_freqs, dtype=torch.float32) / self.num_freqs)]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = []
-        for f in self.freq_bands:
-            out.append(torch.sin(f * x))
-            out.append(torch.cos(f * x))
-        return torch.cat(out, dim=-1)
+        return fourier_features(x, self.num_freqs, self.temperature).to(x.dtype)
 
 
 @dataclass(frozen=True)
