@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import os
 import random
+import threading
+import weakref
+from collections.abc import Callable
 
 import folder_paths
 import numpy as np
@@ -25,3 +28,21 @@ def save_preview(images: torch.Tensor, prefix: str) -> list[dict]:
         Image.fromarray(arr).save(os.path.join(out_dir, name), compress_level=1)
         records.append({"filename": name, "subfolder": "", "type": "temp"})
     return records
+
+
+_LOADED: dict = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def load_once(path: str, variant: object, load: Callable[[str], object]) -> object:
+    """``load(path)``, shared: loader nodes on the same unchanged file (and ``variant``, e.g. a dtype) get the same
+    object while any graph still holds it, so adapter weights are never read or held twice."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size, variant)
+    with _LOADED_LOCK:
+        ref = _LOADED.get(key)
+        obj = ref() if ref is not None else None
+        if obj is None:
+            obj = load(path)
+            _LOADED[key] = weakref.ref(obj)
+    return obj

@@ -28,7 +28,7 @@ from ..core.ifadapter.semantic_map import MAX_OBJ, InstanceGeometry
 from ..core.layout import Layout
 from ..core.render import hex_to_rgb
 from . import folders
-from .common import CATEGORY, LAYOUT, save_preview
+from .common import CATEGORY, LAYOUT, load_once, save_preview
 from .patches import add_attn2_contribution, current_sigma, percent_window, rows_by_cond
 
 log = logging.getLogger("comfyui-ifadapter")
@@ -44,23 +44,9 @@ DTYPES = {"auto": None, "float32": torch.float32, "float16": torch.float16, "bfl
 # Loader and converter
 
 
-_LOADED: dict = {}
-_LOADED_LOCK = threading.Lock()
-
-
 def load_adapter_cached(path: str, dtype: torch.dtype | None) -> IFAdapter:
     """Load an adapter file once: two loader nodes on the same file (and dtype) share one module."""
-    st = os.stat(path)
-    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size, str(dtype))
-    with _LOADED_LOCK:
-        ref = _LOADED.get(key)
-        model = ref() if ref is not None else None
-        if model is None:
-            model = load_ifadapter(path, dtype=dtype)
-            import weakref
-
-            _LOADED[key] = weakref.ref(model)
-    return model
+    return load_once(path, str(dtype), lambda p: load_ifadapter(p, dtype=dtype))
 
 
 class IFAdapterLoader:

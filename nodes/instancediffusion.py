@@ -30,7 +30,7 @@ from ..core.instancediffusion.loading import CheckpointError, build_model, conve
 from ..core.instancediffusion.model import InstanceDiffusion
 from ..core.instancediffusion.sampler import step_index_from_sigma
 from ..core.layout import LayoutError
-from .common import CATEGORY, LAYOUT
+from .common import CATEGORY, LAYOUT, load_once
 from .folders import model_list, model_path
 from .patches import current_sigma, percent_window, rows_by_cond
 
@@ -83,9 +83,13 @@ class Adapter:
 
 
 def load_adapter(path: str) -> Adapter:
-    """Any supported file (official .pth, converted .safetensors, logtd's set via any one of its files)."""
-    state, origin = load_any(path)
-    return Adapter(build_model(state), path, origin)
+    """Any supported file (official .pth, converted .safetensors, logtd's set via any one of its files); loader nodes
+    on the same file share one copy."""
+    def load(p: str) -> Adapter:
+        state, origin = load_any(p)
+        return Adapter(build_model(state), p, origin)
+
+    return load_once(path, None, load)
 
 
 # ------------------------------------------------------------------------------------------------ model checks
