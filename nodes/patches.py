@@ -19,6 +19,7 @@ memory however many clones follow.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 
 import torch
@@ -119,12 +120,17 @@ def rows_by_cond(extra_options: dict, batch: int) -> tuple[torch.Tensor, list[in
     """Which rows of a batch are positive (``cond_or_uncond == 0``) and each row's chunk index.
 
     Rows are laid out chunk by chunk (chunk j = rows j*B .. (j+1)*B-1 with ``B = batch / len(cond_or_uncond)``);
-    never assume uncond comes first.
+    never assume uncond comes first. Memoised per (chunks, batch): every patched layer of a UNet call asks the same
+    question. Callers must not modify the returned objects.
     """
-    cou = list(extra_options.get("cond_or_uncond") or [0])
+    return _rows_by_cond(tuple(extra_options.get("cond_or_uncond") or [0]), batch)
+
+
+@functools.lru_cache(maxsize=64)
+def _rows_by_cond(cou: tuple, batch: int) -> tuple[torch.Tensor, list[int]]:
     per = batch // len(cou)
     if per * len(cou) != batch:
-        raise RuntimeError(f"batch {batch} is not a multiple of the {len(cou)} chunks {cou}")
+        raise RuntimeError(f"batch {batch} is not a multiple of the {len(cou)} chunks {list(cou)}")
     chunk = [j for j in range(len(cou)) for _ in range(per)]
     positive = torch.tensor([cou[j] == 0 for j in chunk], dtype=torch.bool)
     return positive, chunk
