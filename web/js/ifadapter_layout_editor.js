@@ -64,12 +64,10 @@ function hideWidget(node, w) {
   }
   const el = w.element || w.inputEl;
   if (el) el.style.display = "none";
-  // The layout is JSON, full of braces: ComfyUI's dynamic-prompt expansion ({a|b} picks one) would
-  // destroy it when queueing.  Opt out, and pin the raw value even if another extension later
-  // assigns its own serializeValue.
+  // The layout is JSON, full of braces: ComfyUI's dynamic-prompt expansion ({a|b} picks one) would destroy it
+  // when queueing. The node definition opts out ("dynamicPrompts": False); mirror it on the widget for frontends
+  // that read the flag from the widget.
   w.dynamicPrompts = false;
-  const raw = () => w.value;
-  Object.defineProperty(w, "serializeValue", { configurable: true, get: () => raw, set: () => {} });
 }
 
 /** The first image of a ComfyUI output message ({images: [{filename, subfolder, type}]}), or null. */
