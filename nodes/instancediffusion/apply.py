@@ -1,0 +1,65 @@
+"""Apply InstanceDiffusion: ground an SD1.5 MODEL clone on a layout (fusers, ScaleU, alpha)."""
+from __future__ import annotations
+
+import torch
+
+from ...core.instancediffusion import PRESET_NAMES, from_layout
+from ...core.layout import LayoutError
+from ..common import CATEGORY, LAYOUT
+from ..patches import percent_window
+from .adapter import ADAPTER, Adapter, check_model, load_adapter  # noqa: F401  (load_adapter: tests, benchmarks)
+from .grounding import FuserPatch, GroundingState, ScaleUPatch, find_state  # noqa: F401  (find_state: tests)
+
+
+class ApplyInstanceDiffusion:
+    """Ground an SD1.5 MODEL on a layout: each instance's description goes where its box / mask / scribble / point
+    is. Returns a patched clone; the input MODEL is untouched."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL",),
+            "instancediffusion": (ADAPTER,),
+            "clip": ("CLIP",),
+            "layout": (LAYOUT,),
+            "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 5.0, "step": 0.05,
+                                   "tooltip": "scales the fusers' contribution (1 = as trained)"}),
+            "alpha": ("FLOAT", {"default": 0.8, "min": 0.0, "max": 1.0, "step": 0.01,
+                                "tooltip": "fraction of the steps with the fusers on (official 0.8)"}),
+            "preset": (list(PRESET_NAMES), {"default": "auto",
+                                            "tooltip": "which input kinds the model uses (the official test "
+                                                       "configs); auto picks from what the layout has"}),
+            "scaleu": ("BOOLEAN", {"default": True}),
+        }}
+
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "apply"
+    CATEGORY = CATEGORY + "/instancediffusion"
+
+    def apply(self, model, instancediffusion, clip, layout, strength, alpha, preset, scaleu):
+        adapter: Adapter = instancediffusion
+        check_model(model, adapter)
+        active = layout.active()
+        if not active:
+            raise LayoutError("InstanceDiffusion: the layout has no active instances; add at least one")
+        pooled, captions = [], []
+        for i, inst in enumerate(active):
+            tokens = clip.tokenize(inst.description)
+            cond, pool = clip.encode_from_tokens(tokens, return_pooled="unprojected")
+            if pool is None or pool.shape[-1] != 768:
+                raise ValueError(f'InstanceDiffusion: instance {i} ("{inst.description}"): the CLIP gave a pooled '
+                                 f"embedding of shape {None if pool is None else tuple(pool.shape)}; an SD1.5 CLIP "
+                                 "(CLIP-L, 768) is needed")
+            pooled.append(pool.reshape(-1).float().cpu())
+            captions.append(cond.float().cpu())
+        inputs = from_layout(layout, torch.stack(pooled), preset=preset)
+        _, sigma_end = percent_window(model, 0.0, alpha)
+        state = GroundingState(adapter, inputs, captions, strength, alpha, sigma_end, scaleu,
+                               [inst.description for inst in active])
+        m = model.clone()
+        m.set_model_patch(FuserPatch(state), "middle_patch")
+        if scaleu:
+            m.set_model_output_block_patch(ScaleUPatch(state))
+        if hasattr(m, "set_additional_models"):  # v0.3+: the adapter is loaded/offloaded with the UNet
+            m.set_additional_models("ifa_instancediffusion", [adapter.patcher()])
+        return (m,)

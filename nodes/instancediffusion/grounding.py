@@ -1,0 +1,208 @@
+"""The patch objects Apply InstanceDiffusion puts on a MODEL clone, and the state they share.
+
+- ``middle_patch`` (between attn1 and attn2 of each of the 16 transformer blocks, ``transformer_index`` 0..15):
+  the UniFusion fuser of that block. Rows are routed with ``cond_or_uncond``: positive rows get the layout's
+  grounding tokens, negative rows the all-null grounding tokens (as the official sampler does: the uncond pass is
+  *not* plain SD). The position net runs once per (device, dtype) and the tokens are cached on the patch state.
+- ``output_block_patch``: ScaleU at the 12 decoder joins (all rows, every step).
+- alpha: the fusers are on for the first ``int(alpha·steps)`` steps. The step index comes from the schedule in
+  ``transformer_options["sample_sigmas"]`` (ComfyUI v0.3+; this pack's MIS sampler always provides the full
+  schedule); on older ComfyUI it falls back to a sigma threshold at the same fraction of the timestep range.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ...core.instancediffusion import null_inputs, single_instance_inputs
+from ...core.instancediffusion.sampler import step_index_from_sigma
+from ..patches import current_sigma, rows_by_cond
+from .adapter import Adapter
+
+MIS_KEY = "ifa_id_mis"  # transformer_options: {"branches": [...], "per": B} while the MIS sampler runs branches
+SIGMAS_KEY = "ifa_id_sigmas"  # transformer_options: the full schedule of the run (set by the MIS sampler)
+
+
+class GroundingState:
+    """Everything one Apply node prepared: the grounding inputs (cpu), the per-instance caption contexts for MIS,
+    and the settings. Shared by the patch objects of every clone (never deep-copied); the only mutable part is the
+    token cache, which depends only on (device, dtype).
+    """
+
+    def __init__(self, adapter: Adapter, inputs: dict, captions: list, strength: float, alpha: float,
+                 sigma_threshold: float, scaleu: bool, names: list[str]):
+        self.adapter = adapter
+        self.inputs = inputs
+        self.captions = captions  # per instance: CLIP hidden states [1, 77·k, 768] of its description
+        self.strength = float(strength)
+        self.alpha = float(alpha)
+        self.sigma_threshold = float(sigma_threshold)
+        self.scaleu = bool(scaleu)
+        self.names = names
+        self.n = len(names)
+        self._tokens: dict = {}
+        self._rows: dict = {}
+        self._scale_memo: tuple | None = None  # (sigma, schedule, scale) of the current UNet call
+        self.position_net_runs = 0  # how many times the position net ran (once per device/dtype)
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def tokens(self, device: torch.device, dtype: torch.dtype, instances: bool = False) -> torch.Tensor:
+        """Table [2 (+ n), 184, 768]: 0 = null grounding, 1 = the full layout, 2 + i = instance i alone (MIS only,
+        ``instances=True``).
+
+        Computed once per (device, dtype) and cached: the position net never runs per block or per step."""
+        key = (str(device), dtype)
+        t = self._tokens.get(key)
+        if t is not None and (not instances or t.shape[0] == 2 + self.n):
+            return t
+        module = self.adapter.module
+        self.adapter.to_device(device)
+        drop = self.inputs["drop"]
+
+        def encode(inp: dict, flags: torch.Tensor) -> torch.Tensor:
+            batch = {k: v.to(device) for k, v in inp.items() if k != "drop"}
+            self.position_net_runs += 1
+            with torch.no_grad():
+                return module.encode({**batch, "drop": flags})
+
+        if t is None:
+            t = torch.cat([encode(null_inputs(), torch.zeros(4, dtype=torch.bool)), encode(self.inputs, drop)], 0)
+        else:
+            t = t.float()
+        if instances:  # one instance at a time: 30 mask stacks of 30x512x512 at once would be ~1 GB
+            t = torch.cat([t[:2]] + [encode(single_instance_inputs(self.inputs, i), drop) for i in range(self.n)])
+        t = t.to(dtype)
+        self._tokens = {key: t}  # one device/dtype at a time
+        return t
+
+    def row_index(self, extra_options: dict, batch: int) -> torch.Tensor:
+        """Per-row index into :meth:`tokens`: null for negative rows, full (or the MIS branch) for positive rows."""
+        cou = tuple(extra_options.get("cond_or_uncond") or [0])
+        mis = extra_options.get(MIS_KEY)
+        branches = tuple(mis["branches"]) if mis else (0,)
+        key = (cou, batch, branches)
+        idx = self._rows.get(key)
+        if idx is None:
+            positive, chunk = rows_by_cond(extra_options, batch)
+            per_chunk = batch // len(cou)
+            per_branch = max(1, per_chunk // len(branches))
+            rows = []
+            for r in range(batch):
+                if not bool(positive[r]):
+                    rows.append(0)
+                else:
+                    b = branches[min((r - chunk[r] * per_chunk) // per_branch, len(branches) - 1)]
+                    rows.append(1 + b)  # branch 0 = full -> 1; branch i+1 = instance i -> 2 + i
+            idx = torch.tensor(rows, dtype=torch.long)
+            self._rows[key] = idx
+        return idx
+
+    def fuser_scale(self, extra_options: dict) -> float:
+        """strength × (1 while the step index < int(alpha·steps), else 0); computed once per UNet call."""
+        if self.strength == 0.0:
+            return 0.0
+        if extra_options.get("sigmas") is None:
+            return self.strength
+        sigma = current_sigma(extra_options)
+        sched = extra_options.get(SIGMAS_KEY)
+        if sched is None:
+            sched = extra_options.get("sample_sigmas")
+        memo = self._scale_memo
+        if memo is not None and memo[0] == sigma and memo[1] is sched:
+            return memo[2]
+        if sched is not None and len(sched) > 1:
+            steps = len(sched) - 1
+            on = step_index_from_sigma(sigma, sched[:-1]) < int(self.alpha * steps)
+        else:  # 2024 ComfyUI: no schedule in transformer_options
+            on = sigma >= self.sigma_threshold
+        scale = self.strength if on else 0.0
+        self._scale_memo = (sigma, sched, scale)
+        return scale
+
+
+class FuserPatch:
+    """``middle_patch``: the UniFusion fuser of transformer block ``transformer_index``."""
+
+    def __init__(self, state: GroundingState):
+        self.state = state
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def to(self, arg):  # ModelPatcher.model_patches_to(device) then (dtype)
+        if isinstance(arg, torch.dtype):
+            self.state.adapter.to_dtype(arg)
+        elif isinstance(arg, (torch.device, str)):
+            self.state.adapter.to_device(torch.device(arg))
+        return self
+
+    def __call__(self, x: torch.Tensor, extra_options: dict) -> torch.Tensor:
+        st = self.state
+        scale = st.fuser_scale(extra_options)
+        if scale == 0.0:
+            return x
+        st.adapter.to_device(x.device)
+        idx = st.row_index(extra_options, x.shape[0])
+        table = st.tokens(x.device, torch.float32, instances=bool((idx >= 2).any()))
+        objs = table[idx.to(x.device)]
+        return st.adapter.module.fuse(x, objs, int(extra_options["transformer_index"]), scale)
+
+
+class ScaleUPatch:
+    """``output_block_patch``: ScaleU before each decoder concat (all rows, every step)."""
+
+    def __init__(self, state: GroundingState):
+        self.state = state
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def to(self, arg):
+        return self
+
+    def __call__(self, h: torch.Tensor, hsp: torch.Tensor, transformer_options: dict):
+        block = transformer_options.get("block")
+        if block is None or block[0] != "output":
+            return h, hsp
+        self.state.adapter.to_device(h.device)
+        return self.state.adapter.module.scale_u(h, hsp, int(block[1]))
+
+
+class MISContextPatch:
+    """``attn2_patch`` used only by the MIS sampler: positive rows of instance branch i attend to instance i's own
+    caption instead of the global prompt (the official per-instance branch input)."""
+
+    def __init__(self, state: GroundingState):
+        self.state = state
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __call__(self, n, context, value, extra_options):
+        mis = extra_options.get(MIS_KEY)
+        if not mis or context is None:
+            return n, context, value
+        idx = self.state.row_index(extra_options, context.shape[0])
+        if not bool((idx >= 2).any()):
+            return n, context, value
+        caps = [self.state.captions[int(i) - 2] if int(i) >= 2 else None for i in idx]
+        length = context.shape[1]
+        for c in caps:
+            if c is not None:
+                length = length * c.shape[1] // math.gcd(length, c.shape[1])
+        rows = []
+        for r, c in enumerate(caps):
+            src = context[r:r + 1] if c is None else c.to(device=context.device, dtype=context.dtype)
+            rows.append(src.repeat(1, length // src.shape[1], 1))  # repeating tokens leaves attention unchanged
+        ctx = torch.cat(rows, 0)
+        return n, ctx, ctx
+
+
+def find_state(model) -> GroundingState | None:
+    for p in model.model_options.get("transformer_options", {}).get("patches", {}).get("middle_patch", []):
+        if isinstance(p, FuserPatch):
+            return p.state
+    return None
