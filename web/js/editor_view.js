@@ -11,6 +11,7 @@ import { cloneMask, createMask, encodeRLE, maskArea, maskSizeFor, paintLine } fr
 import * as R from "./editor_render.js";
 import { renderLayers } from "./editor_layers.js";
 import { ensureStyles } from "./editor_styles.js";
+import { strokeTarget } from "./stroke_target.js";
 
 export const TOOLS = Object.freeze([
   ["select", "Select", "V"],
@@ -138,7 +139,10 @@ export class LayoutEditor {
     this.settings[name] = value;
     this.host.onSettings?.({ ...this.settings });
     if (name === "underlaySource") this.refreshUnderlay();
-    if (name === "tool") this.cancelPending();
+    if (name === "tool") {
+      this.cancelPending();
+      this.lastStroke = null;
+    }
     this.refresh();
   }
 
@@ -764,9 +768,9 @@ export class LayoutEditor {
 
   startBrush(p, erase, attach) {
     const { width: W, height: H } = this.layout;
-    let index = this.selection.length === 1 ? this.selection[0] : -1;
-    if (index >= 0 && this.layout.instances[index].locked) index = -1;
-    // The brush paints into the selected instance's mask; with nothing selected it starts a new instance.
+    const index = strokeTarget({
+      selection: this.selection, locked: (i) => !!this.layout.instances[i]?.locked, erase, attach, lastStroke: this.lastStroke, text: this.text,
+    });
     if (index < 0 && erase) return;
     const inst = index >= 0 ? this.layout.instances[index] : null;
     const regionIndex = inst ? inst.regions.findIndex((r) => r.kind === "mask" && LM.regionMask(r)) : -1;
@@ -781,11 +785,13 @@ export class LayoutEditor {
   finishBrush(dr) {
     const rle = encodeRLE(dr.mask);
     const empty = maskArea(dr.mask) === 0;
+    this.lastStroke = null;
     if (dr.index < 0) {
       if (!empty) {
         const { layout, index } = LM.addInstance(this.layout, [{ kind: "mask", rle }]);
         this.selection = [index];
         this.commit(layout);
+        if (!dr.erase) this.lastStroke = { index, text: this.text };
       } else this.refresh();
       return;
     }
@@ -796,6 +802,7 @@ export class LayoutEditor {
       } else if (!empty) inst.regions.push({ kind: "mask", rle });
       return inst;
     }));
+    if (!dr.erase && !empty) this.lastStroke = { index: dr.index, text: this.text };
   }
 
   /** Inline text field over instance i for its description (Enter/blur saves, Esc cancels). */

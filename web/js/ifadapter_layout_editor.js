@@ -11,7 +11,9 @@
 import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
 import { LayoutEditor } from "./editor_view.js";
+import { inputLink, inputLinkId, outputTargets } from "./graph_links.js";
 
+const EXTENSION_NAME = "ifadapter.InstanceLayoutEditor";
 const CLIPBOARD_KEY = "ifadapter.layout.clipboard";
 const EDITOR_WIDGET = "layout_editor";
 let memoryClipboard = null;
@@ -87,12 +89,6 @@ function inputFileUrl(value) {
 /** Output images of every node that reported some this session, by node id ("executed" events). */
 const outputsByNode = new Map();
 
-function linkById(graph, id) {
-  const links = graph?.links;
-  if (!links || id == null) return null;
-  return typeof links.get === "function" ? links.get(id) : links[id];
-}
-
 /**
  * Image URL of whatever feeds the node's `underlay` input:
  * - a Load Image node: the file its `image` widget names (no run needed);
@@ -103,11 +99,12 @@ function linkById(graph, id) {
  */
 function upstreamUnderlayUrl(node) {
   const slot = node.inputs?.findIndex((i) => i.name === "underlay") ?? -1;
-  if (slot < 0 || node.inputs[slot].link == null) return null;
-  const src = node.getInputNode?.(slot);
+  const link = inputLink(node, slot);
+  if (!link) return null;
+  const src = node.graph?.getNodeById?.(link.origin_id);
   if (!src) return null;
   // What the backend itself received on `underlay` in the last run (reported as ui.ifa_underlay).
-  if (node.ifaInputUnderlay && node.ifaInputUnderlayLink === node.inputs[slot].link) return viewUrl(node.ifaInputUnderlay);
+  if (node.ifaInputUnderlay && node.ifaInputUnderlayLink === link.id) return viewUrl(node.ifaInputUnderlay);
   const imageWidget = src.widgets?.find((w) => w.name === "image" && typeof w.value === "string");
   if (imageWidget?.value && src.type === "LoadImage") {
     return inputFileUrl(imageWidget.value);
@@ -118,12 +115,9 @@ function upstreamUnderlayUrl(node) {
   if (imageWidget?.value) {
     return inputFileUrl(imageWidget.value);
   }
-  const graph = node.graph;
-  const originSlot = linkById(graph, node.inputs[slot].link)?.origin_slot;
-  for (const id of src.outputs?.[originSlot]?.links || []) {
-    const target = linkById(graph, id)?.target_id;
-    if (target == null || String(target) === String(node.id)) continue;
-    const seen = firstImage(outputsByNode.get(String(target)));
+  for (const target of outputTargets(src, link.origin_slot)) {
+    if (String(target.id) === String(node.id)) continue;
+    const seen = firstImage(outputsByNode.get(String(target.id)));
     if (seen) return viewUrl(seen);
   }
   return null;
@@ -253,62 +247,85 @@ function attachEditor(node) {
   }, 500);
 }
 
-app.registerExtension({
-  name: "ifadapter.InstanceLayoutEditor",
+/**
+ * Whether another copy of this script already registered the extension: the pack installed twice (two folders in
+ * custom_nodes), or a ComfyUI that serves the web folder under two names. Registering again would throw in the modern
+ * frontend ("already registered") and attach two editors per node in the legacy one.
+ */
+function alreadyRegistered() {
+  const first = globalThis.__ifadapterLayoutEditor;
+  if (first && first !== import.meta.url) {
+    console.warn(`[comfyui-ifadapter] the layout editor is already loaded from ${first}; ignoring the copy at ${import.meta.url} (is the pack installed twice?)`);
+    return true;
+  }
+  let exts = [];
+  try {
+    exts = Array.isArray(app.extensions) ? app.extensions : [];
+  } catch {
+    /* some frontends expose extensions only through their store */
+  }
+  return exts.some((e) => e?.name === EXTENSION_NAME);
+}
 
-  setup() {
-    api.addEventListener("executed", (e) => {
-      const images = e.detail?.output?.images;
-      if (!Array.isArray(images) || !images.length) return;
-      lastOutputImage = images[images.length - 1];
-      for (const id of [e.detail.node, e.detail.display_node]) if (id != null) outputsByNode.set(String(id), e.detail.output);
-    });
-  },
+if (!alreadyRegistered()) {
+  globalThis.__ifadapterLayoutEditor = import.meta.url;
+  app.registerExtension({
+    name: EXTENSION_NAME,
 
-  async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (!wantsEditor(nodeData)) return;
-    const onNodeCreated = nodeType.prototype.onNodeCreated;
-    nodeType.prototype.onNodeCreated = function (...args) {
-      const r = onNodeCreated?.apply(this, args);
-      try {
-        attachEditor(this);
-      } catch (err) {
-        console.error("[ifadapter] layout editor could not be attached; the raw layout text stays editable", err);
-      }
-      return r;
-    };
-    const onConfigure = nodeType.prototype.onConfigure;
-    nodeType.prototype.onConfigure = function (...args) {
-      const r = onConfigure?.apply(this, args);
-      if (this.ifaEditor) {
-        const s = this.properties?.ifa_editor;
-        if (s) Object.assign(this.ifaEditor.settings, s);
-        // Widget values are applied around onConfigure in either frontend; sync now and once more after.
-        this.ifaSync(true);
-        setTimeout(() => this.ifaSync?.(), 0);
-      }
-      return r;
-    };
-    const onExecuted = nodeType.prototype.onExecuted;
-    nodeType.prototype.onExecuted = function (message) {
-      const r = onExecuted?.apply(this, arguments);
-      const underlay = message?.ifa_underlay;
-      if (Array.isArray(underlay) && underlay.length) {
-        const slot = this.inputs?.findIndex((i) => i.name === "underlay") ?? -1;
-        this.ifaInputUnderlay = underlay[0];
-        this.ifaInputUnderlayLink = slot >= 0 ? this.inputs[slot].link : null;
-        this.ifaEditor?.refreshUnderlay();
-      }
-      const images = message?.images;
-      if (Array.isArray(images) && images.length) this.ifaSetOutput?.(images[0]);
-      return r;
-    };
-    const onRemoved = nodeType.prototype.onRemoved;
-    nodeType.prototype.onRemoved = function (...args) {
-      if (this.ifaTimer) clearInterval(this.ifaTimer);
-      this.ifaTimer = null;
-      this.ifaEditor?.destroy();
-      return onRemoved?.apply(this, args);
-    };
-  },
-});
+    setup() {
+      api.addEventListener("executed", (e) => {
+        const images = e.detail?.output?.images;
+        if (!Array.isArray(images) || !images.length) return;
+        lastOutputImage = images[images.length - 1];
+        for (const id of [e.detail.node, e.detail.display_node]) if (id != null) outputsByNode.set(String(id), e.detail.output);
+      });
+    },
+
+    async beforeRegisterNodeDef(nodeType, nodeData) {
+      if (!wantsEditor(nodeData)) return;
+      const onNodeCreated = nodeType.prototype.onNodeCreated;
+      nodeType.prototype.onNodeCreated = function (...args) {
+        const r = onNodeCreated?.apply(this, args);
+        try {
+          attachEditor(this);
+        } catch (err) {
+          console.error("[ifadapter] layout editor could not be attached; the raw layout text stays editable", err);
+        }
+        return r;
+      };
+      const onConfigure = nodeType.prototype.onConfigure;
+      nodeType.prototype.onConfigure = function (...args) {
+        const r = onConfigure?.apply(this, args);
+        if (this.ifaEditor) {
+          const s = this.properties?.ifa_editor;
+          if (s) Object.assign(this.ifaEditor.settings, s);
+          // Widget values are applied around onConfigure in either frontend; sync now and once more after.
+          this.ifaSync(true);
+          setTimeout(() => this.ifaSync?.(), 0);
+        }
+        return r;
+      };
+      const onExecuted = nodeType.prototype.onExecuted;
+      nodeType.prototype.onExecuted = function (message) {
+        const r = onExecuted?.apply(this, arguments);
+        const underlay = message?.ifa_underlay;
+        if (Array.isArray(underlay) && underlay.length) {
+          const slot = this.inputs?.findIndex((i) => i.name === "underlay") ?? -1;
+          this.ifaInputUnderlay = underlay[0];
+          this.ifaInputUnderlayLink = inputLinkId(this, slot);
+          this.ifaEditor?.refreshUnderlay();
+        }
+        const images = message?.images;
+        if (Array.isArray(images) && images.length) this.ifaSetOutput?.(images[0]);
+        return r;
+      };
+      const onRemoved = nodeType.prototype.onRemoved;
+      nodeType.prototype.onRemoved = function (...args) {
+        if (this.ifaTimer) clearInterval(this.ifaTimer);
+        this.ifaTimer = null;
+        this.ifaEditor?.destroy();
+        return onRemoved?.apply(this, args);
+      };
+    },
+  });
+}
