@@ -16,6 +16,10 @@ import { inputLink, inputLinkId, outputTargets } from "./graph_links.js";
 const EXTENSION_NAME = "ifadapter.InstanceLayoutEditor";
 const CLIPBOARD_KEY = "ifadapter.layout.clipboard";
 const EDITOR_WIDGET = "layout_editor";
+const DIALOG_BUTTON = "editor"; // the name some Vue renderers print above the button
+const DIALOG_LABEL = "✎ open layout editor";
+/** Default size of a new Instance Layout node: a canvas large enough to draw on, labels uncut. */
+export const NODE_SIZE = [640, 900];
 let memoryClipboard = null;
 let lastOutputImage = null; // {filename, subfolder, type} of the newest image any node produced
 
@@ -192,6 +196,7 @@ function attachEditor(node) {
 
   const host = document.createElement("div");
   host.style.cssText = "display:flex;width:100%;height:100%;min-height:0;box-sizing:border-box;";
+  host.dataset.ifaHost = "1";
   host.appendChild(editor.root);
 
   /** Reload the editor when the widgets changed behind its back (workflow load, graph undo, other code). */
@@ -204,6 +209,39 @@ function attachEditor(node) {
     }
     const { width, height } = dims();
     if (!editor.invalid && (editor.layout.width !== width || editor.layout.height !== height)) editor.setCanvasSize(width, height);
+    fitVueHost();
+  };
+
+  /**
+   * Frontend 1.35's Vue nodes keep a node id's DOM widget slot when the graph is cleared or another workflow is loaded
+   * and a new node gets the same id: the slot then holds the removed node's (empty) host and never mounts this one.
+   * Put this host in its place. Where a Vue renderer shows no DOM widgets at all (frontend 1.27) there is no slot: the
+   * node's "open layout editor" button opens the editor in a dialog instead.
+   */
+  const remountInVueNode = () => {
+    if (host.isConnected || !globalThis.LiteGraph?.vueNodesMode || node.id == null) return;
+    const id = String(node.id).replace(/["\\]/g, "\\$&");
+    const vueNode = document.querySelector(`.lg-node[data-node-id="${id}"]`);
+    const stale = vueNode && [...vueNode.querySelectorAll("[data-ifa-host]")].find((h) => h !== host && !h.querySelector(".ifa-editor"));
+    if (stale) stale.replaceWith(host);
+  };
+
+  /**
+   * Vue node mode sizes the widget row to its content, so the editor gets no height of its own (frontend 1.35 started
+   * it as a 150 px canvas that grew as the layer list filled, moving the drawing area under the cursor). There the host
+   * gets the editor's natural height for the node's width: fixed while drawing, larger when the node is made wider.
+   */
+  const fitVueHost = () => {
+    remountInVueNode();
+    const inVueNode = !!host.parentElement?.closest?.(".lg-node-widgets, .lg-node");
+    if (!inVueNode || editor.fullscreen) {
+      if (host.style.height !== "100%") host.style.height = "100%";
+      return;
+    }
+    const w = host.clientWidth;
+    if (w < 50) return;
+    const h = editor.naturalHeight(w);
+    if (Math.abs(h - (parseFloat(host.style.height) || 0)) > 2) host.style.height = `${h}px`;
   };
 
   const domWidget = node.addDOMWidget(EDITOR_WIDGET, "ifa_layout_editor", host, {
@@ -232,8 +270,16 @@ function attachEditor(node) {
     ownOutput = img;
     editor.refreshUnderlay();
   };
+  // A button that opens the editor in a dialog: works in every frontend and node mode, including Vue node
+  // renderers that do not show DOM widgets (frontend 1.27's).
+  const button = node.addWidget?.("button", DIALOG_BUTTON, null, () => editor.openDialog(), { serialize: false, label: DIALOG_LABEL });
+  if (button) {
+    button.label = DIALOG_LABEL;
+    button.serialize = false;
+    button.tooltip = "Open the layout editor in a dialog (Esc closes it)";
+  }
   const size = node.size || [0, 0];
-  node.setSize?.([Math.max(size[0], 620), Math.max(size[1], 680)]);
+  node.setSize?.([Math.max(size[0], NODE_SIZE[0]), Math.max(size[1], NODE_SIZE[1])]);
   sync(true);
   // The modern frontend does not call onDraw for every DOM widget: poll cheaply while the node lives.
   node.ifaTimer = setInterval(() => {
