@@ -148,6 +148,8 @@ export function workflowAndPrompt() {
 export async function newLayoutGraph(W, H, pos = [60, 40]) {
   const id = await inApp((app, LiteGraph, { W, H, pos }) => {
     app.graph.clear();
+    app.canvas.ds.scale = 1; // a previous flow may have zoomed or panned
+    app.canvas.ds.offset = [0, 0];
     const node = LiteGraph.createNode("IFAInstanceLayout");
     node.pos = pos;
     app.graph.add(node);
