@@ -45,6 +45,7 @@ COMFY_080="$CACHE/comfyui-0.8.0"
 PY_080="$CACHE/py-0.8.0"
 FRONTENDS="$CACHE/frontends"
 FE_NEWEST=1.58.1
+FE_OLDEST_VUE=1.27.10  # the first frontends with Vue nodes: their renderer shows no DOM widgets (the dialog button works)
 # What ComfyUI 0.8.0 needs beyond the 2024 build's requirements (see ../shared/comfyui/README.md), pinned with the
 # dependencies pip resolves for them (requests and its dependencies are already in requirements-test.txt).
 PKGS_080=(comfyui-frontend-package==1.35.9 comfyui-workflow-templates==0.7.67 comfyui-workflow-templates-core==0.3.74
@@ -75,10 +76,12 @@ setup_comfy080() {
   if [ "$(cat "$PY_080/.installed" 2>/dev/null)" != "${PKGS_080[*]}" ]; then
     pip_target "$PY_080" "${PKGS_080[@]}"
   fi
-  local fe="$FRONTENDS/fe-$FE_NEWEST"
-  if [ ! -f "$fe/comfyui_frontend_package/static/index.html" ]; then
-    pip_target "$fe" "comfyui-frontend-package==$FE_NEWEST"
-  fi
+  local v
+  for v in "$FE_NEWEST" "$FE_OLDEST_VUE"; do
+    if [ ! -f "$FRONTENDS/fe-$v/comfyui_frontend_package/static/index.html" ]; then
+      pip_target "$FRONTENDS/fe-$v" "comfyui-frontend-package==$v"
+    fi
+  done
 }
 
 FAILED=()
@@ -123,6 +126,10 @@ case "$cmd" in
       step "browser, ComfyUI 0.8.0 + frontends 1.35.9 and $FE_NEWEST, canvas and Vue node modes" on_080 env \
         IFA_ARTIFACT_PREFIX=comfyui-0.8.0 IFA_PACK_DIRNAME=comfyui-ifadapter-main VUE_NODES=both \
         FRONT_END_ROOT="$PY_080/comfyui_frontend_package/static,$FRONTENDS/fe-$FE_NEWEST/comfyui_frontend_package/static" \
+        bash -c "cd tests/web && npm run test:browser"
+      step "browser, ComfyUI 0.8.0 + frontend $FE_OLDEST_VUE, Vue node mode: the editor dialog" on_080 env \
+        IFA_ARTIFACT_PREFIX=comfyui-0.8.0 IFA_PACK_DIRNAME=comfyui-ifadapter-main VUE_NODES=1 BROWSER_FLOWS=dialog \
+        FRONT_END_ROOT="$FRONTENDS/fe-$FE_OLDEST_VUE/comfyui_frontend_package/static" \
         bash -c "cd tests/web && npm run test:browser"
       step "pytest integration, ComfyUI 0.8.0" on_080 "$VENV/bin/python" -m pytest -ra tests/integration "$@"
     else
