@@ -102,6 +102,9 @@ export async function launchBrowser() {
     args: CHROMIUM_FLAGS,
     viewport: { width: 1400, height: 950 },
   });
+  // The frontends fetch hundreds of assets: keep every resource timing entry (the default buffer holds 250), so the
+  // tests can count how often each of the pack's scripts was fetched.
+  await context.addInitScript(() => performance.setResourceTimingBufferSize(10000));
   const page = context.pages()[0] || (await context.newPage());
   const errors = [];
   // Only errors raised by this pack count; the frontends log plenty of their own.
