@@ -6,7 +6,7 @@ file name -> builder(node_classes) -> UI-format dict, and optionally ``DEMO_JOBS
 
 ``workflows/`` is also the pack's template folder: ComfyUI (v0.3.31 and later) lists each ``<name>.json`` in its
 template browser with ``<name>`` as the title and ``<name>.jpg`` as the thumbnail. So a file name is the title a
-user reads ("IFAdapter SDXL - layout to image.json"), and every workflow gets a thumbnail drawn from its own
+user reads ("IFAdapter layout to image.json"), and every workflow gets a thumbnail drawn from its own
 layout by ``scripts/workflow_thumbnails.py``, written here next to the JSON (docs/workflows.md).
 """
 from __future__ import annotations
@@ -63,7 +63,7 @@ def layout_preview_workflow(classes: dict) -> dict:
     return build_ui_workflow(nodes, classes)
 
 
-WORKFLOWS = {"Instance Layout - draw and preview.json": layout_preview_workflow}
+WORKFLOWS = {"Instance layout preview.json": layout_preview_workflow}
 
 
 def all_workflows() -> dict:

@@ -3,8 +3,8 @@
 ComfyUI lists every ``workflows/<name>.json`` of an installed pack in its template browser under the title
 ``<name>`` and shows ``workflows/<name>.jpg`` as its thumbnail (docs/workflows.md has the details per version).
 :func:`thumbnail` draws that picture honestly: the layout stored in the workflow's Instance Layout node, drawn by
-the same renderer as the Layout Preview node (``core.render``: numbered regions in the instances' colours), under a
-band naming the method and model the workflow runs and above the workflow's global prompt. It is the layout the
+the same renderer as the Layout Preview node (``core.render``: numbered regions in the instances' colours), above the
+workflow's global prompt and a band naming the method and model the workflow runs. It is the layout the
 workflow generates from, not a generated image.
 
 ``scripts/make_workflows.py`` calls :func:`write_thumbnail` for every workflow it writes, so the thumbnails never
@@ -28,9 +28,10 @@ from core.layout import FORMAT, Layout  # noqa: E402
 from core.render import _font, render_layout  # noqa: E402
 
 SIZE = 512  # square: the template browser shows thumbnails in square cards
-HEADER = 44
-FOOTER = 56
+PROMPT_H = 44  # two lines of the global prompt below the layout
+BAND_H = 40  # the method band at the bottom (the card's own badges cover the top-left corner)
 BACKGROUND = (24, 24, 24)
+BAND = (44, 44, 52)
 JPEG_QUALITY = 85
 
 
@@ -72,24 +73,24 @@ def workflow_badge(workflow: dict) -> str:
 def thumbnail(workflow: dict) -> Image.Image:
     """The ``SIZE`` x ``SIZE`` RGB thumbnail: badge band, the layout as Layout Preview draws it, the prompt."""
     layout = workflow_layout(workflow)
-    room_w, room_h = SIZE - 16, SIZE - HEADER - FOOTER - 8
+    room_w, room_h = SIZE - 16, SIZE - PROMPT_H - BAND_H - 12
     scale = min(room_w / layout.width, room_h / layout.height)
     w, h = max(8, round(layout.width * scale)), max(8, round(layout.height * scale))
     # Rendered at thumbnail size (not rendered large and shrunk) so the numbered labels stay legible.
     drawn = render_layout(layout.scaled(w, h), opacity=0.55, legend=False)
     img = Image.new("RGB", (SIZE, SIZE), BACKGROUND)
     img.paste(Image.fromarray((np.clip(drawn, 0, 1) * 255).round().astype(np.uint8)),
-              ((SIZE - w) // 2, HEADER + (room_h - h) // 2 + 4))
+              ((SIZE - w) // 2, 8 + (room_h - h) // 2))
     draw = ImageDraw.Draw(img)
+    if layout.prompt:
+        font = _font(14)
+        for k, line in enumerate(textwrap.wrap(layout.prompt, 62)[:2]):
+            draw.text((12, SIZE - BAND_H - PROMPT_H + 4 + 19 * k), line, fill=(200, 200, 200), font=font)
+    draw.rectangle([0, SIZE - BAND_H, SIZE, SIZE], fill=BAND)
     badge, size = workflow_badge(workflow), 20
     while size > 12 and draw.textlength(badge, font=_font(size)) > SIZE - 24:
         size -= 1
-    draw.text((12, 11), badge, fill=(240, 240, 240), font=_font(size))
-    if layout.prompt:
-        font = _font(14)
-        lines = textwrap.wrap(layout.prompt, 62)[:2]
-        for k, line in enumerate(lines):
-            draw.text((12, SIZE - FOOTER + 8 + 20 * k), line, fill=(200, 200, 200), font=font)
+    draw.text((12, SIZE - BAND_H + (BAND_H - size) // 2 - 2), badge, fill=(240, 240, 240), font=_font(size))
     return img
 
 

@@ -1,8 +1,8 @@
 """IFAdapter example workflows (UI format) and the main-job demo entries.
 
-- ``IFAdapter SDXL - layout to image.json``: SDXL base + IFAdapter (control_ratio 1.0, the official default for
+- ``IFAdapter layout to image.json``: SDXL base + IFAdapter (control_ratio 1.0, the official default for
   base SDXL);
-- ``IFAdapter SDXL - with LoRA and ControlNet.json``: SDXL + LoRA + ControlNet + IFAdapter (end_percent 0.3, the
+- ``IFAdapter + LoRA + ControlNet.json``: SDXL + LoRA + ControlNet + IFAdapter (end_percent 0.3, the
   official default with LoRAs).
 
 (File names are the titles ComfyUI's template browser shows.)
@@ -101,8 +101,8 @@ def lora_controlnet_workflow(classes: dict) -> dict:
 
 
 WORKFLOWS = {
-    "IFAdapter SDXL - layout to image.json": sdxl_workflow,
-    "IFAdapter SDXL - with LoRA and ControlNet.json": lora_controlnet_workflow,
+    "IFAdapter layout to image.json": sdxl_workflow,
+    "IFAdapter + LoRA + ControlNet.json": lora_controlnet_workflow,
 }
 
 
@@ -126,6 +126,6 @@ def _point_loaders(prompt: dict, env) -> None:
 
 
 DEMO_JOBS = [
-    {"workflow": "IFAdapter SDXL - layout to image.json", "png": "ifadapter_sdxl.png",
+    {"workflow": "IFAdapter layout to image.json", "png": "ifadapter_sdxl.png",
      "needs": [("checkpoints", "xl"), ("ifadapter", "")], "patch": [_point_loaders]},
 ]

@@ -134,10 +134,10 @@ def lora_controlnet(classes: dict) -> dict:
 
 
 WORKFLOWS = {
-    "InstanceDiffusion SD1.5 - boxes.json": boxes,
-    "InstanceDiffusion SD1.5 - masks, scribbles, points.json": masks_scribbles_points,
-    "InstanceDiffusion SD1.5 - multi-instance sampler.json": mis,
-    "InstanceDiffusion SD1.5 - with LoRA and ControlNet.json": lora_controlnet,
+    "InstanceDiffusion boxes.json": boxes,
+    "InstanceDiffusion mixed inputs.json": masks_scribbles_points,
+    "InstanceDiffusion MIS sampler.json": mis,
+    "InstanceDiffusion + LoRA + ControlNet.json": lora_controlnet,
 }
 
 
@@ -157,9 +157,9 @@ def _use_found(prompt: dict, env) -> None:
 
 
 DEMO_JOBS = [
-    {"workflow": "InstanceDiffusion SD1.5 - boxes.json", "png": "instancediffusion_boxes.png",
+    {"workflow": "InstanceDiffusion boxes.json", "png": "instancediffusion_boxes.png",
      "needs": [("checkpoints", "v1-5"), ("instancediffusion", "")], "patch": [_use_found]},
-    {"workflow": "InstanceDiffusion SD1.5 - masks, scribbles, points.json",
+    {"workflow": "InstanceDiffusion mixed inputs.json",
      "png": "instancediffusion_mixed.png",
      "needs": [("checkpoints", "v1-5"), ("instancediffusion", "")], "patch": [_use_found]},
 ]

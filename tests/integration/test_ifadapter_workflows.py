@@ -1,4 +1,4 @@
-"""The shipped IFAdapter workflows (workflows/IFAdapter SDXL - *.json) converted like the frontend's Queue does and run
+"""The shipped IFAdapter workflows (workflows/IFAdapter *.json) converted like the frontend's Queue does and run
 in a real ComfyUI, with the real model loaders swapped for the tiny test models and a small latent."""
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def _tiny(prompt: dict, lora_name: str) -> dict:
     return prompt
 
 
-@pytest.mark.parametrize("name", ["IFAdapter SDXL - layout to image.json",
-                                  "IFAdapter SDXL - with LoRA and ControlNet.json"])
+@pytest.mark.parametrize("name", ["IFAdapter layout to image.json",
+                                  "IFAdapter + LoRA + ControlNet.json"])
 def test_shipped_workflow_runs(comfy, adapters, lora, name):  # noqa: F811
     wf = json.loads((ROOT / "workflows" / name).read_text())
     prompt = ui_to_api(wf, comfy.nodes.NODE_CLASS_MAPPINGS)

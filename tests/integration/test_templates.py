@@ -97,7 +97,7 @@ def test_server_lists_and_serves_each_template_and_thumbnail(server):
     assert sorted(listed.get(PACK_NAME, [])) == STEMS, listed.get(PACK_NAME)
     for stem in STEMS:
         # the URLs the frontend builds: api.apiURL(`/workflow_templates/${module}/${name}`) + ".json" / ".jpg"
-        base = f"/api/workflow_templates/{PACK_NAME}/{urllib.parse.quote(stem)}"
+        base = f"/api/workflow_templates/{PACK_NAME}/{urllib.parse.quote(stem, safe='+,()')}"  # as a browser encodes
         status, ctype, data = _get(server, base + ".json")
         assert status == 200 and "json" in ctype, (stem, status, ctype)
         assert json.loads(data) == json.loads((WORKFLOWS / f"{stem}.json").read_text())
