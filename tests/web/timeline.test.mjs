@@ -40,7 +40,8 @@ test("frame count: the layout's field, else derived from keyframes and ranges", 
   assert.equal(T.frameCount(layout([inst()])), 1);
   assert.equal(T.frameCount(layout([inst()], { frames: 24 })), 24);
   assert.equal(T.frameCount(layout([moving()])), 11);
-  assert.equal(T.frameCount(layout([inst({ frames: [3, 7] })])), 8);
+  assert.equal(T.frameCount(layout([inst({ frames: [3, 7] })])), 9, "up to the first frame after the range");
+  assert.equal(T.frameCount(layout([inst({ frames: [3, null] })])), 4);
   assert.equal(T.frameCount(layout([moving()], { frames: 0 })), 11, "an invalid count is ignored");
 });
 
@@ -66,19 +67,20 @@ test("boxes interpolate linearly; the first holds before, the last after", () =>
   closeArr(T.regionsAt(late, 7)[0].box, [30, 0, 40, 10]);
 });
 
-test("points and polygon/scribble vertices interpolate; other fields come from the earlier keyframe", () => {
+test("points, polygon/scribble vertices, point radius and stroke width interpolate; other fields come from the earlier keyframe", () => {
   const a = inst({
     keyframes: [
-      { frame: 0, regions: [{ kind: "point", point: [0, 0], width: 6 }, { kind: "polygon", points: [[0, 0], [10, 0], [0, 10]] }, { kind: "scribble", points: [[0, 0], [4, 4]], width: 4 }] },
-      { frame: 4, regions: [{ kind: "point", point: [8, 4], width: 10 }, { kind: "polygon", points: [[4, 4], [14, 4], [4, 14]] }, { kind: "scribble", points: [[8, 0], [12, 8]], width: 8 }] },
+      { frame: 0, regions: [{ kind: "point", point: [0, 0], width: 6 }, { kind: "polygon", points: [[0, 0], [10, 0], [0, 10]], note: "a" }, { kind: "scribble", points: [[0, 0], [4, 4]] }] },
+      { frame: 4, regions: [{ kind: "point", point: [8, 4], width: 10 }, { kind: "polygon", points: [[4, 4], [14, 4], [4, 14]], note: "b" }, { kind: "scribble", points: [[8, 0], [12, 8]], width: 8 }] },
     ],
   });
   const r = T.regionsAt(a, 1);
   closeArr(r[0].point, [2, 1]);
-  assert.equal(r[0].width, 6);
+  assert.equal(r[0].width, 7);
   closeArr(r[1].points, [[1, 1], [11, 1], [1, 11]]);
+  assert.equal(r[1].note, "a");
   closeArr(r[2].points, [[2, 0], [6, 5]]);
-  assert.equal(r[2].width, 4);
+  assert.equal(r[2].width, 5, "scribble width: the default 4 moves towards 8");
 });
 
 test("what cannot interpolate holds the nearest keyframe (ties: the earlier)", () => {
@@ -102,15 +104,18 @@ test("keyframes are read in frame order; plain regions are used without keyframe
   assert.deepEqual(T.regionsAt(inst({ keyframes: [] }), 3), [box(0, 0, 10, 10)]);
 });
 
-test("layoutAtFrame: one frame as a static version-1 layout, absent instances left out", () => {
+test("layoutAtFrame: one frame as a static version-1 layout, absent instances kept disabled", () => {
   const src = layout([moving(), inst({ description: "late", frames: [6, null] })], { frames: 11 });
   const f5 = T.layoutAtFrame(src, 5);
   assert.equal(f5.version, 1);
   assert.equal("frames" in f5, false);
-  assert.deepEqual(f5.instances.map((i) => i.description), ["car"]);
+  assert.deepEqual(f5.instances.map((i) => [i.description, i.enabled]), [["car", true], ["late", false]]);
   assert.equal("keyframes" in f5.instances[0], false);
+  assert.equal("frames" in f5.instances[1], false);
   closeArr(f5.instances[0].regions[0].box, [25, 10, 40, 25]);
-  assert.equal(T.layoutAtFrame(src, 6).instances.length, 2);
+  assert.deepEqual(T.layoutAtFrame(src, 6).instances.map((i) => i.enabled), [true, true]);
+  const still = layout([inst()]);
+  assert.deepEqual(T.layoutAtFrame(still, 3), still);
 });
 
 test("frame view: interpolated regions, indices kept, absent instances empty", () => {
@@ -203,7 +208,7 @@ test("add, remove and copy keyframes", () => {
   r = T.removeKeyframes(T.removeKeyframes(r, [0], 0).layout, [0], 10).layout;
   assert.equal("keyframes" in r.instances[0], false);
   assert.deepEqual(r.instances[0].regions, [box(30, 0, 40, 10)]);
-  assert.throws(() => T.addKeyframes(src, [0], -1), /frame must be an integer >= 0/);
+  assert.throws(() => T.addKeyframes(src, [0], -1), /frame must be an integer from 0 to 1023/);
 });
 
 test("frame count and visible range edits", () => {

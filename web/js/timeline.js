@@ -78,30 +78,42 @@ export function visibleAt(inst, f) {
 }
 
 /**
- * The frame count the editor shows: the layout's "frames" when valid, else enough frames for every
- * keyframe and range end (at least 1).
+ * Frames up to which anything changes (core/timeline.py frame_span): the latest of the last
+ * keyframe, the first visible frame and the first frame after a visible range ends, plus one; 1
+ * for a static layout.
  */
+export function frameSpan(layout) {
+  let last = 0;
+  for (const inst of layout?.instances || []) {
+    const ks = keyframes(inst);
+    if (ks.length) last = Math.max(last, ks[ks.length - 1].frame);
+    if ("frames" in inst) {
+      const [first, end] = visibleRange(inst);
+      last = Math.max(last, first, end === null ? 0 : end + 1);
+    }
+  }
+  return Math.min(MAX_FRAMES, last + 1);
+}
+
+/** The frame count (core/timeline.py frame_count): the layout's "frames" when valid, else frameSpan. */
 export function frameCount(layout) {
   const n = layout?.frames;
   if (Number.isInteger(n) && n >= 1 && n <= MAX_FRAMES) return n;
-  let last = 0;
-  for (const inst of layout?.instances || []) {
-    for (const k of keyframes(inst)) last = Math.max(last, k.frame);
-    const [first, end] = visibleRange(inst);
-    last = Math.max(last, first, end ?? 0);
-  }
-  return Math.min(MAX_FRAMES, last + 1);
+  return frameSpan(layout);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Interpolation
 
-const lerp = (a, b, t) => a + (b - a) * t;
+/** a + (b - a) t, kept inside [min(a, b), max(a, b)] so that canvas bounds survive float rounding (as in Python). */
+const lerp = (a, b, t) => Math.min(Math.max(a + (b - a) * t, Math.min(a, b)), Math.max(a, b));
 const lerpPt = (p, q, t) => [lerp(+p[0], +q[0], t), lerp(+p[1], +q[1], t)];
+const DEFAULT_WIDTH = 4;
 
 /**
  * Region `a` (of the earlier keyframe) moved a fraction t (0..1) of the way to region `b` (of the
- * later one): boxes, points and polygon/scribble vertices linearly; the other fields come from `a`.
+ * later one): boxes, points and polygon/scribble vertices linearly, and the radius of points and
+ * the stroke width of scribbles when they differ; the other fields come from `a`.
  * Returns null when the pair cannot be interpolated (kinds differ, vertex counts differ, masks or
  * kinds this editor does not know): then the nearest keyframe holds.
  */
@@ -116,15 +128,23 @@ export function lerpRegion(a, b, t) {
     case "point":
       if (!Array.isArray(a.point) || !Array.isArray(b.point)) return null;
       out.point = lerpPt(a.point, b.point, t);
+      lerpWidth(out, a, b, t);
       return out;
     case "polygon":
     case "scribble":
       if (!Array.isArray(a.points) || !Array.isArray(b.points) || a.points.length !== b.points.length) return null;
       out.points = a.points.map((p, k) => lerpPt(p, b.points[k], t));
+      if (a.kind === "scribble") lerpWidth(out, a, b, t);
       return out;
     default:
       return null; // masks (and unknown kinds) hold the nearest keyframe
   }
+}
+
+function lerpWidth(out, a, b, t) {
+  const wa = a.width ?? DEFAULT_WIDTH;
+  const wb = b.width ?? DEFAULT_WIDTH;
+  if (wa !== wb) out.width = lerp(+wa, +wb, t);
 }
 
 /**
@@ -162,24 +182,24 @@ export function regionsAt(inst, f) {
 }
 
 /**
- * A static snapshot of the layout on frame f, as a layout of its own: every instance visible there
- * with its regions at f, without the timeline fields, and written as version 1 (the "Layout at
- * Frame" of the backend).  Instances absent on f are left out.
+ * The static layout of frame f (core/timeline.py at_frame, the backend's "Layout at Frame"): every
+ * instance with its regions on f and no timeline fields, written as version 1; an instance outside
+ * its visible range is kept but disabled, so instance numbers stay the same on every frame.  A
+ * static layout comes back as a copy of itself.
  */
 export function layoutAtFrame(layout, f) {
+  if (!usesTimeline(layout)) return deepCopy(layout);
   const out = deepCopy(layout);
   delete out.frames;
   out.version = 1;
-  out.instances = [];
-  for (const inst of layout.instances) {
-    const regions = regionsAt(inst, f);
-    if (regions === null) continue;
+  out.instances = layout.instances.map((inst) => {
     const copy = deepCopy(inst);
     delete copy.keyframes;
     delete copy.frames;
-    copy.regions = regions;
-    out.instances.push(copy);
-  }
+    copy.regions = keyedRegionsAt(inst, f) ?? deepCopy(Array.isArray(inst.regions) ? inst.regions : []);
+    copy.enabled = inst.enabled !== false && visibleAt(inst, f);
+    return copy;
+  });
   return out;
 }
 
@@ -296,7 +316,7 @@ export function roundRegions(regions) {
 }
 
 function checkFrame(f, what = "frame") {
-  if (!isFrame(f)) throw new RangeError(`${what} must be an integer >= 0, got ${JSON.stringify(f)}`);
+  if (!isFrame(f) || f >= MAX_FRAMES) throw new RangeError(`${what} must be an integer from 0 to ${MAX_FRAMES - 1}, got ${JSON.stringify(f)}`);
 }
 
 /**
