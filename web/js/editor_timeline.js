@@ -266,6 +266,7 @@ export class TimelineBar {
   /** Show frame f (clamped): the editor then draws and edits the view of that frame; no undo step. */
   setFrame(f) {
     const g = clampInt(f, 0, this.count() - 1);
+    if (g !== this.frame) this.hint(""); // a hint is about the frame it was given on
     this.settings.frame = g;
     this.ed.host.onSettings?.({ ...this.settings });
     this.ed.cancelPending?.();
