@@ -518,9 +518,10 @@ export class LayoutEditor {
   duplicate() {
     if (!this.selection.length) return;
     const off = this.settings.snap ? this.settings.grid * 2 : 16;
-    const { layout, indices } = LM.duplicateInstances(this.layout, this.selection, off, off);
+    // Timeline: duplicate the full instances (every keyframe moves with the copy).
+    const { layout, indices } = LM.duplicateInstances(this.timeline.source, this.selection, off, off);
     this.selection = indices;
-    this.commit(layout);
+    this.commit(layout, null, { full: true });
   }
 
   copy() {
@@ -532,10 +533,10 @@ export class LayoutEditor {
   paste() {
     const text = this.host.clipboard?.read();
     if (!text) return false;
-    const res = LM.pastePayload(this.layout, text, 0, 0);
+    const res = LM.pastePayload(this.timeline.source, text, 0, 0); // timeline: appended to the full layout
     if (!res) return false;
     this.selection = res.indices;
-    this.commit(res.layout);
+    this.commit(res.layout, null, { full: true });
     return true;
   }
 

@@ -154,6 +154,13 @@ export async function timelineFlow(t) {
     assert.equal(await layoutValue(), removed, "redo restores the exact text");
     await page.keyboard.press("Control+z");
     assert.equal(await layoutValue(), copied);
+    // Ctrl+D duplicates the animated instance: every keyframe of the copy is offset, not only this frame's.
+    await page.keyboard.press("Control+d");
+    L = await layout();
+    assert.equal(L.instances.length, 2);
+    L.instances[0].keyframes.forEach((k, n) => assert.deepEqual(L.instances[1].keyframes[n].regions[0].box, k.regions[0].box.map((v) => v + 16), `copy of keyframe ${k.frame}`));
+    await page.keyboard.press("Control+z");
+    assert.equal(await layoutValue(), copied);
   });
 
   let saved;
