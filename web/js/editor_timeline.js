@@ -159,7 +159,7 @@ export class TimelineBar {
     };
     // Toolbar: the frame count (always there, so a static layout can become an animated one).
     this.countLabel = el("label", "ifa-tl-count", { title: `Frame count of the layout (1 = static; up to ${TL.MAX_FRAMES})` });
-    this.countInput = el("input", "", { type: "number", min: 1, max: TL.MAX_FRAMES, step: 1, value: 1 });
+    this.countInput = el("input", "", { type: "number", min: 1, max: TL.MAX_FRAMES, step: 1, value: 1, ariaLabel: "frame count" });
     this.countInput.dataset.action = "frames";
     this.countInput.addEventListener("change", () => this.setCount(+this.countInput.value));
     this.countLabel.append("frames", this.countInput);
@@ -167,7 +167,7 @@ export class TimelineBar {
     this.bar = el("div", "ifa-timeline");
     this.prevBtn = button("◀", "Previous frame (,)", () => this.setFrame(this.frame - 1), "prev-frame");
     this.track = el("div", "ifa-tl-track");
-    this.slider = el("input", "", { type: "range", min: 0, max: 0, step: 1, value: 0, title: "Frame" });
+    this.slider = el("input", "", { type: "range", min: 0, max: 0, step: 1, value: 0, title: "Frame", ariaLabel: "frame" });
     this.slider.dataset.action = "frame";
     this.slider.addEventListener("input", () => this.setFrame(+this.slider.value));
     this.ticks = el("div", "ifa-tl-ticks");
@@ -177,7 +177,7 @@ export class TimelineBar {
     this.keyBtn = button("+ key", "Add or remove a keyframe of the selected instances at this frame (K)", () => this.toggleKey(), "key");
     this.prevKeyBtn = button("◆◀", "Previous keyframe of the selection", () => this.jumpKey(-1), "prev-key");
     this.nextKeyBtn = button("▶◆", "Next keyframe of the selection", () => this.jumpKey(1), "next-key");
-    this.copyInput = el("input", "", { type: "number", min: 0, step: 1, value: 0, title: "Target frame" });
+    this.copyInput = el("input", "", { type: "number", min: 0, step: 1, value: 0, title: "Target frame", ariaLabel: "target frame" });
     this.copyInput.dataset.action = "copy-target";
     this.copyBtn = button("copy key to", "Copy the selected instances' shape at this frame to a keyframe at the target frame", () => this.copyTo(+this.copyInput.value), "copy-key");
     const check = (text, title, name, fallback) => {
