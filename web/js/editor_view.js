@@ -6,12 +6,12 @@
 import { clamp, fitCanvas, handleSize, normRect, rectFromDrag, resizeRect, simplifyPolyline, snap, snapPoint, unionRects } from "./geometry.js";
 import { History } from "./history.js";
 import { hitHandle, hitInstance, hitVertex, marqueeSelect } from "./hittest.js";
+import { TimelineBar } from "./editor_timeline.js";
 import * as LM from "./layout_model.js";
 import { cloneMask, createMask, encodeRLE, maskArea, maskSizeFor, paintLine } from "./mask.js";
 import * as R from "./editor_render.js";
 import { renderLayers } from "./editor_layers.js";
 import { ensureStyles } from "./editor_styles.js";
-import { TimelineBar } from "./editor_timeline.js";
 
 export const TOOLS = Object.freeze([
   ["select", "Select", "V"],
