@@ -176,7 +176,7 @@ export async function sizeFlow(t) {
   const grown = await canvasCss();
   assert.ok(grown.w > c.w + 100 || grown.h > c.h + 100, `a larger node gives a larger canvas: ${c.w}x${c.h} -> ${grown.w}x${grown.h}`);
   // The shipped workflows open with a usable editor.
-  for (const file of ["instancediffusion_boxes.json", "ifadapter_sdxl.json"]) {
+  for (const file of ["InstanceDiffusion boxes.json", "IFAdapter layout to image.json"]) {
     const wf = JSON.parse(readFileSync(path.join(REPO, "workflows", file), "utf8"));
     const layoutId = wf.nodes.find((n) => n.type === "IFAInstanceLayout").id;
     await inApp((app, LiteGraph, wf) => app.loadGraphData(wf), wf);
@@ -192,7 +192,7 @@ export async function sizeFlow(t) {
     c = await canvasCss();
     t.diagnostic(`${file}: canvas ${c.w}x${c.h} CSS px`);
     assert.ok(c.w >= 440 && c.h >= 330, `${file}: the editor's canvas is comfortable: ${c.w}x${c.h}`);
-    await page.screenshot({ path: artifact(`size-${file.replace(".json", "")}.png`) });
+    await page.screenshot({ path: artifact(`size-${file.replace(".json", "").replace(/[^A-Za-z0-9]+/g, "_")}.png`) });
   }
 }
 
