@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { REPO } from "./harness.mjs";
-import { S, artifact, canvasPoint, click, drag, inApp, layoutValue, newLayoutGraph, tool, useEditor } from "./session.mjs";
+import { S, artifact, canvasPoint, click, dismissDialogs, drag, inApp, layoutValue, newLayoutGraph, tool, useEditor } from "./session.mjs";
 
 const instances = async (id) => JSON.parse(await layoutValue(id)).instances;
 
@@ -57,6 +57,7 @@ async function openDialog(id) {
 
 export async function dialogFlow() {
   const page = S.page;
+  await dismissDialogs();
   const id = await inApp((app, LiteGraph) => {
     app.graph.clear();
     const node = LiteGraph.createNode("IFAInstanceLayout");
@@ -122,6 +123,7 @@ const canvasCss = () => S.page.evaluate((sel) => {
 
 export async function sizeFlow(t) {
   const page = S.page;
+  await dismissDialogs();
   // A node as the user adds it (default size).
   const id = await inApp((app, LiteGraph) => {
     app.graph.clear();
@@ -251,6 +253,7 @@ export async function deprecationFlow(t) {
     t.diagnostic("this frontend reports no deprecations (no LiteGraph.onDeprecationWarning)");
     return;
   }
+  await dismissDialogs();
   await page.evaluate(() => {
     window.LiteGraph.alwaysRepeatWarnings = true;
     window.__ifaDeprecations = [];
