@@ -9,7 +9,7 @@ import path from "node:path";
 import { REPO } from "./harness.mjs";
 import { S, artifact, inApp, openApp } from "./session.mjs";
 
-const PACK = "comfyui-ifadapter"; // the folder name tests/comfy_env.py installs the pack under
+const PACK = process.env.IFA_PACK_DIRNAME || "comfyui-ifadapter"; // the folder name tests/comfy_env.py installs the pack under
 const WORKFLOWS = path.join(REPO, "workflows");
 
 export async function templatesFlow(t) {
