@@ -160,6 +160,8 @@ export async function dismissDialogs() {
     } catch {
       /* no legacy dialog */
     }
+    // Modern frontends: PrimeVue dialogs (template browser, error reports) have a close button.
+    for (const b of document.querySelectorAll('[role="dialog"] .p-dialog-close-button, [role="dialog"] button[aria-label="Close"]')) b.click();
     document.activeElement?.blur?.();
   });
   await S.page.keyboard.press("Escape");

@@ -25,7 +25,8 @@ export async function templatesFlow(t) {
 
   await openApp();
   await inApp((app) => app.extensionManager.command.execute("Comfy.BrowseTemplates"));
-  await page.getByText(PACK, { exact: true }).first().click({ timeout: 30000 });
+  // The pack's entry in the template dialog (Vue nodes of the restored workflow show the pack name in their badges).
+  await page.locator('[role="dialog"]').getByText(PACK, { exact: true }).first().click({ timeout: 30000 });
   for (const stem of stems) {
     const card = page.locator(`[data-testid="template-workflow-${stem}"]`);
     await card.waitFor({ state: "visible", timeout: 30000 });
