@@ -8,7 +8,6 @@ The JSON format is documented in docs/layout-format.md ("format": "instance-layo
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 import math
 import re
@@ -18,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import raster
+from .raster import box_cells, rasterize_boxes  # noqa: F401  (part of this module's API)
 from .rle import MAX_SIDE, RLEError, rle_decode, rle_encode
 
 FORMAT = "instance-layout"
@@ -31,9 +32,6 @@ PALETTE = (
     "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000", "#ffd8b1", "#000075", "#808080",
 )  # fmt: skip
 _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
-# Cell-rule edges within this fraction of a cell of an integer are treated as on it (absorbs float noise such as
-# 0.7 * 10 = 7.000000000000001, which would otherwise add a whole extra column).
-_CELL_EPS = 1e-6
 
 _REGION_KEYS = {
     "box": ("kind", "box"),
@@ -55,13 +53,17 @@ class LayoutError(ValueError):
 
 
 def _who(index: int | None, description: Any = None) -> str:
+    """How a person names an instance: "instance 3 ("a red car")" for 0-based list ``index`` 2.
+
+    People (and the editor, the preview and the docs) count instances from 1; ``index`` is the list position.
+    """
     if index is None:
         return "layout"
     if isinstance(description, str) and description.strip():
         d = description.strip()
         d = d if len(d) <= 40 else d[:37] + "..."
-        return f'instance {index} ("{d}")'
-    return f"instance {index}"
+        return f'instance {index + 1} ("{d}")'
+    return f"instance {index + 1}"
 
 
 def _is_num(v: Any) -> bool:
@@ -281,7 +283,7 @@ class Instance:
     def from_dict(cls, d: Any, index: int = 0) -> Instance:
         """Parse a version-1 instance object; raises LayoutError naming the instance and field."""
         if not isinstance(d, dict):
-            raise LayoutError(f"instance {index} must be an object, got {type(d).__name__}")
+            raise LayoutError(f"instance {index + 1} must be an object, got {type(d).__name__}")
         desc = d.get("description")
         who = _who(index, desc)
         if "description" not in d:
@@ -418,11 +420,9 @@ class Layout:
     def _validate_instance(self, i: int, inst: Instance) -> None:
         who = _who(i, inst.description)
         if not isinstance(inst, Instance):
-            raise LayoutError(f"instance {i} must be an Instance, got {type(inst).__name__}")
+            raise LayoutError(f"instance {i + 1} must be an Instance, got {type(inst).__name__}")
         if not isinstance(inst.description, str):
             raise LayoutError(f"{who}: 'description' must be a string, got {type(inst.description).__name__}")
-        if inst.enabled and not inst.description.strip():
-            raise LayoutError(f"{who}: missing description; an enabled instance needs a text describing the object")
         if not isinstance(inst.label, str):
             raise LayoutError(f"{who}: 'label' must be a string")
         _num(inst.weight, f"{who}: 'weight'")
@@ -489,6 +489,20 @@ class Layout:
             if w <= 0:
                 raise LayoutError(f"{where}: width={w}; expected a stroke width / radius > 0 pixels")
 
+    def require_descriptions(self, backend: str) -> Layout:
+        """Check that every enabled instance has a non-blank description and return the layout.
+
+        A layout may hold instances without a description (drawn, not yet described: previews and masks work);
+        only back-ends that encode the descriptions (IFAdapter's appearance tokens, InstanceDiffusion) call this.
+        """
+        for i, inst in enumerate(self.instances):
+            if inst.enabled and not inst.description.strip():
+                raise LayoutError(
+                    f"{_who(i)}: missing description; {backend} encodes the description of every enabled instance, "
+                    "so describe the object (or disable the instance)"
+                )
+        return self
+
     # transforms ---------------------------------------------------------------------------------------------
     def scaled(self, width: int, height: int) -> Layout:
         """The same layout on a ``width`` x ``height`` canvas: every coordinate is scaled per axis.
@@ -518,6 +532,10 @@ class Layout:
         """Enabled instances, in list order."""
         return [i for i in self.instances if i.enabled]
 
+    def active_numbers(self) -> list[int]:
+        """The number a person reads for each enabled instance: its position in ``instances`` counted from 1."""
+        return [n + 1 for n, i in enumerate(self.instances) if i.enabled]
+
     def boxes_normalized(self) -> torch.Tensor:
         """[n_active, 4] float32 xyxy in 0..1: each enabled instance's bbox divided by the canvas size."""
         canvas = (self.width, self.height)
@@ -531,21 +549,31 @@ class Layout:
 
         Boxes use the IFAdapter cell rule, masks a nearest resize, polygons fill the cells whose centre is inside,
         scribbles and points cover the cells whose centre is within width/2 (scribble) or width (point) pixels,
-        plus every cell the stroke passes through or the point lies in. A non-empty region never vanishes on a coarse grid: if
-        it would cover no cell, the cell holding its bbox centre is set.
+        plus every cell the stroke passes through or the point lies in. A non-empty region never vanishes on a
+        coarse grid: if it would cover no cell, the cell holding its bbox centre is set (core/raster.py).
+        Allocates the output only; callers that need a union, counts or one instance at a time use
+        union_mask, areas or instance_cells instead.
         """
-        h, w = _grid(h, w)
-        act = self.active()
-        out = np.zeros((len(act), h, w), dtype=bool)
-        for n, inst in enumerate(act):
-            for r in inst.regions:
-                out[n] |= _raster_region(r, self.width, self.height, h, w)
-        return torch.from_numpy(out.astype(np.float32))
+        h, w = raster.grid(h, w)
+        cells = self.instance_cells(h, w)
+        out = np.zeros((len(cells), h, w), dtype=np.float32)
+        for n, crop in enumerate(cells):
+            raster.paste(out[n], crop, 1.0)
+        return torch.from_numpy(out)
+
+    def instance_cells(self, h: int, w: int) -> list[raster.Crop]:
+        """Each enabled instance on an h x w grid as a crop (row0, col0, bool cells) over its own bounding box."""
+        h, w = raster.grid(h, w)
+        return [raster.instance_cells(inst, self.width, self.height, h, w) for inst in self.active()]
 
     def union_mask(self, h: int, w: int) -> torch.Tensor:
         """[h, w] float32: 1 where any enabled instance covers the cell."""
-        r = self.rasterize(h, w)
-        return r.amax(dim=0) if r.shape[0] else torch.zeros(_grid(h, w), dtype=torch.float32)
+        h, w = raster.grid(h, w)
+        out = np.zeros((h, w), dtype=bool)
+        for inst in self.active():
+            for r in inst.regions:
+                raster.paste(out, raster.region_cells(r, self.width, self.height, h, w))
+        return torch.from_numpy(out.astype(np.float32))
 
     def background_mask(self, h: int, w: int) -> torch.Tensor:
         """[h, w] float32: 1 where no enabled instance covers the cell (IFAdapter's M_bg)."""
@@ -553,7 +581,8 @@ class Layout:
 
     def areas(self, h: int, w: int) -> torch.Tensor:
         """[n_active] float32: number of grid cells each enabled instance covers."""
-        return self.rasterize(h, w).sum(dim=(1, 2))
+        counts = [int(crop[2].sum()) for crop in self.instance_cells(h, w)]
+        return torch.tensor(counts, dtype=torch.float32)
 
     def describe(self) -> str:
         """A short human-readable summary (one line per instance)."""
@@ -565,7 +594,7 @@ class Layout:
             x0, y0, x1, y1 = inst.bbox(canvas)
             flag = "" if inst.enabled else " [disabled]"
             d = inst.description if len(inst.description) <= 40 else inst.description[:37] + "..."
-            lines.append(f'  {i}: "{d}" {kinds} [{x0:.0f},{y0:.0f},{x1:.0f},{y1:.0f}]{flag}')
+            lines.append(f'  {i + 1}: "{d}" {kinds} [{x0:.0f},{y0:.0f},{x1:.0f},{y1:.0f}]{flag}')
         return "\n".join(lines)
 
 
@@ -573,136 +602,9 @@ class Layout:
 # rasterisation
 
 
-def _grid(h: int, w: int) -> tuple[int, int]:
-    if not (isinstance(h, (int, np.integer)) and isinstance(w, (int, np.integer)) and h >= 1 and w >= 1):
-        raise ValueError(f"grid size must be two positive integers (h, w), got ({h!r}, {w!r})")
-    return int(h), int(w)
-
-
-def _cell_range(a: Any, b: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """IFAdapter cell rule on normalised edges a < b: cells [floor(a*n), ceil(b*n)) clamped to 0..n, >= 1 cell."""
-    a = np.asarray(a, dtype=np.float64) * n
-    b = np.asarray(b, dtype=np.float64) * n
-    lo = np.clip(np.floor(a + _CELL_EPS), 0, n).astype(np.int64)
-    hi = np.clip(np.ceil(b - _CELL_EPS), 0, n).astype(np.int64)
-    nonempty = b > a
-    hi = np.where(nonempty & (hi <= lo), np.minimum(lo + 1, n), hi)
-    lo = np.where(nonempty & (hi <= lo), np.maximum(hi - 1, 0), lo)
-    return lo, hi
-
-
-def box_cells(box_norm: Any, h: int, w: int) -> tuple[int, int, int, int]:
-    """Cell range (y0, y1, x0, x1), end-exclusive, of a normalised xyxy box on an h x w grid.
-
-    The IFAdapter rule: columns [floor(x0*w), ceil(x1*w)), rows [floor(y0*h), ceil(y1*h)), clamped to the grid.
-    Example: box (0.1, 0.2, 0.55, 0.9) on 10 x 10 -> (2, 9, 1, 6), i.e. rows 2..8 and columns 1..5.
-    """
-    x0, y0, x1, y1 = (float(v) for v in (box_norm.tolist() if hasattr(box_norm, "tolist") else box_norm))
-    cy0, cy1 = _cell_range(y0, y1, h)
-    cx0, cx1 = _cell_range(x0, x1, w)
-    return int(cy0), int(cy1), int(cx0), int(cx1)
-
-
-def rasterize_boxes(boxes_norm: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """[n, 4] normalised xyxy boxes -> [n, h, w] float32 {0,1} masks by the cell rule, on the boxes' device."""
-    h, w = _grid(h, w)
-    b = torch.as_tensor(boxes_norm).reshape(-1, 4)
-    bn = b.detach().to("cpu", torch.float64).numpy()
-    y0, y1 = _cell_range(bn[:, 1], bn[:, 3], h)
-    x0, x1 = _cell_range(bn[:, 0], bn[:, 2], w)
-    dev = b.device
-
-    def col(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(a).to(dev)[:, None]
-
-    rows = torch.arange(h, device=dev)[None]
-    cols = torch.arange(w, device=dev)[None]
-    my = (rows >= col(y0)) & (rows < col(y1))
-    mx = (cols >= col(x0)) & (cols < col(x1))
-    return (my[:, :, None] & mx[:, None, :]).float()
-
-
 def _polygon_area(p: np.ndarray) -> float:
     x, y = p[:, 0], p[:, 1]
     return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2.0
-
-
-def _centres(W: int, H: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates of the cell centres: xs [1, w], ys [h, 1]."""
-    xs = (np.arange(w, dtype=np.float64) + 0.5) * (W / w)
-    ys = (np.arange(h, dtype=np.float64) + 0.5) * (H / h)
-    return xs[None, :], ys[:, None]
-
-
-def _seg_dist2(xs: np.ndarray, ys: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """[h, w] squared pixel distance from each cell centre to the polyline through pts [k, 2]."""
-    best = np.full(np.broadcast_shapes(xs.shape, ys.shape), np.inf)
-    if len(pts) == 1:
-        pts = np.concatenate([pts, pts])
-    for (ax, ay), (bx, by) in itertools.pairwise(pts):
-        dx, dy = bx - ax, by - ay
-        ll = dx * dx + dy * dy
-        t = np.clip(((xs - ax) * dx + (ys - ay) * dy) / ll, 0.0, 1.0) if ll > 0 else 0.0
-        px, py = ax + t * dx - xs, ay + t * dy - ys
-        np.minimum(best, px * px + py * py, out=best)
-    return best
-
-
-def _raster_region(r: Region, W: int, H: int, h: int, w: int) -> np.ndarray:
-    """[h, w] bool cells covered by one region of a W x H canvas."""
-    if r.kind == "box":
-        x0, y0, x1, y1 = (float(v) for v in r.box)
-        cy0, cy1, cx0, cx1 = box_cells((x0 / W, y0 / H, x1 / W, y1 / H), h, w)
-        m = np.zeros((h, w), dtype=bool)
-        m[cy0:cy1, cx0:cx1] = True
-        return m
-    if r.kind == "mask":
-        mh, mw = r.mask.shape
-        ri = np.minimum(((np.arange(h) + 0.5) * (mh / h)).astype(np.int64), mh - 1)
-        ci = np.minimum(((np.arange(w) + 0.5) * (mw / w)).astype(np.int64), mw - 1)
-        m = r.mask[ri[:, None], ci[None, :]]
-        if r.mask.any() and not m.any():
-            _mark_centre(m, r.bbox((W, H)), W, H)
-        return m
-    xs, ys = _centres(W, H, h, w)
-    pts = np.asarray(r.points, dtype=np.float64).reshape(-1, 2)
-    if r.kind == "polygon":
-        inside = np.zeros((h, w), dtype=bool)
-        for (ax, ay), (bx, by) in zip(pts, np.roll(pts, -1, axis=0)):
-            if ay == by:
-                continue
-            crosses = (ay > ys) != (by > ys)
-            x_at = ax + (ys - ay) * (bx - ax) / (by - ay)
-            inside ^= crosses & (xs < x_at)
-        m = inside
-    else:
-        radius = r.width / 2.0 if r.kind == "scribble" else r.width
-        m = _seg_dist2(xs, ys, pts) <= float(radius) ** 2
-        m |= _touched_cells(pts, W, H, h, w)
-    if not m.any():
-        _mark_centre(m, r.bbox((W, H)), W, H)
-    return m
-
-
-def _touched_cells(pts: np.ndarray, W: int, H: int, h: int, w: int) -> np.ndarray:
-    """[h, w] bool: the cells a polyline (or a single point) passes through, sampled at under half a cell."""
-    m = np.zeros((h, w), dtype=bool)
-    step = 0.5 * min(W / w, H / h)
-    samples = [pts[:1]]
-    for a, b in itertools.pairwise(pts):
-        n = math.ceil(math.hypot(*(b - a)) / step) + 1
-        samples.append(a + np.linspace(0.0, 1.0, n)[:, None] * (b - a))
-    s = np.concatenate(samples)
-    cols = np.clip(np.floor(s[:, 0] / W * w), 0, w - 1).astype(np.int64)
-    rows = np.clip(np.floor(s[:, 1] / H * h), 0, h - 1).astype(np.int64)
-    m[rows, cols] = True
-    return m
-
-
-def _mark_centre(m: np.ndarray, bbox: tuple[float, float, float, float], W: int, H: int) -> None:
-    h, w = m.shape
-    cx, cy = (bbox[0] + bbox[2]) / 2.0, (bbox[1] + bbox[3]) / 2.0
-    m[min(max(int(cy / H * h), 0), h - 1), min(max(int(cx / W * w), 0), w - 1)] = True
 
 
 # --------------------------------------------------------------------------------------------------------------

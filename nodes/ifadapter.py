@@ -210,10 +210,14 @@ def encode_descriptions(clip, texts: list[str]) -> tuple[torch.Tensor, torch.Ten
             torch.stack([f[2] for f in feats]))
 
 
-def _layout_for_ifadapter(layout: Layout) -> Layout:
+def _layout_for_ifadapter(layout: Layout, descriptions: bool = True) -> Layout:
+    """The layout checked for IFAdapter: at most MAX_OBJ enabled instances, at least one, and (when the node
+    encodes or applies appearance tokens, ``descriptions``) a description for each."""
     layout.validate(max_instances=MAX_OBJ, backend="IFAdapter")
     if not layout.active():
         raise ValueError("the layout has no enabled instance; IFAdapter needs at least one box with a description")
+    if descriptions:
+        layout.require_descriptions("IFAdapter")
     return layout
 
 
@@ -275,7 +279,7 @@ class BuildInstanceSemanticMap:
     CATEGORY = CATEGORY + "/ifadapter"
 
     def build(self, layout, level, latent=None):
-        layout = _layout_for_ifadapter(layout)
+        layout = _layout_for_ifadapter(layout, descriptions=False)  # boxes only
         if latent is not None:
             lh, lw = latent["samples"].shape[-2:]
         else:

@@ -59,6 +59,7 @@ class InstanceInput:
     scribble: list of (x, y) pixel pairs (any number >= 1), or None.
     mask: bool/0-1 array [mh, mw] covering the whole canvas (any resolution), or None.
     name: used in error messages only.
+    number: how messages number this instance (counted from 1, e.g. its place in the layout); None = slot + 1.
     """
 
     embedding: torch.Tensor
@@ -67,6 +68,7 @@ class InstanceInput:
     scribble: Sequence[tuple[float, float]] | None = None
     mask: np.ndarray | None = None
     name: str = ""
+    number: int | None = None
 
 
 def _dist0(p: Sequence[float]) -> float:
@@ -155,7 +157,9 @@ def _flatten_norm(points: Sequence[tuple[float, float]], w: float, h: float, cli
 
 
 def _label(i: int, inst: InstanceInput) -> str:
-    return f'instance {i} ("{inst.name}")' if inst.name else f"instance {i}"
+    """The instance as a person counts it (from 1): its own ``number``, else slot ``i`` + 1."""
+    n = inst.number if inst.number is not None else i + 1
+    return f'instance {n} ("{inst.name}")' if inst.name else f"instance {n}"
 
 
 def _resize_mask(mask: np.ndarray, size: int) -> torch.Tensor:
@@ -344,7 +348,7 @@ def from_layout(
         raise ValueError(f"from_layout: {len(active)} active instances but {len(embeddings)} text embeddings")
     w, h = int(layout.width), int(layout.height)
     instances = []
-    for inst, emb in zip(active, embeddings):
+    for number, inst, emb in zip(layout.active_numbers(), active, embeddings):
         masks = [np.asarray(r.mask).astype(bool) for r in inst.regions if r.kind == "mask" and r.mask is not None]
         polys = [r.points for r in inst.regions if r.kind == "polygon" and r.points]
         mask = None
@@ -366,6 +370,7 @@ def from_layout(
                 scribble=list(scr_r.points) if scr_r is not None and scr_r.points else None,
                 mask=mask,
                 name=inst.description,
+                number=number,
             )
         )
     return prepare_inputs(instances, w, h, preset=preset, seed=seed)

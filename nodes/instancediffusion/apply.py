@@ -42,8 +42,9 @@ class ApplyInstanceDiffusion:
         active = layout.active()
         if not active:
             raise LayoutError("InstanceDiffusion: the layout has no active instances; add at least one")
+        layout.require_descriptions("InstanceDiffusion")
         pooled, captions = [], []
-        for i, inst in enumerate(active):
+        for i, inst in zip(layout.active_numbers(), active):
             tokens = clip.tokenize(inst.description)
             cond, pool = clip.encode_from_tokens(tokens, return_pooled="unprojected")
             if pool is None or pool.shape[-1] != 768:

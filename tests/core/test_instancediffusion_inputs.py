@@ -56,7 +56,7 @@ def test_more_than_30_instances_is_a_clear_error():
 
 
 def test_errors_name_the_instance():
-    with pytest.raises(ValueError, match=r'instance 1 \("red car"\): box corner \(600, 20\) is outside the canvas'):
+    with pytest.raises(ValueError, match=r'instance 2 \("red car"\): box corner \(600, 20\) is outside the canvas'):
         prepare_inputs(
             [InstanceInput(E, box=(0, 0, 1, 1)), InstanceInput(E, box=(10, 10, 600, 20), name="red car")], 512, 512
         )
