@@ -19,13 +19,30 @@ import torch
 
 from . import raster
 from .raster import box_cells, rasterize_boxes  # noqa: F401  (part of this module's API)
-from .rle import MAX_SIDE, RLEError, rle_decode, rle_encode
+from .rle import MAX_SIDE, RLEError, rle_decode, rle_encode, rle_size
 
 FORMAT = "instance-layout"
 VERSION = 1
 REGION_KINDS = ("box", "polygon", "mask", "scribble", "point")
 MAX_CANVAS = MAX_SIDE
 DEFAULT_WIDTH = 4.0
+
+# Limits (docs/layout-format.md#limits). Every prompt is untrusted and ComfyUI runs one prompt at a time, so a
+# layout that passes validation must be cheap to parse, draw and preview: these bound every loop and allocation.
+MAX_INSTANCES = 100  # instances per layout (enabled or not); back-ends allow fewer enabled ones (10, 30)
+MAX_REGIONS_PER_INSTANCE = 16
+MAX_REGIONS = 256  # regions in the whole layout
+MAX_DESCRIPTION_CHARS = 2000  # CLIP reads 75 tokens per chunk; 2000 characters is far more than any back-end uses
+MAX_LABEL_CHARS = 200
+MAX_PROMPT_CHARS = 10000
+MAX_POINTS_PER_REGION = 2048  # polygon / scribble points
+MAX_POINTS = 4096  # polygon, scribble and point points in the whole layout
+MAX_MASK_PIXELS = 4096 * 4096  # decoded size mh * mw of one mask (the editor stores masks at 512 x 512)
+MAX_MASK_PIXELS_TOTAL = 4 * 4096 * 4096  # all masks of a layout
+MAX_RLE_CHARS = 1 << 18  # characters (string form) or counts (list form) of all masks' RLE in a layout
+MAX_JSON_CHARS = 16 << 20  # layout JSON text
+MAX_JSON_DEPTH = 64  # nesting of objects and lists, unknown fields included
+LIMITS_DOC = "docs/layout-format.md#limits"
 # 20 distinct colours (Trubetskoy's list), used for instances that carry none.
 PALETTE = (
     "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c", "#fabebe",
@@ -45,7 +62,67 @@ _LAYOUT_KEYS = ("format", "version", "width", "height", "prompt", "instances")
 
 
 class LayoutError(ValueError):
-    """An invalid layout. The message names the instance (index and description) and the field at fault."""
+    """An invalid layout. The message names the instance (number from 1 and description) and the field at fault."""
+
+
+def _over(where: str, what: str, n: int, limit: int) -> LayoutError:
+    return LayoutError(f"{where}: {what} is {n}; at most {limit} allowed (see {LIMITS_DOC})")
+
+
+class _Budget:
+    """Running totals while a layout is parsed, so that a document over a layout-wide limit is refused before the
+    rest of it is decoded (a mask's RLE is only decoded once the totals so far allow it)."""
+
+    def __init__(self) -> None:
+        self.regions = self.points = self.mask_pixels = self.rle_chars = 0
+
+    def take(self, field_: str, n: int, where: str) -> None:
+        limit, what = {"regions": (MAX_REGIONS, "the number of regions in the layout"),
+                       "points": (MAX_POINTS, "the number of points in the layout"),
+                       "mask_pixels": (MAX_MASK_PIXELS_TOTAL, "the number of mask pixels in the layout"),
+                       "rle_chars": (MAX_RLE_CHARS, "the length of all RLE counts in the layout")}[field_]  # fmt: skip
+        total = getattr(self, field_) + n
+        if total > limit:
+            raise _over(where, f"{what} (with this one)", total, limit)
+        setattr(self, field_, total)
+
+
+def _decode_rle(rle: Any, where: str, key: str, budget: _Budget | None) -> tuple[np.ndarray, bool]:
+    """(mask, compressed) of the COCO RLE in field ``key``: its size and length are checked against the limits
+    before it is decoded."""
+    try:
+        h, w = rle_size(rle)
+    except RLEError as e:
+        raise LayoutError(f"{where}: malformed RLE in '{key}': {e}") from None
+    if h * w > MAX_MASK_PIXELS:
+        raise _over(where, f"the size of the mask in '{key}' ({h}x{w}) in pixels", h * w, MAX_MASK_PIXELS)
+    counts = rle["counts"]
+    n = len(counts) if isinstance(counts, (str, bytes, list, tuple)) else 0
+    if n > MAX_RLE_CHARS:
+        raise _over(where, f"the length of the RLE counts in '{key}'", n, MAX_RLE_CHARS)
+    if budget is not None:
+        budget.take("mask_pixels", h * w, where)
+        budget.take("rle_chars", n, where)
+    try:
+        return rle_decode(rle), not isinstance(counts, (list, tuple))
+    except RLEError as e:
+        raise LayoutError(f"{where}: malformed RLE in '{key}': {e}") from None
+
+
+def _check_depth(obj: Any, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse JSON nested deeper than ``limit`` (walked without recursion, so any depth gives a LayoutError)."""
+    stack = [(obj, 1)]
+    while stack:
+        o, depth = stack.pop()
+        if isinstance(o, dict):
+            children = o.values()
+        elif isinstance(o, (list, tuple)):
+            children = o
+        else:
+            continue
+        if depth > limit:
+            raise LayoutError(f"layout JSON is nested {depth}+ levels deep; at most {limit} allowed (see {LIMITS_DOC})")
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list, tuple)))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -195,8 +272,11 @@ class Region:
         return d
 
     @classmethod
-    def from_dict(cls, d: Any, where: str = "region") -> Region:
-        """Parse a version-1 region object; raises LayoutError naming ``where`` and the field."""
+    def from_dict(cls, d: Any, where: str = "region", budget: _Budget | None = None) -> Region:
+        """Parse a version-1 region object; raises LayoutError naming ``where`` and the field.
+
+        ``budget`` carries the layout-wide totals (points, mask pixels, RLE length) while a layout is parsed.
+        """
         if not isinstance(d, dict):
             raise LayoutError(f"{where} must be an object with a 'kind', got {type(d).__name__}")
         kind = d.get("kind")
@@ -215,16 +295,17 @@ class Region:
             pts = d.get("points")
             if not isinstance(pts, (list, tuple)):
                 raise LayoutError(f"{where}: 'points' must be a list of [x, y] pixel pairs, got {pts!r}")
+            if len(pts) > MAX_POINTS_PER_REGION:
+                raise _over(where, "the number of points", len(pts), MAX_POINTS_PER_REGION)
+            if budget is not None:
+                budget.take("points", len(pts), where)
             r.points = [_xy(p, f"{where} points[{i}]") for i, p in enumerate(pts)]
         elif kind == "point":
+            if budget is not None:
+                budget.take("points", 1, where)
             r.points = [_xy(d.get("point"), f"{where} 'point'")]
         elif kind == "mask":
-            rle = d.get("rle")
-            try:
-                r.mask = rle_decode(rle)
-            except RLEError as e:
-                raise LayoutError(f"{where}: malformed RLE in 'rle': {e}") from None
-            r.rle_compressed = not isinstance(rle["counts"], (list, tuple))
+            r.mask, r.rle_compressed = _decode_rle(d.get("rle"), where, "rle", budget)
         if kind in ("scribble", "point") and "width" in d:
             r.width = _num(d["width"], f"{where} width")
         return r
@@ -280,8 +361,9 @@ class Instance:
         return d
 
     @classmethod
-    def from_dict(cls, d: Any, index: int = 0) -> Instance:
-        """Parse a version-1 instance object; raises LayoutError naming the instance and field."""
+    def from_dict(cls, d: Any, index: int = 0, budget: _Budget | None = None) -> Instance:
+        """Parse a version-1 instance object (``index`` its 0-based place in the layout); raises LayoutError naming
+        the instance (counted from 1) and the field."""
         if not isinstance(d, dict):
             raise LayoutError(f"instance {index + 1} must be an object, got {type(d).__name__}")
         desc = d.get("description")
@@ -290,9 +372,13 @@ class Instance:
             raise LayoutError(f"{who}: missing 'description' (the free-text description of the object)")
         if not isinstance(desc, str):
             raise LayoutError(f"{who}: 'description' must be a string, got {type(desc).__name__}")
+        if len(desc) > MAX_DESCRIPTION_CHARS:
+            raise _over(who, "the length of 'description' in characters", len(desc), MAX_DESCRIPTION_CHARS)
         label = d.get("label", "")
         if not isinstance(label, str):
             raise LayoutError(f"{who}: 'label' must be a string, got {type(label).__name__}")
+        if len(label) > MAX_LABEL_CHARS:
+            raise _over(who, "the length of 'label' in characters", len(label), MAX_LABEL_CHARS)
         enabled = d.get("enabled", True)
         if not isinstance(enabled, bool):
             raise LayoutError(f"{who}: 'enabled' must be true or false, got {enabled!r}")
@@ -306,7 +392,11 @@ class Instance:
         regions = d.get("regions")
         if not isinstance(regions, (list, tuple)):
             raise LayoutError(f"{who}: 'regions' must be a list of region objects, got {regions!r}")
-        regs = [Region.from_dict(r, f"{who}: regions[{i}]") for i, r in enumerate(regions)]
+        if len(regions) > MAX_REGIONS_PER_INSTANCE:
+            raise _over(who, "the number of 'regions'", len(regions), MAX_REGIONS_PER_INSTANCE)
+        if budget is not None:
+            budget.take("regions", len(regions), who)
+        regs = [Region.from_dict(r, f"{who}: regions[{i}]", budget) for i, r in enumerate(regions)]
         extra = _jsonable({k: v for k, v in d.items() if k not in _INSTANCE_KEYS}, who)
         return cls(desc, label, regs, z, weight, enabled, color, extra)
 
@@ -332,10 +422,16 @@ class Layout:
         """
         d = text_or_dict
         if isinstance(d, (str, bytes, bytearray)):
+            if len(d) > MAX_JSON_CHARS:
+                raise _over("layout", "the length of the JSON text", len(d), MAX_JSON_CHARS)
             try:
                 d = json.loads(d)
-            except (ValueError, RecursionError) as e:
+            except RecursionError:
+                raise LayoutError(f"layout JSON is nested too deeply to read; at most {MAX_JSON_DEPTH} levels "
+                                  f"allowed (see {LIMITS_DOC})") from None
+            except ValueError as e:
                 raise LayoutError(f"layout is not valid JSON: {e}") from None
+        _check_depth(d)
         if not isinstance(d, dict):
             raise LayoutError(f"layout must be a JSON object, got {type(d).__name__}")
         if "format" in d:
@@ -368,10 +464,15 @@ class Layout:
         prompt = d.get("prompt", "")
         if not isinstance(prompt, str):
             raise LayoutError(f"layout 'prompt' must be a string, got {type(prompt).__name__}")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise _over("layout", "the length of 'prompt' in characters", len(prompt), MAX_PROMPT_CHARS)
         insts = d.get("instances", [])
         if not isinstance(insts, (list, tuple)):
             raise LayoutError(f"layout 'instances' must be a list, got {type(insts).__name__}")
-        instances = [Instance.from_dict(x, i) for i, x in enumerate(insts)]
+        if len(insts) > MAX_INSTANCES:
+            raise _over("layout", "the number of 'instances'", len(insts), MAX_INSTANCES)
+        budget = _Budget()
+        instances = [Instance.from_dict(x, i, budget) for i, x in enumerate(insts)]
         extra = _jsonable({k: v for k, v in d.items() if k not in _LAYOUT_KEYS}, "layout")
         return cls(size[0], size[1], prompt, instances, extra)
 
@@ -403,8 +504,13 @@ class Layout:
                 raise LayoutError(f"layout '{key}' is {v!r}; expected an integer number of pixels in 1..{MAX_CANVAS}")
         if not isinstance(self.prompt, str):
             raise LayoutError(f"layout 'prompt' must be a string, got {type(self.prompt).__name__}")
+        if len(self.prompt) > MAX_PROMPT_CHARS:
+            raise _over("layout", "the length of 'prompt' in characters", len(self.prompt), MAX_PROMPT_CHARS)
+        if len(self.instances) > MAX_INSTANCES:
+            raise _over("layout", "the number of 'instances'", len(self.instances), MAX_INSTANCES)
+        budget = _Budget()
         for i, inst in enumerate(self.instances):
-            self._validate_instance(i, inst)
+            self._validate_instance(i, inst, budget)
             if inst.color is None:
                 inst.color = PALETTE[i % len(PALETTE)]
         if max_instances is not None:
@@ -417,14 +523,18 @@ class Layout:
                 )
         return self
 
-    def _validate_instance(self, i: int, inst: Instance) -> None:
+    def _validate_instance(self, i: int, inst: Instance, budget: _Budget) -> None:
         who = _who(i, inst.description)
         if not isinstance(inst, Instance):
             raise LayoutError(f"instance {i + 1} must be an Instance, got {type(inst).__name__}")
         if not isinstance(inst.description, str):
             raise LayoutError(f"{who}: 'description' must be a string, got {type(inst.description).__name__}")
+        if len(inst.description) > MAX_DESCRIPTION_CHARS:
+            raise _over(who, "the length of 'description' in characters", len(inst.description), MAX_DESCRIPTION_CHARS)
         if not isinstance(inst.label, str):
             raise LayoutError(f"{who}: 'label' must be a string")
+        if len(inst.label) > MAX_LABEL_CHARS:
+            raise _over(who, "the length of 'label' in characters", len(inst.label), MAX_LABEL_CHARS)
         _num(inst.weight, f"{who}: 'weight'")
         if inst.weight < 0:
             raise LayoutError(f"{who}: 'weight' is {inst.weight}; expected a number >= 0")
@@ -436,10 +546,13 @@ class Layout:
             raise LayoutError(f"{who}: 'color' must be '#rrggbb' or null, got {inst.color!r}")
         if inst.enabled and not inst.regions:
             raise LayoutError(f"{who}: 'regions' is empty; give at least one box, polygon, mask, scribble or point")
+        if len(inst.regions) > MAX_REGIONS_PER_INSTANCE:
+            raise _over(who, "the number of 'regions'", len(inst.regions), MAX_REGIONS_PER_INSTANCE)
+        budget.take("regions", len(inst.regions), who)
         for j, r in enumerate(inst.regions):
-            self._validate_region(f"{who}: regions[{j}]", r)
+            self._validate_region(f"{who}: regions[{j}]", r, budget)
 
-    def _validate_region(self, where: str, r: Region) -> None:
+    def _validate_region(self, where: str, r: Region, budget: _Budget) -> None:
         W, H = self.width, self.height
         if not isinstance(r, Region):
             raise LayoutError(f"{where} must be a Region, got {type(r).__name__}")
@@ -469,6 +582,10 @@ class Layout:
                 raise LayoutError(f"{where}: 'mask' must be a 2-D bool array, got {type(m).__name__}")
             if not (1 <= m.shape[0] <= MAX_SIDE and 1 <= m.shape[1] <= MAX_SIDE):
                 raise LayoutError(f"{where}: mask shape {tuple(m.shape)} must have both sides in 1..{MAX_SIDE}")
+            if m.size > MAX_MASK_PIXELS:
+                raise _over(where, f"the size of the mask ({m.shape[0]}x{m.shape[1]}) in pixels", m.size,
+                            MAX_MASK_PIXELS)
+            budget.take("mask_pixels", m.size, where)
             if not m.any():
                 raise LayoutError(f"{where}: mask is empty (no foreground pixel); draw the object or remove it")
             return
@@ -478,6 +595,9 @@ class Layout:
             raise LayoutError(f"{where}: a point needs exactly 1 [x, y], got {len(pts)}")
         if len(pts) < need:
             raise LayoutError(f"{where}: a {r.kind} needs at least {need} points, got {len(pts)}")
+        if len(pts) > MAX_POINTS_PER_REGION:
+            raise _over(where, "the number of points", len(pts), MAX_POINTS_PER_REGION)
+        budget.take("points", len(pts), where)
         for k, p in enumerate(pts):
             x, y = _xy(p, f"{where} points[{k}]")
             inside(x, f"points[{k}] x", W, "width")
@@ -638,9 +758,13 @@ def _import_header(d: dict, fmt: str, list_key: str, width: Any, height: Any) ->
     prompt = d.get("caption", "")
     if not isinstance(prompt, str):
         raise LayoutError(f"{fmt} 'caption' must be a string, got {type(prompt).__name__}")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise _over(f"{fmt} layout", "the length of 'caption' in characters", len(prompt), MAX_PROMPT_CHARS)
     items = d.get(list_key)
     if not isinstance(items, (list, tuple)):
         raise LayoutError(f"{fmt} '{list_key}' must be a list, got {type(items).__name__}")
+    if len(items) > MAX_INSTANCES:
+        raise _over(f"{fmt} layout", f"the number of '{list_key}'", len(items), MAX_INSTANCES)
     return W, H, prompt, items
 
 
@@ -657,6 +781,7 @@ def from_instancediffusion_json(d: dict) -> Layout:
     W, H, prompt, annos = _import_header(d, "InstanceDiffusion", "annos", d.get("width"), d.get("height"))
     known = ("caption", "category_name", "bbox", "mask", "point", "scribble")
     instances = []
+    budget = _Budget()
     for i, a in enumerate(annos):
         if not isinstance(a, dict):
             raise LayoutError(f"annos[{i}] must be an object, got {type(a).__name__}")
@@ -678,16 +803,20 @@ def from_instancediffusion_json(d: dict) -> Layout:
                 regions.append(Region("box", box=box))
         m = a.get("mask")
         if isinstance(m, dict):
-            try:
-                regions.append(Region("mask", mask=rle_decode(m), rle_compressed=not isinstance(m["counts"], list)))
-            except RLEError as e:
-                raise LayoutError(f"{who}: malformed RLE in 'mask': {e}") from None
+            mask, compressed = _decode_rle(m, who, "mask", budget)
+            regions.append(Region("mask", mask=mask, rle_compressed=compressed))
         elif isinstance(m, (list, tuple)) and len(m) > 0:  # COCO polygon list [[x, y, x, y, ...], ...]
+            if len(m) > MAX_REGIONS_PER_INSTANCE:
+                raise _over(who, "the number of mask polygons", len(m), MAX_REGIONS_PER_INSTANCE)
             for k, poly in enumerate(m):
                 if not isinstance(poly, (list, tuple)) or len(poly) < 6 or len(poly) % 2:
                     raise LayoutError(
                         f"{who}: mask polygon {k} must be a flat list [x1, y1, x2, y2, ...] (>= 3 points)"
                     )
+                if len(poly) // 2 > MAX_POINTS_PER_REGION:
+                    raise _over(f"{who}: mask polygon {k}", "the number of points", len(poly) // 2,
+                                MAX_POINTS_PER_REGION)
+                budget.take("points", len(poly) // 2, f"{who}: mask polygon {k}")
                 pts = [_clip_pt((_num(poly[j], f"{who}: mask polygon {k}"), _num(poly[j + 1], f"{who}: mask polygon {k}")),
                                 W, H) for j in range(0, len(poly), 2)]  # fmt: skip
                 regions.append(Region("polygon", points=pts))
@@ -699,10 +828,15 @@ def from_instancediffusion_json(d: dict) -> Layout:
         if s not in (None, [], ()):
             if not isinstance(s, (list, tuple)):
                 raise LayoutError(f"{who}: 'scribble' must be a list of [x, y] pairs, got {type(s).__name__}")
+            if len(s) > 2 * MAX_POINTS_PER_REGION:  # pairs or a flat list: over the limit either way
+                raise _over(f"{who}: scribble", "the number of values", len(s), 2 * MAX_POINTS_PER_REGION)
             if s and all(_is_num(v) for v in s):
                 if len(s) % 2:
                     raise LayoutError(f"{who}: flat 'scribble' [x1, y1, ...] needs an even count, got {len(s)}")
                 s = [s[j : j + 2] for j in range(0, len(s), 2)]
+            if len(s) > MAX_POINTS_PER_REGION:
+                raise _over(f"{who}: scribble", "the number of points", len(s), MAX_POINTS_PER_REGION)
+            budget.take("points", len(s), f"{who}: scribble")
             pts = [_clip_pt(_xy(p, f"{who}: scribble[{k}]"), W, H) for k, p in enumerate(s)]
             regions.append(Region("scribble", points=pts))
         if not regions:

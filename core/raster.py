@@ -196,6 +196,19 @@ def _spans(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return owner, value
 
 
+def _add_at(dst: np.ndarray, rows: np.ndarray, cols: np.ndarray, sign: int = 1) -> None:
+    """dst[rows[k], cols[k]] += sign for every k, repeats included (np.add.at without its slowness); integer dst
+    wraps around on overflow. Memory: a count per cell when the pairs are dense, else a sort of the pairs."""
+    flat = rows * dst.shape[1] + cols
+    out = dst.reshape(-1)
+    if flat.size * 4 >= out.size:
+        counts = np.bincount(flat, minlength=out.size)
+        out += (counts if sign > 0 else -counts).astype(dst.dtype)
+    else:
+        idx, counts = np.unique(flat, return_counts=True)
+        out[idx] += (counts if sign > 0 else -counts).astype(dst.dtype)
+
+
 def _chunks(sizes: np.ndarray, limit: int = _CHUNK):
     """Consecutive index ranges [a, b) of ``sizes`` whose sum stays about under ``limit`` (at least one each)."""
     total = np.cumsum(sizes)
@@ -236,7 +249,7 @@ def _polygon_cells(pts: np.ndarray, W: float, H: float, h: int, w: int) -> Crop:
         ax, ay, bx, by = a[s:e][k, 0], a[s:e][k, 1], b[s:e][k, 0], b[s:e][k, 1]
         x_at = ax + (ys[rows] - ay) * (bx - ax) / (by - ay)
         c = np.clip(np.searchsorted(xs, x_at, "left"), c0, c1) - c0  # columns j < c have xs < x_at
-        np.add.at(counts, (rows - r0, c), 1)  # uint8 wraps mod 256: the parity is kept
+        _add_at(counts, rows - r0, c)  # uint8 wraps mod 256: the parity is kept
     # inside[:, j] = parity of the crossings with c > j
     parity = np.cumsum(counts[:, ::-1], axis=1, dtype=np.uint8)[:, ::-1] & 1
     return (r0, c0, parity[:, 1:].astype(bool))
@@ -246,44 +259,43 @@ def _polygon_cells(pts: np.ndarray, W: float, H: float, h: int, w: int) -> Crop:
 # strokes and discs: row by row over each segment's capsule
 
 
-def _capsule_rows(y: np.ndarray, ax, ay, bx, by, rho: float) -> tuple[np.ndarray, np.ndarray]:
-    """x interval [left, right] of the capsule (segment a-b grown by ``rho``) on each row y; empty: left > right.
+def _capsule_rows(y: np.ndarray, ax, ay, bx, by, radii: tuple[float, ...]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each radius rho: the x interval [left, right] of the capsule (segment a-b grown by rho) on each row y;
+    an empty interval has left > right.
 
-    All arguments are arrays of the same length (one entry per (segment, row) pair) except ``rho``.
+    y, ax, ay, bx, by are arrays of the same length, one entry per (segment, row) pair.
     """
-    inf = np.inf
-    left = np.full(y.shape, inf)
-    right = np.full(y.shape, -inf)
-    if rho <= 0:
-        return left, right
-    r2 = rho * rho
-    for cx, cy in ((ax, ay), (bx, by)):  # the end discs
-        u = y - cy
-        ok = u * u <= r2
-        s = np.sqrt(np.where(ok, r2 - u * u, 0.0))
-        left = np.where(ok, np.minimum(left, cx - s), left)
-        right = np.where(ok, np.maximum(right, cx + s), right)
     dx, dy = bx - ax, by - ay
     ll = dx * dx + dy * dy
     L = np.sqrt(ll)
-    u = y - ay
+    u, v = y - ay, y - by
+    uu, vv, udx, udy = u * u, v * v, u * dx, u * dy
     with np.errstate(divide="ignore", invalid="ignore"):
-        # projection onto the segment within [0, L^2]: (x - ax) dx + u dy in [0, ll]
-        p0, p1 = (0.0 - u * dy) / dx, (ll - u * dy) / dx
-        lo1 = np.where(dx != 0, ax + np.minimum(p0, p1), -inf)
-        hi1 = np.where(dx != 0, ax + np.maximum(p0, p1), inf)
-        ok1 = np.where(dx != 0, True, (u * dy >= 0) & (u * dy <= ll))
-        # distance to the segment's line within rho: |(x - ax) dy - u dx| <= rho L
-        q0, q1 = (u * dx - rho * L) / dy, (u * dx + rho * L) / dy
-        lo2 = np.where(dy != 0, ax + np.minimum(q0, q1), -inf)
-        hi2 = np.where(dy != 0, ax + np.maximum(q0, q1), inf)
-        ok2 = np.where(dy != 0, True, np.abs(u * dx) <= rho * L)
-    lo = np.maximum(lo1, lo2)
-    hi = np.minimum(hi1, hi2)
-    ok = (ll > 0) & ok1 & ok2 & (lo <= hi)
-    left = np.where(ok, np.minimum(left, lo), left)
-    right = np.where(ok, np.maximum(right, hi), right)
-    return left, right
+        # projection onto the segment within [0, |d|^2]: (x - ax) dx + u dy in [0, ll]
+        p0, p1 = -udy / dx, (ll - udy) / dx
+        lo1 = np.where(dx != 0, ax + np.minimum(p0, p1), -np.inf)
+        hi1 = np.where(dx != 0, ax + np.maximum(p0, p1), np.inf)
+        ok1 = (ll > 0) & ((dx != 0) | ((udy >= 0) & (udy <= ll)))
+    out = []
+    for rho in radii:
+        if rho <= 0:
+            out.append((np.full(y.shape, np.inf), np.full(y.shape, -np.inf)))
+            continue
+        r2 = rho * rho
+        oka, okb = uu <= r2, vv <= r2
+        sa = np.sqrt(np.where(oka, r2 - uu, 0.0))
+        sb = np.sqrt(np.where(okb, r2 - vv, 0.0))
+        left = np.minimum(np.where(oka, ax - sa, np.inf), np.where(okb, bx - sb, np.inf))
+        right = np.maximum(np.where(oka, ax + sa, -np.inf), np.where(okb, bx + sb, -np.inf))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # distance to the segment's line within rho: |(x - ax) dy - u dx| <= rho L
+            rl = rho * L
+            q0, q1 = (udx - rl) / dy, (udx + rl) / dy
+            lo = np.maximum(lo1, np.where(dy != 0, ax + np.minimum(q0, q1), -np.inf))
+            hi = np.minimum(hi1, np.where(dy != 0, ax + np.maximum(q0, q1), np.inf))
+            ok = ok1 & ((dy != 0) | (np.abs(udx) <= rl)) & (lo <= hi)
+        out.append((np.where(ok, np.minimum(left, lo), left), np.where(ok, np.maximum(right, hi), right)))
+    return out
 
 
 def _stroke_cells(pts: np.ndarray, radius: float, W: float, H: float, h: int, w: int) -> Crop:
@@ -319,16 +331,15 @@ def _stroke_cells(pts: np.ndarray, radius: float, W: float, H: float, h: int, w:
         k, rows = _spans(lo[s:e], hi[s:e])
         ax, ay, bx, by = a[s:e][k, 0], a[s:e][k, 1], b[s:e][k, 0], b[s:e][k, 1]
         y = ys[rows]
-        out_l, out_r = _capsule_rows(y, ax, ay, bx, by, r_out)
-        in_l, in_r = _capsule_rows(y, ax, ay, bx, by, r_in)
+        (out_l, out_r), (in_l, in_r) = _capsule_rows(y, ax, ay, bx, by, (r_out, r_in))
         cand0 = np.clip(np.searchsorted(xs, out_l, "left"), c0, c1)
         cand1 = np.clip(np.searchsorted(xs, out_r, "right"), c0, c1)
         sure0 = np.clip(np.searchsorted(xs, in_l, "left"), cand0, cand1)
         sure1 = np.clip(np.searchsorted(xs, in_r, "right"), sure0, cand1)
         full = sure1 > sure0
         rr = rows[full] - r0
-        np.add.at(runs, (rr, sure0[full] - c0), 1)
-        np.add.at(runs, (rr, sure1[full] - c0), -1)
+        _add_at(runs, rr, sure0[full] - c0)
+        _add_at(runs, rr, sure1[full] - c0, -1)
         # the cells left to test: [cand0, sure0) and [sure1, cand1) (all of [cand0, cand1) when no sure run)
         sure1 = np.where(full, sure1, cand0)
         sure0 = np.where(full, sure0, cand0)
@@ -345,7 +356,7 @@ def _stroke_cells(pts: np.ndarray, radius: float, W: float, H: float, h: int, w:
             px, py = pax + t * dx - jx, pay + t * dy - jy
             near = px * px + py * py <= lim
             hit[rows[j][near] - r0, col[near] - c0] = True
-    hit |= np.cumsum(runs, axis=1)[:, :ncols] > 0
+    hit |= np.cumsum(runs, axis=1, dtype=np.int32)[:, :ncols] > 0
     return (r0, c0, hit)
 
 

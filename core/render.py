@@ -35,7 +35,7 @@ def _font(size: int):
 
 
 PREVIEW_MAX_SIDE = 2048  # a preview is for looking at: larger canvases are drawn scaled down to this longer side
-LEGEND_LINES = 3  # lines of legend text per instance (and for the prompt); longer texts are elided with "…"
+LEGEND_LINES = 2  # lines of legend text per instance (and for the prompt); longer texts are elided with "…"
 
 
 def preview_size(width: int, height: int, max_side: int = PREVIEW_MAX_SIDE) -> tuple[int, int]:
@@ -68,23 +68,21 @@ def render_layout(layout: Layout, underlay: np.ndarray | None = None, opacity: f
         overlays = {i: [_scaled_mark(m, sx, sy) for m in marks] for i, marks in (overlays or {}).items()}
         layout = layout.scaled(w, h)
     if underlay is not None:
-        base = Image.fromarray((np.clip(underlay, 0, 1) * 255).astype(np.uint8)).convert("RGB").resize((w, h))
-        canvas = np.asarray(base, dtype=np.float32) / 255.0
+        img = Image.fromarray((np.clip(underlay, 0, 1) * 255).astype(np.uint8)).convert("RGB").resize((w, h))
     else:
         checker = ((np.arange(h)[:, None] // 32 + np.arange(w)[None, :] // 32) % 2).astype(np.float32)
-        canvas = np.repeat((0.16 + 0.04 * checker)[..., None], 3, axis=2)
+        grey = ((0.16 + 0.04 * checker) * 255).astype(np.uint8)
+        img = Image.fromarray(np.repeat(grey[..., None], 3, axis=2))
     active = layout.active()
     numbers = layout.active_numbers()
     cells = layout.instance_cells(h, w) if active else []
     order = sorted(range(len(active)), key=lambda i: (active[i].z, i))
-    keep = np.float32(1) - np.float32(opacity)
-    for i in order:
+    alpha = int(round(min(max(opacity, 0.0), 1.0) * 255))
+    for i in order:  # later (nearer) instances blend over earlier ones, each over its own crop only
         r0, c0, m = cells[i]
-        if m.size:
-            col = np.array(hex_to_rgb(active[i].color or "#ff0000"), np.float32) / 255.0
-            sub = canvas[r0 : r0 + m.shape[0], c0 : c0 + m.shape[1]]
-            sub[m] = sub[m] * keep + col * np.float32(opacity)
-    img = Image.fromarray((np.clip(canvas, 0, 1) * 255).astype(np.uint8))
+        if m.size and alpha:
+            mask = Image.fromarray(m.astype(np.uint8) * np.uint8(alpha))
+            img.paste(hex_to_rgb(active[i].color or "#ff0000"), (c0, r0, c0 + m.shape[1], r0 + m.shape[0]), mask)
     draw = ImageDraw.Draw(img)
     lw = max(2, round(min(w, h) / 256))
     font = _font(max(12, round(min(w, h) / 28)))
