@@ -29,14 +29,14 @@ DEFAULT_WIDTH = 4.0
 
 # Limits (docs/layout-format.md#limits). Every prompt is untrusted and ComfyUI runs one prompt at a time, so a
 # layout that passes validation must be cheap to parse, draw and preview: these bound every loop and allocation.
-MAX_INSTANCES = 100  # instances per layout (enabled or not); back-ends allow fewer enabled ones (10, 30)
+MAX_INSTANCES = 64  # instances per layout (enabled or not); back-ends allow fewer enabled ones (10, 30)
 MAX_REGIONS_PER_INSTANCE = 16
 MAX_REGIONS = 256  # regions in the whole layout
 MAX_DESCRIPTION_CHARS = 2000  # CLIP reads 75 tokens per chunk; 2000 characters is far more than any back-end uses
 MAX_LABEL_CHARS = 200
 MAX_PROMPT_CHARS = 10000
-MAX_POINTS_PER_REGION = 2048  # polygon / scribble points
-MAX_POINTS = 4096  # polygon, scribble and point points in the whole layout
+MAX_POINTS_PER_REGION = 1024  # polygon / scribble points
+MAX_POINTS = 2048  # polygon, scribble and point points in the whole layout
 MAX_MASK_PIXELS = 4096 * 4096  # decoded size mh * mw of one mask (the editor stores masks at 512 x 512)
 MAX_MASK_PIXELS_TOTAL = 4 * 4096 * 4096  # all masks of a layout
 MAX_RLE_CHARS = 1 << 18  # characters (string form) or counts (list form) of all masks' RLE in a layout

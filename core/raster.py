@@ -22,6 +22,8 @@ Pure numpy; works on any object with the :class:`core.layout.Region` fields (kin
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -30,10 +32,18 @@ import torch
 # Cell-rule edges within this fraction of a cell of an integer are treated as on it (absorbs float noise such as
 # 0.7 * 10 = 7.000000000000001, which would otherwise add a whole extra column).
 CELL_EPS = 1e-6
-# Work arrays are built in chunks of about this many elements, so memory stays bounded for any region.
-_CHUNK = 1 << 20
+# Work arrays are built in chunks of about this many elements: memory stays bounded for any region, and the
+# temporaries stay in cache (four times faster than chunks of 1M on a loaded machine).
+_CHUNK = 1 << 16
 
 Crop = tuple[int, int, np.ndarray]  # (row0, col0, bool cells [rows, cols]) placed at (row0, col0) of the grid
+
+# Polygons and strokes drawn lately, keyed by their whole geometry and the grid: a graph draws the same layout
+# several times (Instance Layout's preview, Layout Preview, Layout to Masks), the second time costs a lookup.
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_BYTES = 64 << 20
+_cache_used = 0
+_cache_lock = threading.Lock()
 
 
 def grid(h: Any, w: Any) -> tuple[int, int]:
@@ -143,18 +153,48 @@ def region_cells(r: Any, W: float, H: float, h: int, w: int) -> Crop:
         return (cy0, cx0, np.ones((cy1 - cy0, cx1 - cx0), dtype=bool))
     if r.kind == "mask":
         crop = _mask_cells(r.mask, h, w)
-        nonempty = bool(r.mask.any())
-    elif r.kind == "polygon":
+        if r.mask.any() and not crop[2].any():
+            return _centre_cell(r.bbox((W, H)), W, H, h, w)
+        return crop
+    key = (r.kind, float(W), float(H), h, w, float(r.width) if r.kind != "polygon" else 0.0,
+           tuple((float(x), float(y)) for x, y in r.points))
+    crop = _cache_get(key)
+    if crop is not None:
+        return crop
+    if r.kind == "polygon":
         crop = _polygon_cells(np.asarray(r.points, dtype=np.float64).reshape(-1, 2), W, H, h, w)
-        nonempty = True
     else:
         pts = np.asarray(r.points, dtype=np.float64).reshape(-1, 2)
         radius = float(r.width / 2.0 if r.kind == "scribble" else r.width)
         crop = union([_stroke_cells(pts, radius, W, H, h, w), _touched_cells(pts, W, H, h, w)])
-        nonempty = True
-    if nonempty and not crop[2].any():
-        return _centre_cell(r.bbox((W, H)), W, H, h, w)
+    if not crop[2].any():
+        crop = _centre_cell(r.bbox((W, H)), W, H, h, w)
+    crop[2].flags.writeable = False  # shared through the cache: callers copy before changing
+    _cache_put(key, crop)
     return crop
+
+
+def _cache_get(key: tuple) -> Crop | None:
+    with _cache_lock:
+        crop = _CACHE.get(key)
+        if crop is not None:
+            _CACHE.move_to_end(key)
+        return crop
+
+
+def _cache_put(key: tuple, crop: Crop) -> None:
+    global _cache_used
+    size = crop[2].nbytes + 32 * len(key[-1])
+    if size > _CACHE_BYTES // 4:
+        return
+    with _cache_lock:
+        if key in _CACHE:
+            return
+        _CACHE[key] = crop
+        _cache_used += size
+        while _cache_used > _CACHE_BYTES:
+            k, c = _CACHE.popitem(last=False)
+            _cache_used -= c[2].nbytes + 32 * len(k[-1])
 
 
 def instance_cells(inst: Any, W: float, H: float, h: int, w: int) -> Crop:

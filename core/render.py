@@ -36,6 +36,7 @@ def _font(size: int):
 
 PREVIEW_MAX_SIDE = 2048  # a preview is for looking at: larger canvases are drawn scaled down to this longer side
 LEGEND_LINES = 2  # lines of legend text per instance (and for the prompt); longer texts are elided with "…"
+LEGEND_MANY = 16  # with more instances than this, one line each
 
 
 def preview_size(width: int, height: int, max_side: int = PREVIEW_MAX_SIDE) -> tuple[int, int]:
@@ -94,11 +95,12 @@ def render_layout(layout: Layout, underlay: np.ndarray | None = None, opacity: f
                 draw.rectangle(list(r.box), outline=col, width=lw)
             elif r.kind == "polygon" and r.points:
                 draw.polygon([tuple(p) for p in r.points], outline=col, width=lw)
-            elif r.kind == "scribble" and r.points:
-                draw.line([tuple(p) for p in r.points], fill=col, width=max(lw, int(r.width)), joint="curve")
+            elif r.kind == "scribble" and r.points:  # the path (the fill shows the stroke's full width)
+                draw.line([tuple(p) for p in r.points], fill=col, width=min(max(lw, int(r.width)), 4 * lw),
+                          joint="curve")
             elif r.kind == "point" and r.points:
                 x, y = r.points[0]
-                rad = max(4, int(r.width))
+                rad = min(max(4, int(r.width)), 4 * lw)  # a marker (the fill shows the disc)
                 draw.ellipse([x - rad, y - rad, x + rad, y + rad], fill=col, outline=(255, 255, 255))
         for mark in (overlays or {}).get(i, []):
             _draw_overlay(draw, mark, col, lw)
@@ -159,14 +161,15 @@ def _draw_overlay(draw: ImageDraw.ImageDraw, mark: dict, col, lw: int) -> None:
 def legend_rows(layout: Layout, active, numbers: list[int], chars: int) -> list[tuple[int | None, str]]:
     """The legend's text lines: (index into ``active`` for an instance's first line, -1 for its next lines, None
     for the prompt's, text). Instances are numbered from 1 by their place in the layout (``numbers``); each text
-    is at most LEGEND_LINES lines of ``chars`` characters."""
+    is at most LEGEND_LINES lines of ``chars`` characters (one line each past LEGEND_MANY instances)."""
     rows: list[tuple[int | None, str]] = []
     if layout.prompt:
         for part in wrap_lines("prompt: " + layout.prompt, chars):
             rows.append((None, part))
+    lines = LEGEND_LINES if len(active) <= LEGEND_MANY else 1
     for i, inst in enumerate(active):
         text = f"{numbers[i]}. " + (f"[{_elide(inst.label, 40)}] " if inst.label else "") + (inst.description or "")
-        for k, part in enumerate(wrap_lines(text, chars)):
+        for k, part in enumerate(wrap_lines(text, chars, lines)):
             rows.append((i if k == 0 else -1, part))
     return rows
 
