@@ -239,3 +239,19 @@ def test_semantic_map_node_masks_and_preview(comfy, adapters):
     g["lat"]["inputs"].update(width=200, height=136)
     out = comfy.run(g)
     assert np.asarray(Image.open(comfy.output_path(out["msave"]["images"][0]))).shape[:2] == (5, 7)
+
+
+def test_missing_description_is_refused_only_where_tokens_are_encoded(comfy, adapters):
+    """Issue 10 item 5: a layout with an undescribed instance is a valid layout (the semantic map, which reads
+    boxes only, runs); Encode Appearance Tokens names the instance as the editor numbers it (from 1, disabled ones
+    counted)."""
+    lay = json.loads(json.dumps(LAYOUT))
+    lay["instances"][0]["enabled"] = False
+    lay["instances"][2]["description"] = ""
+    ism = {"lay": {"class_type": "IFAInstanceLayout", "inputs": {"width": W, "height": H, "layout": json.dumps(lay)}},
+           "ism": {"class_type": "IFABuildSemanticMap", "inputs": {"layout": ["lay", 0],
+                                                                   "level": "latent/4 (IFAdapter layers)"}},
+           "save": {"class_type": "SaveImage", "inputs": {"images": ["ism", 1], "filename_prefix": "t_ism_nodesc"}}}
+    comfy.run(ism)
+    with pytest.raises(GraphError, match=r"instance 3: missing description; IFAdapter encodes"):
+        comfy.run(ifa_graph(layout=lay, nonce=nonce()))

@@ -344,3 +344,12 @@ def test_shipped_workflows_run_with_tiny_models(comfy, id_files, path):
     out = comfy.run(prompt)
     saved = [img for o in out.values() for img in o.get("images", []) if img.get("type") == "output"]
     assert saved and np.asarray(Image.open(comfy.output_path(saved[0]))).std() > 0
+
+
+def test_missing_description_names_the_instance_from_1(comfy, id_files):
+    """Issue 10 item 5: Apply InstanceDiffusion encodes every enabled description, so it refuses an empty one and
+    names the instance as the editor and the preview number it."""
+    lay = copy.deepcopy(LAYOUT)
+    lay["instances"].append({"description": "   ", "regions": [{"kind": "point", "point": [250, 200]}]})
+    with pytest.raises(GraphError, match=r"instance 3: missing description; InstanceDiffusion encodes"):
+        comfy.run(id_graph(layout=lay))
