@@ -26,7 +26,7 @@ from ..core.ifadapter.adapter import TEXT_DEPTHS
 from ..core.ifadapter.runtime import IFAdapterRuntime, InstanceTokens, eot_and_word_mask, token_grid
 from ..core.ifadapter.semantic_map import MAX_OBJ, InstanceGeometry
 from ..core.layout import Layout
-from ..core.render import hex_to_rgb
+from ..core.render import hex_to_rgb, preview_size
 from . import folders
 from .common import CATEGORY_IFADAPTER, CATEGORY_UTILS, LAYOUT, load_once, save_preview
 from .patches import add_attn2_contribution, current_sigma, percent_window, rows_by_cond
@@ -325,14 +325,15 @@ class BuildInstanceSemanticMap:
             col = np.array(hex_to_rgb(inst.color or "#ff0000"), dtype=np.float32) / 255.0
             m = masks[i].numpy().astype(bool)
             img[m] = 0.35 * img[m] + 0.65 * col
+        pw, ph = preview_size(layout.width, layout.height)  # the canvas size, scaled down past 2048 px
         big = torch.from_numpy(img).permute(2, 0, 1)[None]
-        big = torch.nn.functional.interpolate(big, size=(layout.height, layout.width), mode="nearest")[0]
+        big = torch.nn.functional.interpolate(big, size=(ph, pw), mode="nearest")[0]
         big = big.permute(1, 2, 0).contiguous()
-        ys = (torch.arange(layout.height) * h // layout.height)
-        xs = (torch.arange(layout.width) * w // layout.width)
+        ys = (torch.arange(ph) * h // ph)
+        xs = (torch.arange(pw) * w // pw)
         edge_y = torch.cat([torch.tensor([False]), ys[1:] != ys[:-1]])
         edge_x = torch.cat([torch.tensor([False]), xs[1:] != xs[:-1]])
-        if layout.height // h >= 6 and layout.width // w >= 6:  # cell borders when cells are large enough to see
+        if ph // h >= 6 and pw // w >= 6:  # cell borders when cells are large enough to see
             big[edge_y] *= 0.6
             big[:, edge_x] *= 0.6
         return big[None]

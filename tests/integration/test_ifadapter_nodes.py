@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
 import pytest
 import torch
 from comfy_env import GraphError
 from graphs import base_graph
+from PIL import Image
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.integration
@@ -255,3 +257,16 @@ def test_missing_description_is_refused_only_where_tokens_are_encoded(comfy, ada
     comfy.run(ism)
     with pytest.raises(GraphError, match=r"instance 3: missing description; IFAdapter encodes"):
         comfy.run(ifa_graph(layout=lay, nonce=nonce()))
+
+
+def test_semantic_map_preview_of_a_huge_canvas_is_scaled_down(comfy):
+    """The preview is for looking at: a 16384 x 8192 canvas gives a 2048 x 1024 picture, not 1.6 GB of floats."""
+    lay = {**LAYOUT, "width": 16384, "height": 8192,
+           "instances": [{"description": "sky", "regions": [{"kind": "box", "box": [0, 0, 16384, 4096]}]}]}
+    g = {"lay": {"class_type": "IFALayoutFromJSON", "inputs": {"json_text": json.dumps(lay), "file": "(none)"}},
+         "ism": {"class_type": "IFABuildSemanticMap", "inputs": {"layout": ["lay", 0],
+                                                                 "level": "latent/4 (IFAdapter layers)"}},
+         "save": {"class_type": "SaveImage", "inputs": {"images": ["ism", 1], "filename_prefix": "t_ism_big"}}}
+    out = comfy.run(g)
+    prev = np.asarray(Image.open(comfy.output_path(out["save"]["images"][0])))
+    assert prev.shape == (1024, 2048, 3)
