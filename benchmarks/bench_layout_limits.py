@@ -9,7 +9,7 @@ Budget (issue 8): under 2 s and under 500 MB of extra memory per case on a 2-cor
 time, the peak extra memory and their ratios to the budget; refused cases print the time to the refusal and the
 message.
 
-    python benchmarks/bench_layout_limits.py [--size 1024] [--case NAME]
+    python benchmarks/bench_layout_limits.py [--size 1024] [--case NAME] [--no-reference]
 """
 
 from __future__ import annotations
@@ -150,11 +150,42 @@ def _peak_rss() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def vs_reference(size: int) -> None:
+    """Rasterisation alone, side by side with the per-cell rule it replaced (tests/core/raster_reference.py, one
+    full-grid pass per edge or segment), on 200-point shapes at size x size; the cells are compared too."""
+    import numpy as np
+
+    sys.path.insert(0, os.path.join(ROOT, "tests", "core"))
+    from raster_reference import reference_rasterize
+
+    from core import raster
+    from core.layout import Instance, Layout, Region
+
+    rng = np.random.default_rng(0)
+    pts = [tuple(p) for p in rng.uniform(0, size, (200, 2))]
+    print(f"\nRasterisation at {size}x{size} grid, new vs the per-cell reference (same cells):")
+    print(f"{'shape':<40} {'reference s':>11} {'new s':>8} {'speed-up':>9}")
+    for name, region in (("polygon, 200 random points", Region("polygon", points=pts)),
+                         ("scribble, 200 random points, width 8", Region("scribble", points=pts, width=8)),
+                         ("scribble, 200 random points, width 200", Region("scribble", points=pts, width=200))):
+        lay = Layout(size, size, instances=[Instance("x", regions=[region])])
+        t = time.process_time()
+        ref = reference_rasterize(lay, size, size)
+        t_ref = time.process_time() - t
+        raster._CACHE.clear()
+        t = time.process_time()
+        new = lay.rasterize(size, size).numpy().astype(bool)
+        t_new = time.process_time() - t
+        assert np.array_equal(ref, new), name
+        print(f"{name:<40} {t_ref:>11.3f} {t_new:>8.3f} {t_ref / t_new:>8.0f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--case", default="", help="run only cases whose name contains this")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--no-reference", action="store_true", help="skip the side-by-side with the per-cell rule")
     args = ap.parse_args()
     if args.child:
         print(json.dumps(run_case(args.child)))
@@ -176,6 +207,8 @@ def main() -> None:
             flag = "" if (res["result"] == "ok") == valid else "  <-- UNEXPECTED"
             print(f"{name[:62]:<62} {res['s']:>7.3f} {res['cpu']:>7.3f} {res['cpu'] / BUDGET_S:>8.2f} {res['mb']:>8.1f} "
                   f"{res['mb'] / BUDGET_MB:>8.2f}  {res['result'][:90]} ({kb:.0f} kB JSON){flag}")
+    if not args.no_reference and not args.case:
+        vs_reference(args.size)
 
 
 if __name__ == "__main__":
