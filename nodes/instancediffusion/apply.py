@@ -6,7 +6,7 @@ import torch
 from ...core.instancediffusion import PRESET_NAMES, from_layout
 from ...core.layout import LayoutError
 from ..common import CATEGORY, LAYOUT
-from ..patches import percent_window
+from ..steps import StepWindow
 from .adapter import ADAPTER, Adapter, check_model, load_adapter  # noqa: F401  (load_adapter: tests, benchmarks)
 from .grounding import FuserPatch, GroundingState, ScaleUPatch, find_state  # noqa: F401  (find_state: tests)
 
@@ -53,8 +53,8 @@ class ApplyInstanceDiffusion:
             pooled.append(pool.reshape(-1).float().cpu())
             captions.append(cond.float().cpu())
         inputs = from_layout(layout, torch.stack(pooled), preset=preset)
-        _, sigma_end = percent_window(model, 0.0, alpha)
-        state = GroundingState(adapter, inputs, captions, strength, alpha, sigma_end, scaleu,
+        window = StepWindow.for_model(model, 0.0, alpha, "int")
+        state = GroundingState(adapter, inputs, captions, strength, alpha, window, scaleu,
                                [inst.description for inst in active])
         m = model.clone()
         m.set_model_patch(FuserPatch(state), "middle_patch")
