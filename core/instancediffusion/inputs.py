@@ -302,7 +302,9 @@ def prepare_inputs(
                 raise ValueError(f"{_label(i, inst)}: scribble has no points; give at least one (x, y) pair")
             for x, y in pts:
                 _check_xy(i, inst, "scribble point", float(x), float(y), width, height)
-            out["scribbles"][0, i] = torch.tensor(_flatten_norm(reorder_scribble(pts), width, height, clip=False))
+            # official order: normalise by the canvas, then sort by distance to (0, 0) and resample
+            norm = reorder_scribble([(float(x) / width, float(y) / height) for x, y in pts])
+            out["scribbles"][0, i] = torch.tensor([v for p in norm for v in p])
         elif mask is not None:
             pts = scribble_from_mask(mask, N_SCRIBBLE, rng)
             if pts is not None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ...core.instancediffusion import PRESET_NAMES, from_layout
+from ...core.instancediffusion import MISSING_BOX, PRESET_NAMES, from_layout
 from ...core.layout import LayoutError
 from ..common import CATEGORY, LAYOUT
 from ..steps import StepWindow
@@ -25,18 +25,26 @@ class ApplyInstanceDiffusion:
             "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 5.0, "step": 0.05,
                                    "tooltip": "scales the fusers' contribution (1 = as trained)"}),
             "alpha": ("FLOAT", {"default": 0.8, "min": 0.0, "max": 1.0, "step": 0.01,
-                                "tooltip": "fraction of the steps with the fusers on (official 0.8)"}),
+                                "tooltip": "the fusers are on for the first int(alpha x steps) steps, counted "
+                                           "exactly (0.8 as in the official README demos: 40 of 50 steps; the "
+                                           "official inference.py's own default is 0.75)"}),
             "preset": (list(PRESET_NAMES), {"default": "auto",
                                             "tooltip": "which input kinds the model uses (the official test "
                                                        "configs); auto picks from what the layout has"}),
             "scaleu": ("BOOLEAN", {"default": True}),
+        }, "optional": {
+            "missing_box": (list(MISSING_BOX), {"default": MISSING_BOX[0],
+                                                "tooltip": "an instance drawn without a box: use the bounding box "
+                                                           "of its mask / scribble / point, or [0, 0, 0, 0] as the "
+                                                           "official inference.py"}),
         }}
 
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "apply"
     CATEGORY = CATEGORY + "/instancediffusion"
 
-    def apply(self, model, instancediffusion, clip, layout, strength, alpha, preset, scaleu):
+    def apply(self, model, instancediffusion, clip, layout, strength, alpha, preset, scaleu,
+              missing_box=MISSING_BOX[0]):
         adapter: Adapter = instancediffusion
         check_model(model, adapter)
         active = layout.active()
@@ -52,7 +60,7 @@ class ApplyInstanceDiffusion:
                                  "(CLIP-L, 768) is needed")
             pooled.append(pool.reshape(-1).float().cpu())
             captions.append(cond.float().cpu())
-        inputs = from_layout(layout, torch.stack(pooled), preset=preset)
+        inputs = from_layout(layout, torch.stack(pooled), preset=preset, missing_box=missing_box)
         window = StepWindow.for_model(model, 0.0, alpha, "int")
         state = GroundingState(adapter, inputs, captions, strength, alpha, window, scaleu,
                                [inst.description for inst in active])
