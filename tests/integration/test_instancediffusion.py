@@ -43,7 +43,7 @@ def id_files(comfy):
 
 
 def id_graph(layout=LAYOUT, file="tiny_id.safetensors", strength=1.0, alpha=1.0, preset="auto", scaleu=True,
-             mis=None, steps=3, batch=1, seed=1, cfg=5.0, **kw) -> dict:
+             mis=None, steps=3, batch=1, seed=1, cfg=5.0, schedule="sampler_name + scheduler", **kw) -> dict:
     g = base_graph("sd15", width=W, height=H, steps=steps, batch=batch, seed=seed, cfg=cfg, **kw)
     g["lay"] = {"class_type": "IFAInstanceLayout",
                 "inputs": {"width": layout["width"], "height": layout["height"], "layout": json.dumps(layout)}}
@@ -56,7 +56,7 @@ def id_graph(layout=LAYOUT, file="tiny_id.safetensors", strength=1.0, alpha=1.0,
         s = g["sample"]["inputs"]
         g["sample"] = {"class_type": "IFAInstanceDiffusionSampler", "inputs": {
             **{k: s[k] for k in ("model", "seed", "steps", "cfg", "sampler_name", "scheduler", "positive",
-                                 "negative", "latent_image", "denoise")}, "mis": mis}}
+                                 "negative", "latent_image", "denoise")}, "mis": mis, "schedule": schedule}}
     return g
 
 

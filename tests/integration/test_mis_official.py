@@ -96,8 +96,7 @@ def test_mis_sampler_in_a_samplercustom_graph(comfy, id_files):  # noqa: F811
     euler = latent(comfy, _custom_graph("euler", 0.5))
     assert np.isfinite(euler).all()
     # the KSampler node on ComfyUI's sampler + scheduler runs the same sampler function: identical
-    g = id_graph(steps=4, mis=0.5)
-    g["sample"]["inputs"]["schedule"] = "sampler_name + scheduler"
+    g = id_graph(steps=4, mis=0.5, schedule="sampler_name + scheduler")
     assert np.array_equal(latent(comfy, g), euler)
     # MIS changes the result; mis 0 is the plain sampler (the same as SamplerCustom with KSamplerSelect euler)
     plain = latent(comfy, _custom_graph("euler", 0.0))
@@ -113,7 +112,7 @@ def test_mis_sampler_in_a_samplercustom_graph(comfy, id_files):  # noqa: F811
 def test_official_schedule_refuses_img2img_and_models_without_the_patch(comfy, id_files):  # noqa: F811
     from comfy_env import GraphError
 
-    g = id_graph(steps=4, mis=0.5)
+    g = id_graph(steps=4, mis=0.5, schedule="plms (official)")
     g["sample"]["inputs"]["denoise"] = 0.5
     with pytest.raises(GraphError, match="denoise 1.0"):
         latent(comfy, g)
