@@ -72,7 +72,7 @@ def description_tokens(clip, text: str, weight_syntax: str = WEIGHT_SYNTAX[0]) -
             cut = sd_tok.tokenizer.decode(ids[MAX_WORDS:]).strip()
         ids = ids[:MAX_WORDS]
         pad = _pad_token(clip, key)
-        row = [start, *ids, end] + [pad] * (MAX_WORDS + 1 - len(ids))
+        row = [start, *ids, end] + [pad] * (MAX_WORDS - len(ids))
         out[key] = [[(i, 1.0) for i in row]]
     if cut:
         log.warning("[comfyui-ifadapter] description %r is longer than %d tokens; IFAdapter (like the official code) "

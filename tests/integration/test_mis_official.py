@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_official_path_equals_core_exact_sampler(comfy, id_files):  # noqa: F811
-    import comfy.sample
+    import comfy.sample as comfy_sample  # (not `import comfy.sample`: that would rebind the `comfy` fixture)
     from comfy_testnodes.tiny_models import tiny_checkpoint
 
     import nodes as comfy_nodes
@@ -67,7 +67,7 @@ def test_official_path_equals_core_exact_sampler(comfy, id_files):  # noqa: F811
         return eps
 
     fns = [eps_fn_for(b, pos[0][0]) for b in range(state.n + 1)]
-    x_T = comfy.sample.prepare_noise(lat["samples"], seed)
+    x_T = comfy_sample.prepare_noise(lat["samples"], seed)
     ref = bm.process_latent_out(mis_sample(fns, x_T, ts, ac, mis))
     assert got.shape == ref.shape
     err = float((got - ref).abs().max())
@@ -121,3 +121,21 @@ def test_official_schedule_refuses_img2img_and_models_without_the_patch(comfy, i
     with pytest.raises(GraphError, match="no InstanceDiffusion patch"):
         latent(comfy, g)
 
+
+
+def test_mis_sampler_in_a_samplercustomadvanced_graph(comfy, id_files):  # noqa: F811
+    if "SamplerCustomAdvanced" not in comfy.nodes.NODE_CLASS_MAPPINGS:
+        pytest.skip("SamplerCustomAdvanced exists only on newer ComfyUI (not the 2024 build)")
+    g = _custom_graph("euler", 0.5)
+    s = g["sample"]["inputs"]
+    g["noise"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": s["noise_seed"]}}
+    g["guider"] = {"class_type": "CFGGuider", "inputs": {"model": s["model"], "positive": s["positive"],
+                                                         "negative": s["negative"], "cfg": s["cfg"]}}
+    g["sample"] = {"class_type": "SamplerCustomAdvanced", "inputs": {
+        "noise": ["noise", 0], "guider": ["guider", 0], "sampler": ["mis", 0], "sigmas": ["sigmas", 0],
+        "latent_image": s["latent_image"]}}
+    advanced = latent(comfy, g)
+    assert np.array_equal(advanced, latent(comfy, _custom_graph("euler", 0.5)))
+    plms = dict(g, mis={"class_type": "IFASamplerInstanceDiffusionMIS",
+                        "inputs": {"method": "plms", "mis": 0.5, "branch_batch": 0}})
+    assert np.isfinite(latent(comfy, plms)).all()
