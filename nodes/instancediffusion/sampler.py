@@ -42,6 +42,9 @@ def official_schedule(model, steps: int) -> tuple[list[int], torch.Tensor, torch
     table = ms.sigmas.detach().double().cpu()
     if table.numel() != 1000:
         raise ValueError(f"the official PLMS schedule needs a 1000-step discrete model; this one has {table.numel()}")
+    if steps < 1 or 1000 % steps:
+        raise ValueError(f"the official PLMS schedule needs steps that divide 1000 (official 50; e.g. 10, 20, 25, 40, "
+                         f"100); got {steps}. Or choose the schedule 'sampler_name + scheduler'.")
     ts = ddim_uniform_timesteps(steps)
     sigmas = torch.tensor([float(table[t]) for t in ts] + [float(table[0])], dtype=torch.float32)
     return ts, sigmas, 1.0 / (1.0 + table * table)
@@ -102,8 +105,7 @@ class InstanceDiffusionSampler:
             "model": ("MODEL",),
             "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF}),
             "steps": ("INT", {"default": 50, "min": 1, "max": 1000,
-                              "tooltip": "official 50; with the official schedule 1000 // steps must divide evenly "
-                                         "for exactly this many steps"}),
+                              "tooltip": "official 50; the official schedule needs steps that divide 1000"}),
             "cfg": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01}),
             "sampler_name": (comfy.samplers.KSampler.SAMPLERS,),
             "scheduler": (comfy.samplers.KSampler.SCHEDULERS,),

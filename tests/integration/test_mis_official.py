@@ -116,6 +116,8 @@ def test_official_schedule_refuses_img2img_and_models_without_the_patch(comfy, i
     g["sample"]["inputs"]["denoise"] = 0.5
     with pytest.raises(GraphError, match="denoise 1.0"):
         latent(comfy, g)
+    with pytest.raises(GraphError, match="divide 1000"):
+        latent(comfy, id_graph(steps=30, mis=0.5, schedule="plms (official)"))
     g = _custom_graph("plms", 0.5)
     g["sample"]["inputs"]["model"] = ["ckpt", 0]
     with pytest.raises(GraphError, match="no InstanceDiffusion patch"):
