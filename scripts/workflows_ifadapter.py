@@ -1,14 +1,17 @@
 """IFAdapter example workflows (UI format) and the main-job demo entries.
 
-- ``ifadapter_sdxl.json``: SDXL base + IFAdapter (control_ratio 1.0, the official default for base SDXL);
-- ``ifadapter_lora_controlnet.json``: SDXL + LoRA + ControlNet + IFAdapter (end_percent 0.3, the official default
-  with LoRAs);
-- ``ifadapter_official_settings.json``: the official pipeline's settings: the negative is the global prompt's
+- ``IFAdapter layout to image.json``: SDXL base + IFAdapter (control_ratio 1.0, the official default for
+  base SDXL);
+- ``IFAdapter + LoRA + ControlNet.json``: SDXL + LoRA + ControlNet + IFAdapter (end_percent 0.3, the
+  official default with LoRAs);
+- ``IFAdapter official settings.json``: the official pipeline's settings: the negative is the global prompt's
   encoding zeroed (``ConditioningZeroOut``: zero prompt embeds and zero pooled, as the official uncond), euler,
   30 steps, CFG 7.5, 1024x1024, descriptions read as plain text.
 
-The first two use the example layout of ``scripts/make_workflows.py`` at 1024x768, 30 steps, euler, CFG 7.5 (the paper's
-settings), and show the instance semantic map the adapter will use.
+(File names are the titles ComfyUI's template browser shows.)
+
+The first two use the example layout of ``scripts/make_workflows.py`` at 1024x768, 30 steps, euler, CFG 7.5
+(the paper's settings), and show the instance semantic map the adapter will use.
 """
 from __future__ import annotations
 
@@ -112,9 +115,9 @@ def official_settings_workflow(classes: dict) -> dict:
 
 
 WORKFLOWS = {
-    "ifadapter_sdxl.json": sdxl_workflow,
-    "ifadapter_lora_controlnet.json": lora_controlnet_workflow,
-    "ifadapter_official_settings.json": official_settings_workflow,
+    "IFAdapter layout to image.json": sdxl_workflow,
+    "IFAdapter + LoRA + ControlNet.json": lora_controlnet_workflow,
+    "IFAdapter official settings.json": official_settings_workflow,
 }
 
 
@@ -138,6 +141,6 @@ def _point_loaders(prompt: dict, env) -> None:
 
 
 DEMO_JOBS = [
-    {"workflow": "ifadapter_sdxl.json", "png": "ifadapter_sdxl.png",
+    {"workflow": "IFAdapter layout to image.json", "png": "ifadapter_sdxl.png",
      "needs": [("checkpoints", "xl"), ("ifadapter", "")], "patch": [_point_loaders]},
 ]
