@@ -24,7 +24,7 @@ import comfy.samplers
 import torch
 
 from ...core.instancediffusion.sampler import PLMSState, mis_merge, mis_steps, official_alphas, plms_levels
-from ..common import CATEGORY
+from ..common import CATEGORY_INSTANCEDIFFUSION
 from ..steps import SCHEDULE_KEY, STEP_KEY
 from .grounding import MIS_KEY, FuserPatch, GroundingState, MISContextPatch
 
@@ -205,17 +205,22 @@ class SamplerInstanceDiffusionMIS:
     def INPUT_TYPES(cls):
         return {"required": {
             "method": (list(METHODS), {"default": "plms",
-                                       "tooltip": "plms: the official sampler's update; else a ComfyUI sampler"}),
+                                       "tooltip": "plms: the official sampler's PLMS update, its history kept "
+                                                  "across the merge; any other: that ComfyUI sampler (multistep "
+                                                  "history restarts at the merge)."}),
             "mis": ("FLOAT", {"default": 0.36, "min": 0.0, "max": 1.0, "step": 0.01,
-                              "tooltip": "fraction of the steps run per instance before the one averaging "
-                                         "(official 0.36; costs about (n+1)x for those steps)"}),
+                              "tooltip": "Fraction of the steps (0-1) run per instance before the one averaging "
+                                         "(official 0.36; costs about (n+1)x for those steps, n = instances; "
+                                         "0 = a plain run)."}),
             "branch_batch": ("INT", {"default": 0, "min": 0, "max": 31,
-                                     "tooltip": "branches per UNet call (0 = as many as memory allows)"}),
+                                     "tooltip": "Branches per UNet call (0-31; 0 = as many as memory allows)."}),
         }}
 
     RETURN_TYPES = ("SAMPLER",)
+    OUTPUT_TOOLTIPS = ("A SAMPLER for SamplerCustom / SamplerCustomAdvanced; its MODEL must come through Apply "
+                       "InstanceDiffusion.",)
     FUNCTION = "get_sampler"
-    CATEGORY = CATEGORY + "/instancediffusion"
+    CATEGORY = CATEGORY_INSTANCEDIFFUSION
 
     def get_sampler(self, method, mis, branch_batch=0):
         return (mis_sampler(mis, method, branch_batch),)
