@@ -165,9 +165,10 @@ def test_tokens_are_encoded_once_per_text_and_weights_are_stripped(comfy, adapte
     mod = _mod(comfy, "IFAEncodeAppearanceTokens")
     clip = comfy.node_class("IFATest_TinyCheckpointLoader")().load("sdxl", 0)[1]
     before = mod.ENCODE_CALLS["clip"]
-    h1, e1, m1 = mod.encode_descriptions(clip, ["a (red:1.3) car", "a blue bird"])
+    strip = "strip (ComfyUI)"  # the default reads weight syntax as text (test_ifadapter_descriptions)
+    h1, e1, m1 = mod.encode_descriptions(clip, ["a (red:1.3) car", "a blue bird"], strip)
     assert mod.ENCODE_CALLS["clip"] - before == 3  # one batched encode per depth (-2, -4, -6), both texts at once
-    h2, e2, m2 = mod.encode_descriptions(clip, ["a red car", "a blue bird", "a (red:1.3) car"])
+    h2, e2, m2 = mod.encode_descriptions(clip, ["a red car", "a blue bird", "a (red:1.3) car"], strip)
     assert mod.ENCODE_CALLS["clip"] - before == 6  # only "a red car" was new
     assert torch.equal(h1[0], h2[2]) and torch.equal(h1[1], h2[1])
     # weight syntax stripped: "(red:1.3)" encodes exactly like "red"
@@ -183,7 +184,7 @@ def test_tokens_are_encoded_once_per_text_and_weights_are_stripped(comfy, adapte
     ref = c.encode_from_tokens(c.tokenize("a red car"))
     assert torch.allclose(ref[0].float(), h2[0, 1], atol=1e-5)
     # escaped parentheses stay text
-    h3, _, m3 = mod.encode_descriptions(clip, [r"a \(red\) car"])
+    h3, _, m3 = mod.encode_descriptions(clip, [r"a \(red\) car"], strip)
     assert m3[0].sum() > 3
 
 
