@@ -261,6 +261,11 @@ def _chunks(sizes: np.ndarray, limit: int = _CHUNK):
         a = b
 
 
+def polygon_cells(pts: np.ndarray, W: float, H: float, h: int, w: int) -> Crop:
+    """Cells whose centre is inside the polygon pts [k, 2] (even-odd; no minimum-cell rule), as a crop."""
+    return _polygon_cells(np.asarray(pts, dtype=np.float64).reshape(-1, 2), W, H, h, w)
+
+
 def _polygon_cells(pts: np.ndarray, W: float, H: float, h: int, w: int) -> Crop:
     """Even-odd fill: cells whose centre is inside the polygon, by crossings of each edge with the cell rows.
 

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import raster
 from .contours import find_contours_binary
 from .position_net import MAX_OBJS, DropFlags
 from .resize import resize_like_skimage
@@ -356,19 +357,10 @@ def rasterize_polygon(
     points: Sequence[tuple[float, float]], mh: int, mw: int, width: float, height: float
 ) -> np.ndarray:
     """Even-odd fill of a pixel-coordinate polygon on an [mh, mw] grid covering a width x height canvas
-    (pixel centres tested)."""
-    ys = (np.arange(mh) + 0.5) * (height / mh)
-    xs = (np.arange(mw) + 0.5) * (width / mw)
-    gx, gy = np.meshgrid(xs, ys)
-    inside = np.zeros((mh, mw), dtype=bool)
-    pts = [(float(x), float(y)) for x, y in points]
-    for (x1, y1), (x2, y2) in zip(pts, pts[1:] + pts[:1]):
-        if y1 == y2:
-            continue
-        crosses = (gy >= min(y1, y2)) & (gy < max(y1, y2))
-        xint = x1 + (gy - y1) * (x2 - x1) / (y2 - y1)
-        inside ^= crosses & (gx < xint)
-    return inside
+    (pixel centres tested; one scanline pass over the polygon's bounding box, core/raster.py)."""
+    out = np.zeros((mh, mw), dtype=bool)
+    raster.paste(out, raster.polygon_cells(np.asarray(points, dtype=np.float64).reshape(-1, 2), width, height, mh, mw))
+    return out
 
 
 def _resize_bool(mask: np.ndarray, mh: int, mw: int) -> np.ndarray:

@@ -99,3 +99,19 @@ def reference_rasterize(layout, h: int, w: int) -> np.ndarray:
         for r in inst.regions:
             out[n] |= _raster_region(r, layout.width, layout.height, h, w)
     return out
+
+
+def reference_rasterize_polygon(points, mh: int, mw: int, width: float, height: float) -> np.ndarray:
+    """core.instancediffusion.inputs.rasterize_polygon as it was: one full-grid pass per edge."""
+    ys = (np.arange(mh) + 0.5) * (height / mh)
+    xs = (np.arange(mw) + 0.5) * (width / mw)
+    gx, gy = np.meshgrid(xs, ys)
+    inside = np.zeros((mh, mw), dtype=bool)
+    pts = [(float(x), float(y)) for x, y in points]
+    for (x1, y1), (x2, y2) in zip(pts, pts[1:] + pts[:1]):
+        if y1 == y2:
+            continue
+        crosses = (gy >= min(y1, y2)) & (gy < max(y1, y2))
+        xint = x1 + (gy - y1) * (x2 - x1) / (y2 - y1)
+        inside ^= crosses & (gx < xint)
+    return inside

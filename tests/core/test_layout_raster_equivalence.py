@@ -8,8 +8,9 @@ grids and compared cell for cell, through rasterize, union_mask and areas.
 import numpy as np
 import pytest
 import torch
-from raster_reference import reference_rasterize
+from raster_reference import reference_rasterize, reference_rasterize_polygon
 
+from core.instancediffusion.inputs import rasterize_polygon
 from core.layout import Instance, Layout, Region
 from core.raster import region_cells
 
@@ -106,3 +107,13 @@ def test_crops_stay_inside_the_region_bbox():
     p = Region("polygon", points=[(500, 10), (520, 10), (510, 30)])
     r0, c0, m = region_cells(p, 1024, 1024, 1024, 1024)
     assert r0 >= 9 and c0 >= 498 and m.shape[0] <= 21 and m.shape[1] <= 23 and m.any()
+
+
+def test_instancediffusion_polygon_fill_matches_its_per_cell_version():
+    """InstanceDiffusion's mask from polygons (at the mask's or the canvas resolution) uses the same scanline fill."""
+    rng = np.random.default_rng(7)
+    for _ in range(60):
+        W, H = int(rng.choice([64, 100, 512])), int(rng.choice([64, 96, 384]))
+        mh, mw = int(rng.choice([H, 32, 57])), int(rng.choice([W, 40, 61]))
+        pts = _points(rng, W, H, int(rng.choice([3, 5, 12, 40])), [(mh, mw)])
+        assert np.array_equal(rasterize_polygon(pts, mh, mw, W, H), reference_rasterize_polygon(pts, mh, mw, W, H))
