@@ -26,6 +26,7 @@ from ..core.ifadapter.adapter import TEXT_DEPTHS
 from ..core.ifadapter.runtime import IFAdapterRuntime, InstanceTokens, eot_and_word_mask, token_grid
 from ..core.ifadapter.semantic_map import MAX_OBJ, InstanceGeometry
 from ..core.layout import Layout
+from ..core.paths import PathRefused, output_file, write_into
 from ..core.render import hex_to_rgb
 from . import folders
 from .common import CATEGORY, LAYOUT, load_once, save_preview
@@ -93,17 +94,16 @@ class IFAdapterConvert:
     def convert(self, ifadapter_name, output_name="", dtype="keep", overwrite=False):
         src = folders.model_path("ifadapter", ifadapter_name)
         name = output_name.strip() or os.path.splitext(os.path.basename(ifadapter_name))[0]
-        if not name.endswith(".safetensors"):
-            name += ".safetensors"
-        if os.path.basename(name) != name:
-            raise ValueError(f"output_name {output_name!r} must be a file name, not a path")
-        dst = os.path.join(os.path.dirname(src), name)
+        try:
+            dst = output_file(os.path.dirname(src), name, ".safetensors", overwrite)
+        except PathRefused as e:
+            raise ValueError(f"IFAdapter convert: {e}") from None
         if os.path.realpath(dst) == os.path.realpath(src):
             raise ValueError(f"{ifadapter_name} is already a .safetensors file; choose another output_name")
-        if os.path.exists(dst) and not overwrite:
-            raise FileExistsError(f"{dst} exists; set overwrite to replace it")
-        n = convert_to_safetensors(src, dst, dtype=None if dtype == "keep" else DTYPES[dtype])
-        msg = f"wrote {n} tensors to {dst}"
+        counts = []
+        write_into(dst, lambda tmp: counts.append(
+            convert_to_safetensors(src, tmp, dtype=None if dtype == "keep" else DTYPES[dtype])), overwrite)
+        msg = f"wrote {counts[0]} tensors to {dst}"
         log.info("[comfyui-ifadapter] %s", msg)
         return {"ui": {"text": [msg]}, "result": (dst,)}
 

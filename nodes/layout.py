@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 
-import folder_paths
 import numpy as np
 import torch
 
 from ..core.layout import Instance, Layout, LayoutError, Region, from_masks
+from ..core.paths import PathRefused
 from ..core.render import render_layout, to_comfy_image
+from . import paths
 from .common import CATEGORY, LAYOUT, save_preview
 
 EMPTY_LAYOUT = json.dumps({"format": "instance-layout", "version": 1, "width": 1024, "height": 1024,
@@ -57,6 +57,12 @@ class InstanceLayout:
 
     def build(self, width, height, layout, underlay=None):
         lay = Layout.from_json(layout or EMPTY_LAYOUT)
+        ref = lay.extra.get("underlay")
+        if ref is not None and not paths.input_ref_ok(ref):
+            # only the browser fetches the underlay (through ComfyUI's /view); a reference that climbs out of
+            # ComfyUI's folders is refused here so that no workflow carries one
+            raise LayoutError("layout: 'underlay' must be {\"filename\", \"subfolder\", \"type\"} naming an image "
+                              "inside ComfyUI's input, output or temp folder; upload the image again in the editor")
         lay = _resized(lay, width, height).validate()
         preview = render_layout(lay, underlay=_underlay_np(underlay))
         # The editor draws what the node really received as its underlay (any upstream IMAGE, not only a
@@ -67,16 +73,18 @@ class InstanceLayout:
 
 class LayoutFromJSON:
     """A layout from JSON text or a ``.json`` file in ComfyUI's input folder (ours, InstanceDiffusion demo JSON,
-    or an IFAdapter sample layout; the format is detected)."""
+    or an IFAdapter sample layout; the format is detected).
+
+    Only regular files inside the input folder (or its subfolders) of at most 16 MB are read, symlinks resolved;
+    any other name is refused at validation, before anything is opened (see nodes/paths.py)."""
+
+    NO_FILE = "(none)"
 
     @classmethod
     def INPUT_TYPES(cls):
-        files = ["(none)"] + sorted(f for f in os.listdir(folder_paths.get_input_directory())
-                                    if f.lower().endswith(".json")) if os.path.isdir(
-            folder_paths.get_input_directory()) else ["(none)"]
         return {
             "required": {"json_text": ("STRING", {"default": "", "multiline": True, "dynamicPrompts": False}),
-                         "file": (files,)},
+                         "file": ([cls.NO_FILE] + paths.input_files(".json"),)},
             "optional": {"width": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 8,
                                            "tooltip": "0 keeps the canvas of the JSON"}),
                          "height": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 8})},
@@ -87,19 +95,35 @@ class LayoutFromJSON:
     CATEGORY = CATEGORY + "/layout"
 
     @classmethod
-    def VALIDATE_INPUTS(cls, json_text, file, **kw):
-        if not (json_text or "").strip() and file in ("(none)", "", None):
+    def VALIDATE_INPUTS(cls, json_text, file):
+        # Naming `file` here makes ComfyUI skip its own list check for it, so the rule the list is built with runs
+        # here instead (a .json regular file inside the input folder); no **kwargs, so ComfyUI still checks the
+        # other inputs.
+        if (json_text or "").strip():
+            return True
+        if file in (cls.NO_FILE, "", None):
             return "give the layout as json_text or pick a file from the input folder"
+        try:
+            paths.check_input_file(file, extension=".json")
+        except PathRefused as e:
+            return str(e)
         return True
 
     def load(self, json_text, file, width=0, height=0):
         if (json_text or "").strip():
             src, text = "json_text", json_text
         else:
-            path = os.path.join(folder_paths.get_input_directory(), file)
-            src = path
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
+            if file in (self.NO_FILE, "", None):
+                raise LayoutError("give the layout as json_text or pick a file from the input folder")
+            src = f"file {file!r}"
+            try:
+                raw = paths.read_input_file(file, extension=".json")
+            except PathRefused as e:
+                raise LayoutError(str(e)) from None
+            try:
+                text = raw.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise LayoutError(f"{src}: not UTF-8 text; a layout file is JSON") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
