@@ -16,6 +16,7 @@ NaN / Inf. Every message names the file and the tensor.
 
 from __future__ import annotations
 
+import _compat_pickle
 import logging
 import mmap
 import os
@@ -200,6 +201,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self.placeholders: set[str] = set()
 
     def find_class(self, module: str, name: str) -> Any:
+        # protocol-2 pickles (torch.save's default) name Python 2 modules: map them as pickle itself does, so that
+        # "__builtin__.eval" is judged and reported as builtins.eval
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
         if (module, name) in _ALLOWED:
             return _ALLOWED[(module, name)]
         if module in ("torch", "torch.storage") and name in _STORAGE_DTYPES:
