@@ -52,13 +52,18 @@ def model_path(name: str, filename: str) -> str:
     if not model_name_ok(filename):
         raise ValueError(f"{name} model name {str(filename)[:200]!r} is not allowed: pick a file from the list")
     path = folder_paths.get_full_path(name, filename)
-    inside = path is not None and any(
-        os.path.commonpath([os.path.abspath(d), os.path.abspath(path)]) == os.path.abspath(d)
-        for d in folder_paths.get_folder_paths(name))
+    inside = path is not None and any(_within(d, path) for d in folder_paths.get_folder_paths(name))
     if path is None or not inside or not os.path.isfile(path):
         where = ", ".join(folder_paths.get_folder_paths(name))
         raise FileNotFoundError(f"{name} model {filename!r} not found; looked in: {where}")
     return path
+
+
+def _within(folder: str, path: str) -> bool:
+    try:
+        return os.path.commonpath([os.path.abspath(folder), os.path.abspath(path)]) == os.path.abspath(folder)
+    except ValueError:  # another drive on Windows
+        return False
 
 
 def output_folder(name: str) -> str:

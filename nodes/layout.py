@@ -126,7 +126,7 @@ class LayoutFromJSON:
         # Naming `file` here makes ComfyUI skip its own list check for it, so the rule the list is built with runs
         # here instead (a .json regular file inside the input folder); no **kwargs, so ComfyUI still checks the
         # other inputs.
-        if (json_text or "").strip():
+        if json_text is None or (json_text or "").strip():  # None: linked from another node, checked at run time
             return True
         if file in (cls.NO_FILE, "", None):
             return "give the layout as json_text or pick a file from the input folder"
