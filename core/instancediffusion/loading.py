@@ -208,6 +208,7 @@ def load_adapter_state_dict(path: PathLike, dtype: torch.dtype | None = None) ->
     p = os.fspath(path)
     if p.endswith(".safetensors"):
         shapes, _dtypes, _meta = safetensors_header(p)
+        check_total(shapes, p, MAX_PARAMS, "InstanceDiffusion adapter")
         check_adapter_keys(shapes, p)
         return read_safetensors(p, dtype), "safetensors"
     root, arc = open_torch(p)
