@@ -32,8 +32,11 @@ resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 sys.path.insert(0, sys.argv[1])
 import torch
 kind, path = sys.argv[2], sys.argv[4]
-from core.ifadapter import load_ifadapter
-from core.instancediffusion import load_instancediffusion
+from core.ifadapter import IFAdapter, load_ifadapter
+from core.instancediffusion import InstanceDiffusion, load_instancediffusion
+with torch.device("meta"):  # warm-up: the first meta-device model lazily imports torch._refs, sympy, ... (seconds)
+    IFAdapter(hidden_size=64, heads=2, resampler_kwargs=dict(dim=32, depth=1, heads=2, dim_head=16, ff_mult=1))
+    InstanceDiffusion()
 t0 = time.perf_counter()
 try:
     if kind == "import-only":
