@@ -42,7 +42,7 @@ def _nodes(lora: bool, official: bool = False) -> list[dict]:
     nodes = [
         {"id": 1, "type": "CheckpointLoaderSimple", "pos": [40, 60], "size": [380, 100],
          "widgets": {"ckpt_name": "sd_xl_base_1.0.safetensors"}},
-        {"id": 2, "type": "IFAInstanceLayout", "pos": [40, 220], "size": [520, 620],
+        {"id": 2, "type": "IFAInstanceLayout", "pos": [40, 220], "size": [520, 980],
          "widgets": {"width": w, "height": h, "layout": json.dumps(layout)}},
         {"id": 3, "type": "IFAAdapterLoader", "pos": [600, 60], "size": [340, 90],
          "widgets": {"ifadapter_name": "spd_adapter.safetensors", "dtype": "auto"}},
@@ -82,9 +82,9 @@ def _nodes(lora: bool, official: bool = False) -> list[dict]:
     ]
     if lora:
         nodes += [
-            {"id": 21, "type": "ControlNetLoader", "pos": [440, 860], "size": [320, 80],
+            {"id": 21, "type": "ControlNetLoader", "pos": [440, 1240], "size": [320, 80],
              "widgets": {"control_net_name": "your_sdxl_controlnet.safetensors"}},
-            {"id": 22, "type": "LoadImage", "pos": [40, 880], "size": [320, 320],
+            {"id": 22, "type": "LoadImage", "pos": [40, 1240], "size": [320, 320],
              "widgets": {"image": "controlnet_hint.png"}},
             {"id": 23, "type": "ControlNetApply", "pos": [980, 800], "size": [320, 100],
              "inputs": {"conditioning": [6, 0], "control_net": [21, 0], "image": [22, 0]},
@@ -98,7 +98,7 @@ def _nodes(lora: bool, official: bool = False) -> list[dict]:
     if official:
         note += (" Official settings: negative = the prompt's encoding zeroed (ConditioningZeroOut), euler, 30 "
                  "steps, CFG 7.5, 1024x1024, descriptions tokenised as plain text (weight_syntax official).")
-    nodes.append({"id": 30, "type": "Note", "pos": [40, 1220 if lora else 880], "size": [520, 140], "text": note})
+    nodes.append({"id": 30, "type": "Note", "pos": [40, 1600 if lora else 1240], "size": [520, 140], "text": note})
     return nodes
 
 

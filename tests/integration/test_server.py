@@ -12,7 +12,7 @@ from pathlib import Path
 import comfy_env
 import numpy as np
 import pytest
-from comfy_env import GraphError, launch_server
+from comfy_env import REPO_ROOT, GraphError, launch_server
 from file_watch import InotifyWatch, inotify_available
 from PIL import Image
 
@@ -39,10 +39,24 @@ def test_object_info_lists_the_pack_nodes(server):
 
 def test_extensions_serve_the_editor_js(server):
     exts = server.get_json("/extensions")
-    ours = [e for e in exts if e.startswith("/extensions/comfyui-ifadapter/")]
+    ours = [e for e in exts if e.startswith(f"/extensions/{server.pack_name}/")]
     assert ours, f"the pack's web directory is not served: {exts}"
     with urllib.request.urlopen(server.url + ours[0]) as r:
         assert r.status == 200 and "javascript" in r.headers.get("Content-Type", "")
+
+
+def test_scripts_are_served_once_under_any_folder_name(tmp_path):
+    """Installed as GitHub's ZIP unpacks it (comfyui-ifadapter-main), every script is listed exactly once, under
+    that folder name: newer ComfyUI also serves a pyproject ``[tool.comfy] web`` folder under the project name,
+    which loaded every script twice and registered the editor extension twice."""
+    srv = launch_server(tmp_path, pack_name="comfyui-ifadapter-main")
+    try:
+        exts = srv.get_json("/extensions")
+    finally:
+        srv.stop()
+    files = sorted(p.name for p in (Path(REPO_ROOT) / "web" / "js").glob("*.js"))
+    ours = [e for e in exts if e.rsplit("/", 1)[-1] in files and not e.startswith("/extensions/core/")]
+    assert sorted(ours) == sorted(f"/extensions/comfyui-ifadapter-main/js/{f}" for f in files), ours
 
 
 def test_prompt_runs_and_image_is_served(server):
