@@ -180,3 +180,34 @@ def test_checkpoints_are_atomic_pruned_and_a_damaged_newest_falls_back(tmp_path)
     assert load_latest(out)["step"] == 3
     (tmp_path / "checkpoints" / "step-00000003.pt").write_bytes(b"garbage")
     assert load_latest(out)["step"] == 2
+
+
+def test_coco_and_official_importers_write_readable_samples(tmp_path):
+    from train.importers import import_coco, import_official
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.new("RGB", (200, 100)).save(imgs / "000001.jpg")
+    Image.new("RGB", (384, 384)).save(imgs / "sample1.png")
+    instances = {"images": [{"id": 1, "file_name": "000001.jpg", "width": 200, "height": 100},
+                            {"id": 2, "file_name": "missing.jpg", "width": 10, "height": 10}],
+                 "categories": [{"id": 3, "name": "dog"}],
+                 "annotations": [{"image_id": 1, "category_id": 3, "bbox": [10, 20, 50, 40], "iscrowd": 0},
+                                 {"image_id": 1, "category_id": 3, "bbox": [0, 0, 200, 100], "iscrowd": 1},
+                                 {"image_id": 2, "category_id": 3, "bbox": [0, 0, 5, 5], "iscrowd": 0}]}
+    captions = {"annotations": [{"image_id": 1, "caption": "A dog on grass. "}]}
+    (tmp_path / "inst.json").write_text(json.dumps(instances))
+    (tmp_path / "caps.json").write_text(json.dumps(captions))
+    out = tmp_path / "out"
+    assert import_coco(str(tmp_path / "inst.json"), str(tmp_path / "caps.json"), str(imgs), str(out)) == 1
+    official = {"caption": "a cat", "annotations": [{"box": [0, 0, 384, 384], "caption": ["a grey cat"]}]}
+    (tmp_path / "sample1.json").write_text(json.dumps(official))
+    assert import_official([str(tmp_path / "sample1.json")], str(imgs), str(out)) == 1
+    files, missing = list_samples(str(out))
+    assert [f.name for f in files] == ["000001", "sample1"] and not missing
+    coco = prepare_sample(files[0], [(128, 64)], 0.01, False, 0)
+    assert coco.prompt == "A dog on grass." and coco.descriptions == ["a dog"]  # the crowd box is skipped
+    torch.testing.assert_close(coco.boxes, torch.tensor([[0.05, 0.2, 0.3, 0.6]]))
+    off = prepare_sample(files[1], [(64, 64)], 0.01, False, 0)
+    assert off.descriptions == ["a grey cat"]
+    torch.testing.assert_close(off.boxes, torch.tensor([[0.0, 0.0, 0.5, 0.5]]))  # 384 px of the 768 canvas
