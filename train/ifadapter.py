@@ -116,6 +116,20 @@ def build_adapter(cfg: Config, model_patcher, seed: int):
     return adapter.float().train().requires_grad_(True)
 
 
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process: CUDA memory allocated on a GPU, resident set size on the CPU (MiB)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _median(values: list[float]) -> float:
+    v = sorted(values)
+    return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2 if v else float("nan")
+
+
 def weights_digest(module: torch.nn.Module) -> str:
     """SHA-256 of every parameter's bytes, in order (equal digests = bitwise equal weights)."""
     h = hashlib.sha256()
@@ -332,14 +346,15 @@ class Trainer:
             evals[t.max_steps] = self.evaluate(inner)
             progress.record(t.max_steps, eval_loss=evals[t.max_steps])
         progress.close()
-        digests = [weights_digest(adapter)]
+        digests, peaks = [weights_digest(adapter)], [peak_memory_mb(d.device)]
         if d.world > 1:
             gathered = [None] * d.world
-            dist.all_gather_object(gathered, digests[0])
-            digests = gathered
+            dist.all_gather_object(gathered, (digests[0], peaks[0]))
+            digests, peaks = [g[0] for g in gathered], [g[1] for g in gathered]
         out_path = os.path.join(t.output_dir, f"{t.name}.safetensors")
         summary = {"steps": step, "eval_loss": {str(k): v for k, v in evals.items()}, "weight_digests": digests,
                    "world_size": d.world, "step_time_mean": sum(step_times) / max(1, len(step_times)),
+                   "step_time_median": _median(step_times[1:] or step_times), "peak_memory_mb": peaks,
                    "output": out_path, "data": self.reader.summary(), "skipped": self.reader.manifest["bad"]}
         if d.main:
             from .export import export_adapter

@@ -28,17 +28,20 @@ from core.ifadapter.batched import BatchedRuntime, encode_instance_batch
 
 
 def enable_gradient_checkpointing(diffusion_model: nn.Module) -> int:
-    """Recompute each ResBlock and SpatialTransformer of a ComfyUI UNet in the backward pass; returns how many.
+    """Recompute each ResBlock and transformer block of a ComfyUI UNet in the backward pass; returns how many.
+
+    The unit is one ``BasicTransformerBlock`` (not the 10-block ``SpatialTransformer``), so the recomputation peak
+    is one block's activations.
 
     ComfyUI's own ``use_checkpoint`` only tracks the blocks' own parameters, so gradients towards the adapter
     (reached through ``transformer_options``) would be lost; PyTorch's non-reentrant checkpoint tracks everything.
     """
-    from comfy.ldm.modules.attention import SpatialTransformer
+    from comfy.ldm.modules.attention import BasicTransformerBlock
     from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
 
     n = 0
     for mod in diffusion_model.modules():
-        if isinstance(mod, (ResBlock, SpatialTransformer)) and not getattr(mod, "_ifa_checkpointed", False):
+        if isinstance(mod, (ResBlock, BasicTransformerBlock)) and not getattr(mod, "_ifa_checkpointed", False):
             inner = mod.forward
 
             @functools.wraps(inner)
