@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ..core.layout import Layout
-from .common import CATEGORY, LAYOUT
+from .common import CATEGORY_LAYOUT, LAYOUT
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 MAX_INDEX = 99_999
@@ -49,8 +49,9 @@ class SaveTrainingSample:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "images": ("IMAGE",),
-            "layout": (LAYOUT,),
+            "images": ("IMAGE", {"tooltip": "The image(s) to save; each becomes one sample with the same layout."}),
+            "layout": (LAYOUT, {"tooltip": "The layout of the image(s): prompt and described instances; scaled to "
+                                           "each image's size."}),
             "folder": ("STRING", {"default": "ifadapter_dataset",
                                   "tooltip": "sub-folder of ComfyUI's output folder (the dataset folder)"}),
             "prefix": ("STRING", {"default": "sample", "tooltip": "file name prefix: letters, digits, _ and -"}),
@@ -58,9 +59,10 @@ class SaveTrainingSample:
 
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("folder",)
+    OUTPUT_TOOLTIPS = ("The dataset folder written to (give it to the trainer as [data] folder).",)
     FUNCTION = "save"
     OUTPUT_NODE = True
-    CATEGORY = CATEGORY + "/layout"
+    CATEGORY = CATEGORY_LAYOUT
 
     def save(self, images, layout: Layout, folder="ifadapter_dataset", prefix="sample"):
         if not _PREFIX_RE.match(prefix):

@@ -27,6 +27,10 @@ from core.ifadapter import IFAdapter
 from core.ifadapter.batched import BatchedRuntime, encode_instance_batch
 
 
+def _on_copy(fn, x: torch.Tensor, *args, **kwargs):
+    return fn(x.clone(), *args, **kwargs)
+
+
 def enable_gradient_checkpointing(diffusion_model: nn.Module) -> int:
     """Recompute each ResBlock and transformer block of a ComfyUI UNet in the backward pass; returns how many.
 
@@ -44,15 +48,20 @@ def enable_gradient_checkpointing(diffusion_model: nn.Module) -> int:
         if isinstance(mod, (ResBlock, BasicTransformerBlock)) and not getattr(mod, "_ifa_checkpointed", False):
             inner = mod.forward
 
+            copy_input = isinstance(mod, BasicTransformerBlock)
+
             @functools.wraps(inner)
-            def wrapped(*args, _inner=inner, **kwargs):
+            def wrapped(*args, _inner=inner, _copy=copy_input, **kwargs):
                 if not torch.is_grad_enabled():
                     return _inner(*args, **kwargs)
                 # The UNet rewrites transformer_options["block"] as it goes; the recomputation in the backward pass
-                # must see the values of this call, so it gets a snapshot of every options dict.
+                # must see the values of this call, so it gets a snapshot of every options dict. A transformer
+                # block adds its residuals into its input in place, so it works on a copy of the input that the
+                # checkpoint keeps.
                 args = tuple(dict(a) if isinstance(a, dict) else a for a in args)
                 kwargs = {k: dict(v) if isinstance(v, dict) else v for k, v in kwargs.items()}
-                return checkpoint(_inner, *args, use_reentrant=False, **kwargs)
+                fn = functools.partial(_on_copy, _inner) if _copy else _inner
+                return checkpoint(fn, *args, use_reentrant=False, **kwargs)
 
             mod.forward = wrapped
             mod._ifa_checkpointed = True
