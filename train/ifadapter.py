@@ -381,7 +381,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--cache-only", action="store_true", help="build the cache and stop")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[train] %(message)s", stream=sys.stderr)
+    if not log.handlers:  # our own handler: ComfyUI configures the root logger its own way (level, format)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[train] %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
     try:
         cfg = load(a.config)
     except ConfigError as e:

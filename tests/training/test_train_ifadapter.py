@@ -192,3 +192,15 @@ def test_exported_adapter_loads_in_the_loader_and_samples_in_a_ksampler_graph(se
     assert adapter.official_mask_quirk is False  # the mask mode it was trained with
     want = _weights(reference["out"] / "ifadapter.safetensors")
     assert all(torch.equal(adapter.state_dict()[k], want[k]) for k in want)
+
+
+def test_export_command_rebuilds_the_final_file_from_a_checkpoint(reference, tmp_path):
+    from train.export import main as export_main
+
+    dst = tmp_path / "again.safetensors"
+    export_main([str(reference["out"] / "checkpoints" / f"step-{STEPS:08d}.pt"), str(dst)])
+    got, want = _weights(dst), _weights(reference["out"] / "ifadapter.safetensors")
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    with safe_open(str(dst), framework="pt") as a, safe_open(str(reference["out"] / "ifadapter.safetensors"),
+                                                               framework="pt") as b:
+        assert a.metadata() == b.metadata()
