@@ -13,10 +13,11 @@ import folder_paths
 import numpy as np
 import torch
 
-from ..core.layout import Instance, Layout, LayoutError, Region, from_masks
+from ..core.layout import MAX_JSON_DEPTH, Instance, Layout, LayoutError, Region, from_masks
 from ..core.render import render_layout, to_comfy_image
 from .common import CATEGORY_LAYOUT, LAYOUT, save_preview
 
+MAX_MASK_OUTPUT = 1 << 28  # values in Layout to Masks' output: one 16384 x 16384 mask, or 64 masks of 2048 x 2048
 EMPTY_LAYOUT = json.dumps({"format": "instance-layout", "version": 1, "width": 1024, "height": 1024,
                            "prompt": "", "instances": []})
 
@@ -129,6 +130,9 @@ class LayoutFromJSON:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise LayoutError(f"{src}: not valid JSON ({e})") from None
+        except RecursionError:
+            raise LayoutError(f"{src}: JSON nested too deeply to read; a layout nests at most {MAX_JSON_DEPTH} "
+                              "levels") from None
         lay = Layout.from_json(data)
         if width and height:
             lay = _resized(lay, width, height)
@@ -225,6 +229,8 @@ class LayoutFromMasks:
     def build(self, masks, descriptions, prompt):
         m = masks if masks.ndim == 3 else masks[None]
         lines = [ln.strip() for ln in descriptions.splitlines() if ln.strip()]
+        if not lines:  # not described yet: the layout previews and rasterises; text encoders ask for descriptions
+            lines = [""] * m.shape[0]
         if len(lines) != m.shape[0]:
             raise LayoutError(f"{m.shape[0]} masks but {len(lines)} non-empty description lines; give one "
                               "description per mask, one per line")
@@ -297,6 +303,10 @@ class LayoutToMasks:
 
     def masks(self, layout, width=0, height=0):
         h, w = (height or layout.height), (width or layout.width)
+        n = max(1, len(layout.active()))
+        if n * h * w > MAX_MASK_OUTPUT:
+            raise LayoutError(f"Layout to Masks: {n} masks of {w}x{h} would be {n * h * w / 1e6:.0f} M values; at "
+                              f"most {MAX_MASK_OUTPUT / 1e6:.0f} M (1 GiB as float32): ask for a smaller size")
         masks = layout.rasterize(h, w)
         if masks.shape[0] == 0:
             masks = torch.zeros(1, h, w)

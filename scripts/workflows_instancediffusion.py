@@ -94,7 +94,8 @@ def _graph(classes: dict, layout: dict, *, mis: bool = False, lora: bool = False
     common = {"seed": 0, "steps": 30, "cfg": 7.5, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}
     if mis:
         nodes.append({"id": 9, "type": "IFAInstanceDiffusionSampler", "pos": [1180, 40], "inputs": sampler_inputs,
-                      "widgets": {**common, "mis": 0.36}})
+                      "widgets": {**common, "steps": 50, "mis": 0.36, "branch_batch": 0,
+                                  "schedule": "plms (official)"}})
     else:
         nodes.append({"id": 9, "type": "KSampler", "pos": [1180, 40], "inputs": sampler_inputs, "widgets": common})
     nodes += [

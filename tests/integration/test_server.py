@@ -64,13 +64,13 @@ def test_prompt_runs_and_image_is_served(server):
 
 def test_invalid_layout_is_reported_by_the_server(server):
     bad = json.loads(json.dumps(LAYOUT))
-    bad["instances"][0]["description"] = ""
+    bad["instances"][0]["regions"] = [{"kind": "box", "box": [0, 0, 400, 10]}]  # (an empty description is valid)
     prompt = {"1": {"class_type": "IFAInstanceLayout", "inputs": {"width": 320, "height": 256,
                                                                   "layout": json.dumps(bad)}},
               "2": {"class_type": "IFALayoutPreview", "inputs": {"layout": ["1", 0], "opacity": 1.0,
                                                                  "legend": False}}}
     pid = server.post_prompt(prompt)
-    with pytest.raises(GraphError, match="description"):
+    with pytest.raises(GraphError, match=r"instance 1 .*x1=400 is outside the canvas 0\.\.320"):
         server.wait_history(pid)
 
 
