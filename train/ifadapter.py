@@ -145,6 +145,7 @@ class Trainer:
         comfy_bridge.setup_comfy(cpu=d.device.type == "cpu")
         self.ifa_nodes = comfy_bridge.pack_module("ifadapter")
         self.patches = comfy_bridge.pack_module("patches")
+        self.steps = comfy_bridge.pack_module("steps")
         self.base_path = comfy_bridge.checkpoint_path(cfg.model.base)
         self.patcher, clip, self.vae = comfy_bridge.load_base_model(self.base_path)
         refusal = self.ifa_nodes.sdxl_refusal(self.patcher)
@@ -226,7 +227,8 @@ class Trainer:
 
         if t.gradient_checkpointing:
             enable_gradient_checkpointing(self.patcher.model.diffusion_model)
-        inner = AdapterTrainingModel(adapter, self.patcher, self.ifa_nodes, self.patches, AUTOCAST[t.precision])
+        inner = AdapterTrainingModel(adapter, self.patcher, self.ifa_nodes, self.patches, self.steps,
+                                     AUTOCAST[t.precision])
         model = inner
         if d.world > 1:
             model = torch.nn.parallel.DistributedDataParallel(

@@ -109,11 +109,13 @@ class AdapterTrainingModel(nn.Module):
     """
 
     def __init__(self, adapter: IFAdapter, model_patcher, ifa_nodes: types.ModuleType, patches: types.ModuleType,
-                 autocast_dtype: torch.dtype | None = None):
+                 steps: types.ModuleType, autocast_dtype: torch.dtype | None = None):
         super().__init__()
         self.adapter = adapter
         self._frozen = (model_patcher,)  # a tuple: not registered, so DDP and state_dict ignore the UNet
         self._ifa_nodes, self._patches = ifa_nodes, patches
+        # the whole schedule: a direct UNet call (no sampler) is always inside the window
+        self._window = steps.StepWindow(0.0, 1.0, "ratio", float("inf"), 0.0)
         self.autocast_dtype = autocast_dtype
         import comfy.model_base
 
@@ -136,7 +138,7 @@ class AdapterTrainingModel(nn.Module):
         """``transformer_options`` with the 16 IFAdapter layers patched as Apply IFAdapter patches them."""
         holder = types.SimpleNamespace(model_options={"transformer_options": {}})
         for key in self._ifa_nodes.IFADAPTER_KEYS:
-            layer = self._ifa_nodes.IFAdapterLayer(runtime, key, float("inf"), 0.0, aspect)
+            layer = self._ifa_nodes.IFAdapterLayer(runtime, key, self._window, aspect)
             self._patches.add_attn2_contribution(holder, key, layer)
         opts = holder.model_options["transformer_options"]
         opts["cond_or_uncond"] = [0]  # every row conditional: dropout lives in the tokens and embeddings
