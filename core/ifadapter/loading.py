@@ -37,6 +37,9 @@ from .adapter import PATCHED_INDICES, IFAdapter
 
 SECTIONS = ("text_proj_model", "adapter_modules", "pos_net")
 CONFIG_METADATA_KEY = "ifadapter_config"  # safetensors metadata: JSON of IFAdapter(...) kwargs
+# safetensors metadata: the resampler word mask the weights were trained with ("official-quirk" or "all-words")
+MASK_METADATA_KEY = "ifadapter_resampler_mask"
+MASK_MODES = {"official-quirk": True, "all-words": False}
 OFFICIAL_CONFIG = {"hidden_size": 1280, "heads": 20, "context_dim": 2048, "resampler_kwargs": {}}
 OFFICIAL_RESAMPLER = {"dim": 2560, "depth": 4, "dim_head": 128, "heads": 20, "ff_mult": 4}
 OFFICIAL_PARAMS = 519_750_464  # the released spd_adapter.bin (255 tensors)
@@ -253,16 +256,21 @@ def load_ifadapter(
     path: str | os.PathLike,
     dtype: torch.dtype | None = None,
     device: torch.device | str = "cpu",
-    official_mask_quirk: bool = True,
+    official_mask_quirk: bool | None = None,
 ) -> IFAdapter:
     """Load an IFAdapter checkpoint (``.safetensors`` or the official ``.bin``) into :class:`IFAdapter`.
 
     The module is built on the meta device and the file's tensors are assigned to it (no 2 GB random init, and the
-    memory map is kept where possible). ``dtype`` None keeps the file's dtype. Raises
-    :class:`IFAdapterCheckpointError` if any key or shape differs from the official layout.
+    memory map is kept where possible). ``dtype`` None keeps the file's dtype. ``official_mask_quirk`` None takes
+    the resampler mask mode the file was trained with (``ifadapter_resampler_mask`` metadata, written by the
+    trainer), else the released code's quirk. Raises :class:`IFAdapterCheckpointError` if any key or shape differs
+    from the official layout.
     """
     state_dict = read_state_dict(path)
-    config = adapter_config(state_dict, read_metadata(path), os.fspath(path))
+    metadata = read_metadata(path)
+    config = adapter_config(state_dict, metadata, os.fspath(path))
+    if official_mask_quirk is None:
+        official_mask_quirk = resampler_mask_quirk(metadata)
     with torch.device("meta"):
         model = IFAdapter(official_mask_quirk=official_mask_quirk, **config)
     check_state_dict(model, state_dict, source=os.fspath(path))
@@ -288,19 +296,34 @@ def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike, dtype
     return len(out)
 
 
+def resampler_mask_quirk(metadata: Mapping[str, str]) -> bool:
+    """Whether a file's resampler was trained with the official word-mask quirk (True when the metadata is silent,
+    as for the released weights)."""
+    mode = metadata.get(MASK_METADATA_KEY)
+    if mode is None:
+        return True
+    if mode not in MASK_MODES:
+        raise IFAdapterCheckpointError(f"metadata {MASK_METADATA_KEY!r} is {mode!r}; expected one of {list(MASK_MODES)}")
+    return MASK_MODES[mode]
+
+
 def _metadata(config: Mapping) -> dict[str, str]:
     return {"format": "pt", "model": "ifadapter-sdxl", CONFIG_METADATA_KEY: json.dumps(dict(config), sort_keys=True)}
 
 
-def save_ifadapter(model: IFAdapter, path: str | os.PathLike) -> int:
+def save_ifadapter(model: IFAdapter, path: str | os.PathLike, metadata: Mapping[str, str] | None = None) -> int:
     """Write ``model`` as a flat ``.safetensors`` file with its configuration in the metadata; returns #tensors.
 
-    Non-official sizes (e.g. a tiny test adapter) therefore load through :func:`load_ifadapter` unchanged.
+    Non-official sizes (e.g. a tiny test adapter) therefore load through :func:`load_ifadapter` unchanged. The
+    resampler mask mode is recorded too; ``metadata`` adds more string entries (e.g. the trainer's provenance).
     """
     from safetensors.torch import save_file
 
     out = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(out, os.fspath(path), metadata=_metadata(model.config))
+    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    meta.update(_metadata(model.config))
+    meta[MASK_METADATA_KEY] = "official-quirk" if model.official_mask_quirk else "all-words"
+    save_file(out, os.fspath(path), metadata=meta)
     return len(out)
 
 
