@@ -1,0 +1,223 @@
+"""Layouts over time (video): one frame of a layout, previews and masks over frames, and the track importers.
+
+A time-aware layout (version 2: instance keyframes and visible ranges, see docs/layout-format.md) travels on the same
+``INSTANCE_LAYOUT`` socket; both Apply nodes read it frame by frame (batch row i = frame i). The maths lives in
+``core.timeline`` and ``core.tracks``; these nodes only speak ComfyUI.
+"""
+from __future__ import annotations
+
+import os
+import random
+
+import folder_paths
+import numpy as np
+import torch
+from PIL import Image
+
+from ..core.layout import MAX_FRAMES, LayoutError
+from ..core.render import render_layout, to_comfy_image
+from ..core.timeline import at_frame, frame_count
+from ..core.tracks import from_box_tracks_json, from_mask_frames, from_tracking
+from .common import CATEGORY, LAYOUT
+
+TRACKING = "TRACKING"  # logtd's socket type: {class: {tracker_id: [per-frame (x0, y0, x1, y1, W, H) or None]}}
+MAX_PREVIEW_FRAMES = 256  # an animated preview is for looking at; longer clips: use Layout at Frame
+
+
+def _frames(layout, frames: int) -> int:
+    n = frames or frame_count(layout)
+    if not 1 <= n <= MAX_FRAMES:
+        raise LayoutError(f"frames is {n}; expected 1..{MAX_FRAMES} (0 = the layout's frame count)")
+    return n
+
+
+def save_animation(images: torch.Tensor, prefix: str, fps: float) -> list[dict]:
+    """Write an IMAGE batch ``[F, H, W, 3]`` as one animated WEBP in ComfyUI's temp folder; the UI records."""
+    out_dir = folder_paths.get_temp_directory()
+    os.makedirs(out_dir, exist_ok=True)
+    tag = "".join(random.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(6))
+    name = f"{prefix}_{tag}.webp"
+    arr = (images.detach().cpu().float().clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+    frames = [Image.fromarray(a) for a in arr]
+    frames[0].save(os.path.join(out_dir, name), save_all=True, append_images=frames[1:],
+                   duration=max(1, round(1000 / fps)), loop=0, lossless=False, quality=80, method=4)
+    return [{"filename": name, "subfolder": "", "type": "temp"}]
+
+
+class LayoutAtFrame:
+    DESCRIPTION = ("The static layout of one frame of a layout over time: keyframes interpolated, instances outside "
+                   "their visible range disabled (kept, so numbers stay). A static layout passes through.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"layout": (LAYOUT,),
+                             "frame": ("INT", {"default": 0, "min": 0, "max": MAX_FRAMES - 1,
+                                               "tooltip": "frame index, from 0 (batch row 0)"})}}
+
+    RETURN_TYPES = (LAYOUT,)
+    FUNCTION = "frame"
+    CATEGORY = CATEGORY + "/layout"
+
+    def frame(self, layout, frame):
+        return (at_frame(layout, int(frame)),)
+
+
+class LayoutPreviewFrames:
+    DESCRIPTION = ("A layout over time drawn frame by frame (regions, numbers, legend) as an IMAGE batch, shown on "
+                   "the node as an animation. Optional underlay: an IMAGE batch (frame i over image i; the last "
+                   "image repeats).")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"layout": (LAYOUT,),
+                             "frames": ("INT", {"default": 0, "min": 0, "max": MAX_FRAMES,
+                                                "tooltip": "0 = the layout's frame count"}),
+                             "fps": ("FLOAT", {"default": 8.0, "min": 0.5, "max": 60.0, "step": 0.5}),
+                             "opacity": ("FLOAT", {"default": 0.45, "min": 0.0, "max": 1.0, "step": 0.05}),
+                             "legend": ("BOOLEAN", {"default": True})},
+                "optional": {"underlay": ("IMAGE",)}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "preview"
+    OUTPUT_NODE = True
+    CATEGORY = CATEGORY + "/layout"
+
+    def preview(self, layout, frames, fps, opacity, legend, underlay=None):
+        n = _frames(layout, frames)
+        imgs = []
+        for f in range(n):
+            under = None if underlay is None else underlay[min(f, underlay.shape[0] - 1), ..., :3].cpu().float().numpy()
+            imgs.append(to_comfy_image(render_layout(at_frame(layout, f), underlay=under, opacity=opacity,
+                                                     legend=legend)))
+        batch = torch.cat(imgs, 0)
+        shown = batch[:MAX_PREVIEW_FRAMES]
+        return {"ui": {"images": save_animation(shown, "ifa_layout_frames", fps), "animated": (True,)},
+                "result": (batch,)}
+
+
+class LayoutToMasksFrames:
+    DESCRIPTION = ("One instance's mask on every frame of a layout over time (MASK batch, one per frame; instance 0 "
+                   "= every enabled instance together), and the background mask per frame. Absent frames are empty.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"layout": (LAYOUT,),
+                             "instance": ("INT", {"default": 0, "min": 0, "max": 1000,
+                                                  "tooltip": "instance number from 1 (as in the legend); 0 = all"}),
+                             "frames": ("INT", {"default": 0, "min": 0, "max": MAX_FRAMES,
+                                                "tooltip": "0 = the layout's frame count"})},
+                "optional": {"width": ("INT", {"default": 0, "min": 0, "max": 16384, "tooltip": "0 = canvas width"}),
+                             "height": ("INT", {"default": 0, "min": 0, "max": 16384})}}
+
+    RETURN_TYPES = ("MASK", "MASK")
+    RETURN_NAMES = ("masks", "background")
+    FUNCTION = "masks"
+    CATEGORY = CATEGORY + "/layout"
+
+    def masks(self, layout, instance, frames, width=0, height=0):
+        n = _frames(layout, frames)
+        if instance > len(layout.instances):
+            raise LayoutError(f"instance {instance} does not exist; the layout has {len(layout.instances)} "
+                              "(numbered from 1; 0 = all)")
+        h, w = (height or layout.height), (width or layout.width)
+        out, bg = [], []
+        for f in range(n):
+            lay = at_frame(layout, f)
+            if instance:
+                inst = lay.instances[instance - 1]
+                m = lay.rasterize(h, w)[sum(i.enabled for i in lay.instances[:instance - 1])] if inst.enabled \
+                    else torch.zeros(h, w)
+            else:
+                m = lay.union_mask(h, w)
+            out.append(m)
+            bg.append(lay.background_mask(h, w))
+        return (torch.stack(out), torch.stack(bg))
+
+
+class LayoutFromTracking:
+    DESCRIPTION = ("A layout over time from a TRACKING input (logtd's tracking nodes, KJNodes' spline editor): one "
+                   "instance per tracked object, a keyframe per frame, visible from its first to its last box. "
+                   'Captions as in logtd\'s node: lines "<id>.<class>": "<caption>" (id -1 = every id of that '
+                   "class); an object without one is described by its class name.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"tracking": (TRACKING,),
+                             "captions": ("STRING", {"default": "", "multiline": True, "dynamicPrompts": False}),
+                             "prompt": ("STRING", {"default": "", "multiline": True})}}
+
+    RETURN_TYPES = (LAYOUT,)
+    FUNCTION = "build"
+    CATEGORY = CATEGORY + "/layout"
+
+    def build(self, tracking, captions, prompt):
+        return (from_tracking(tracking, captions, prompt=prompt),)
+
+
+class LayoutFromBoxTracks:
+    DESCRIPTION = ('A layout over time from per-frame box lists: {"width", "height", "prompt", "box_format": "xyxy" '
+                   '| "xywh", "tracks": [{"description", "label", "boxes": [[x0, y0, x1, y1] or null, ...]}]} '
+                   "as JSON text or a .json file in the input folder.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        inp = folder_paths.get_input_directory()
+        files = ["(none)"] + (sorted(f for f in os.listdir(inp) if f.lower().endswith(".json"))
+                              if os.path.isdir(inp) else [])
+        return {"required": {"json_text": ("STRING", {"default": "", "multiline": True, "dynamicPrompts": False}),
+                             "file": (files,)}}
+
+    RETURN_TYPES = (LAYOUT,)
+    FUNCTION = "load"
+    CATEGORY = CATEGORY + "/layout"
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, json_text, file):
+        if not (json_text or "").strip() and file in ("(none)", "", None):
+            return "give the box tracks as json_text or pick a file from the input folder"
+        return True
+
+    def load(self, json_text, file):
+        if (json_text or "").strip():
+            return (from_box_tracks_json(json_text),)
+        base = os.path.realpath(folder_paths.get_input_directory())
+        path = os.path.realpath(os.path.join(base, file))
+        if os.path.commonpath([base, path]) != base or not os.path.isfile(path):
+            raise LayoutError(f"{file!r} is not a file in the input folder")
+        with open(path, encoding="utf-8") as f:
+            return (from_box_tracks_json(f.read()),)
+
+
+class LayoutFromMaskFrames:
+    DESCRIPTION = ("One instance over time from a MASK batch: mask i is the instance on frame i (empty = absent). "
+                   "Appended to the connected layout (its canvas wins), else a new layout at the masks' size.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"masks": ("MASK",), "description": ("STRING", {"default": "", "multiline": True})},
+                "optional": {"layout": (LAYOUT,)}}
+
+    RETURN_TYPES = (LAYOUT,)
+    FUNCTION = "build"
+    CATEGORY = CATEGORY + "/layout"
+
+    def build(self, masks, description, layout=None):
+        return (from_mask_frames(masks, description, layout=layout),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "IFALayoutAtFrame": LayoutAtFrame,
+    "IFALayoutPreviewFrames": LayoutPreviewFrames,
+    "IFALayoutToMasksFrames": LayoutToMasksFrames,
+    "IFALayoutFromTracking": LayoutFromTracking,
+    "IFALayoutFromBoxTracks": LayoutFromBoxTracks,
+    "IFALayoutFromMaskFrames": LayoutFromMaskFrames,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "IFALayoutAtFrame": "Layout at Frame",
+    "IFALayoutPreviewFrames": "Layout Preview over Frames",
+    "IFALayoutToMasksFrames": "Layout to Masks over Frames",
+    "IFALayoutFromTracking": "Layout from Tracking",
+    "IFALayoutFromBoxTracks": "Layout from Box Tracks (JSON)",
+    "IFALayoutFromMaskFrames": "Layout from Mask Frames",
+}
