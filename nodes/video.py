@@ -89,6 +89,8 @@ class LayoutPreviewFrames:
             under = None if underlay is None else underlay[min(f, underlay.shape[0] - 1), ..., :3].cpu().float().numpy()
             imgs.append(to_comfy_image(render_layout(at_frame(layout, f), underlay=under, opacity=opacity,
                                                      legend=legend)))
+        tallest = max(i.shape[1] for i in imgs)  # the legend grows with the instances on screen
+        imgs = [torch.cat([i, i[:, -1:].expand(-1, tallest - i.shape[1], -1, -1)], 1) for i in imgs]
         batch = torch.cat(imgs, 0)
         shown = batch[:MAX_PREVIEW_FRAMES]
         return {"ui": {"images": save_animation(shown, "ifa_layout_frames", fps), "animated": (True,)},
