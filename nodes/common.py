@@ -12,7 +12,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-CATEGORY = "IFAdapter"  # one category root for the whole pack
+# One root for the whole pack (one click in the node library, one search word); the second level says which model
+# family a node works with, since IFAdapter (SDXL) and InstanceDiffusion (SD1.5) nodes never mix in one graph while
+# the layout nodes serve both. docs/nodes.md explains the choice.
+CATEGORY = "instance control"
+CATEGORY_LAYOUT = CATEGORY + "/layout"
+CATEGORY_IFADAPTER = CATEGORY + "/IFAdapter (SDXL)"
+CATEGORY_INSTANCEDIFFUSION = CATEGORY + "/InstanceDiffusion (SD1.5)"
+CATEGORY_UTILS = CATEGORY + "/utils"  # one-off file tools (checkpoint conversion), not part of a generation graph
 LAYOUT = "INSTANCE_LAYOUT"  # socket type carrying a core.layout.Layout
 
 

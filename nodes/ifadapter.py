@@ -30,7 +30,7 @@ from ..core.layout import Layout
 from ..core.render import hex_to_rgb
 from ..core.timeline import Timeline, at_frame, frame_count, frame_span
 from . import folders
-from .common import CATEGORY, LAYOUT, load_once, save_preview
+from .common import CATEGORY_IFADAPTER, CATEGORY_UTILS, LAYOUT, load_once, save_preview
 from .frames import FrameTable, chunk_frames
 from .patches import add_attn2_contribution, current_sigma, percent_window, rows_by_cond
 
@@ -55,20 +55,24 @@ def load_adapter_cached(path: str, dtype: torch.dtype | None) -> IFAdapter:
 class IFAdapterLoader:
     DESCRIPTION = ("Loads IFAdapter weights from models/ifadapter: the official spd_adapter.bin (read safely, never "
                    "executing pickled code) or a .safetensors conversion (preferred: memory-mapped). Every key and "
-                   "shape is checked against the official layout.")
+                   "shape is checked against the official layout. Connect its output to Encode Appearance Tokens "
+                   "and Apply IFAdapter.")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "ifadapter_name": (folders.model_list("ifadapter"),),
+            "ifadapter_name": (folders.model_list("ifadapter"), {
+                "tooltip": "A file in models/ifadapter: spd_adapter.bin (official) or its .safetensors conversion."}),
             "dtype": (list(DTYPES), {"default": "auto",
-                                     "tooltip": "auto keeps the file's dtype; float16 halves the memory"}),
+                                     "tooltip": "Weight precision: auto keeps the file's dtype; float16 or bfloat16 "
+                                                "halve the memory of a float32 file."}),
         }}
 
     RETURN_TYPES = (IFADAPTER,)
     RETURN_NAMES = ("ifadapter",)
+    OUTPUT_TOOLTIPS = ("The IFAdapter weights (shared by every graph that loads the same file and dtype).",)
     FUNCTION = "load"
-    CATEGORY = CATEGORY + "/ifadapter"
+    CATEGORY = CATEGORY_IFADAPTER
 
     def load(self, ifadapter_name, dtype="auto"):
         return (load_adapter_cached(folders.model_path("ifadapter", ifadapter_name), DTYPES[dtype]),)
@@ -76,22 +80,30 @@ class IFAdapterLoader:
 
 class IFAdapterConvert:
     DESCRIPTION = ("Converts an IFAdapter checkpoint (e.g. spd_adapter.bin) to .safetensors in models/ifadapter "
-                   "after a strict key/shape check. Command line: python -m core.ifadapter.convert SRC DST.")
+                   "after a strict key/shape check; run it once, then load the .safetensors file (faster, "
+                   "memory-mapped). Returns the path written. Command line: python -m core.ifadapter.convert SRC "
+                   "DST.")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "ifadapter_name": (folders.model_list("ifadapter"),),
-            "output_name": ("STRING", {"default": "", "tooltip": "empty: same name with .safetensors"}),
-            "dtype": (["keep", "float16", "bfloat16", "float32"], {"default": "keep"}),
-            "overwrite": ("BOOLEAN", {"default": False}),
+            "ifadapter_name": (folders.model_list("ifadapter"), {
+                "tooltip": "The file in models/ifadapter to convert (e.g. spd_adapter.bin)."}),
+            "output_name": ("STRING", {"default": "", "tooltip": "File name to write in the same folder (a name, "
+                                                                 "not a path); empty: the source name with "
+                                                                 ".safetensors."}),
+            "dtype": (["keep", "float16", "bfloat16", "float32"], {
+                "default": "keep", "tooltip": "Precision of the written tensors; keep = as in the source."}),
+            "overwrite": ("BOOLEAN", {"default": False,
+                                      "tooltip": "Replace an existing file of that name; off refuses instead."}),
         }}
 
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("path",)
+    OUTPUT_TOOLTIPS = ("The full path of the .safetensors file written.",)
     FUNCTION = "convert"
     OUTPUT_NODE = True
-    CATEGORY = CATEGORY + "/ifadapter"
+    CATEGORY = CATEGORY_UTILS
 
     def convert(self, ifadapter_name, output_name="", dtype="keep", overwrite=False):
         src = folders.model_path("ifadapter", ifadapter_name)
@@ -224,16 +236,22 @@ class EncodeAppearanceTokens:
     DESCRIPTION = ("Per-instance appearance tokens for IFAdapter: each description is encoded by both SDXL text "
                    "encoders (hidden states -2, -4, -6 and the EoT feature), resampled to 12 tokens and tagged with "
                    "its box. Also builds the unconditional tokens (boxes kept, descriptions zeroed). Runs once per "
-                   "prompt, not per sampling step.")
+                   "prompt, not per sampling step. Connect the tokens to Apply IFAdapter, with the same layout.")
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"clip": ("CLIP",), "ifadapter": (IFADAPTER,), "layout": (LAYOUT,)}}
+        return {"required": {
+            "clip": ("CLIP", {"tooltip": "The CLIP of an SDXL checkpoint (CLIP-L + OpenCLIP-G), after any LoRA."}),
+            "ifadapter": (IFADAPTER, {"tooltip": "From IFAdapter Loader."}),
+            "layout": (LAYOUT, {"tooltip": "The layout; every enabled instance needs a description and a region "
+                                           "(IFAdapter reads each instance's bounding box; at most 10 instances)."}),
+        }}
 
     RETURN_TYPES = (IFA_TOKENS,)
     RETURN_NAMES = ("tokens",)
+    OUTPUT_TOOLTIPS = ("Per-instance appearance tokens (positive and unconditional) for Apply IFAdapter.",)
     FUNCTION = "encode"
-    CATEGORY = CATEGORY + "/ifadapter"
+    CATEGORY = CATEGORY_IFADAPTER
 
     def encode(self, clip, ifadapter, layout):
         layout = _layout_for_ifadapter(layout)
@@ -284,17 +302,25 @@ def layer_grid(latent_h: int, latent_w: int, downsamples: int) -> tuple[int, int
 class BuildInstanceSemanticMap:
     DESCRIPTION = ("The per-instance masks IFAdapter uses inside the model: each box rasterised on a layer's token "
                    "grid with the official cell rule (default latent/4, the grid of all 16 IFAdapter layers), the "
-                   "foreground (1 - M_bg), and a preview at canvas size.")
+                   "foreground (1 - M_bg), and a preview at canvas size. Use it to check what the adapter will "
+                   "see (small boxes can vanish on the coarse grid); generation does not need it.")
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"layout": (LAYOUT,), "level": (list(LEVELS), {"default": next(iter(LEVELS))})},
-                "optional": {"latent": ("LATENT", {"tooltip": "its size wins over the layout canvas / 8"})}}
+        return {"required": {"layout": (LAYOUT, {"tooltip": "The layout connected to Apply IFAdapter."}),
+                             "level": (list(LEVELS), {"default": next(iter(LEVELS)),
+                                                      "tooltip": "Which token grid to rasterise on: latent/4 is "
+                                                                 "the grid of all 16 IFAdapter layers."})},
+                "optional": {"latent": ("LATENT", {"tooltip": "The latent you sample; its size wins over the "
+                                                              "layout canvas / 8."})}}
 
     RETURN_TYPES = ("MASK", "IMAGE", "MASK")
     RETURN_NAMES = ("instance_masks", "preview", "foreground")
+    OUTPUT_TOOLTIPS = ("One mask per enabled instance on the chosen grid.",
+                       "The masks drawn in the instance colours at canvas size, with the grid cells outlined.",
+                       "1 where any instance is (1 - M_bg), on the chosen grid.")
     FUNCTION = "build"
-    CATEGORY = CATEGORY + "/ifadapter"
+    CATEGORY = CATEGORY_IFADAPTER
 
     def build(self, layout, level, latent=None):
         layout = _layout_for_ifadapter(at_frame(layout, 0) if layout.timed else layout)
@@ -409,17 +435,26 @@ class ApplyIFAdapter:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL",), "ifadapter": (IFADAPTER,), "tokens": (IFA_TOKENS,), "layout": (LAYOUT,),
+            "model": ("MODEL", {"tooltip": "An SDXL base model (base SDXL or a fine-tune; not the refiner), "
+                                           "after any LoRA."}),
+            "ifadapter": (IFADAPTER, {"tooltip": "From IFAdapter Loader."}),
+            "tokens": (IFA_TOKENS, {"tooltip": "From Encode Appearance Tokens, encoded for the same layout."}),
+            "layout": (LAYOUT, {"tooltip": "The same layout as connected to Encode Appearance Tokens."}),
             "scale": ("FLOAT", {"default": 1.0, "min": -2.0, "max": 5.0, "step": 0.05,
-                                "tooltip": "gamma: multiplies the adapter's residual (official default 1)"}),
-            "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01}),
+                                "tooltip": "gamma (-2 to 5): multiplies the adapter's residual; official default 1, "
+                                           "0 turns the adapter off."}),
+            "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                        "tooltip": "Fraction of the sampling (0-1) at which the adapter starts."}),
             "end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                                      "tooltip": "official control_ratio: 1.0 for base SDXL, 0.3 with LoRAs"}),
+                                      "tooltip": "Fraction of the sampling (0-1) at which the adapter stops: the "
+                                                 "official control_ratio, 1.0 for base SDXL, 0.3 with LoRAs or "
+                                                 "community checkpoints."}),
         }}
 
     RETURN_TYPES = ("MODEL",)
+    OUTPUT_TOOLTIPS = ("A patched copy of the model for your KSampler; the input model is unchanged.",)
     FUNCTION = "apply"
-    CATEGORY = CATEGORY + "/ifadapter"
+    CATEGORY = CATEGORY_IFADAPTER
 
     def apply(self, model, ifadapter, tokens, layout, scale=1.0, start_percent=0.0, end_percent=1.0):
         refusal = sdxl_refusal(model, ifadapter)

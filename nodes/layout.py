@@ -16,7 +16,7 @@ import torch
 from ..core.layout import Instance, Layout, LayoutError, Region, from_masks
 from ..core.render import render_layout, to_comfy_image
 from ..core.timeline import at_frame
-from .common import CATEGORY, LAYOUT, save_preview
+from .common import CATEGORY_LAYOUT, LAYOUT, save_preview
 
 EMPTY_LAYOUT = json.dumps({"format": "instance-layout", "version": 1, "width": 1024, "height": 1024,
                            "prompt": "", "instances": []})
@@ -43,23 +43,35 @@ class InstanceLayout:
 
     DESCRIPTION = ("An instance layout: where each object goes and what it looks like. Draw regions in the editor "
                    "(box, polygon, brush mask, scribble, point) and describe each instance. The whole layout is "
-                   "stored in the node, so workflows and API-format prompts carry it.")
+                   "stored in the node, so workflows and API-format prompts carry it. Connect the layout output to "
+                   "Encode Appearance Tokens + Apply IFAdapter (SDXL), Apply InstanceDiffusion (SD1.5) or any layout "
+                   "node; connect an image to underlay to draw over it. Returns the layout and a preview image.")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "width": ("INT", {"default": 1024, "min": 64, "max": 16384, "step": 8}),
-                "height": ("INT", {"default": 1024, "min": 64, "max": 16384, "step": 8}),
-                "layout": ("STRING", {"default": EMPTY_LAYOUT, "multiline": True, "dynamicPrompts": False}),
+                "width": ("INT", {"default": 1024, "min": 64, "max": 16384, "step": 8,
+                                  "tooltip": "Canvas width in pixels (64-16384, step 8); use the width of the image "
+                                             "you generate. A layout drawn at another size is scaled to it."}),
+                "height": ("INT", {"default": 1024, "min": 64, "max": 16384, "step": 8,
+                                   "tooltip": "Canvas height in pixels (64-16384, step 8); use the height of the "
+                                              "image you generate."}),
+                "layout": ("STRING", {"default": EMPTY_LAYOUT, "multiline": True, "dynamicPrompts": False,
+                                      "tooltip": "The layout as JSON (format instance-layout, version 1). The "
+                                                 "editor writes it; you can also paste a layout exported elsewhere "
+                                                 "(docs/layout-format.md)."}),
             },
-            "optional": {"underlay": ("IMAGE",)},
+            "optional": {"underlay": ("IMAGE", {"tooltip": "Optional picture to draw over (first image of the batch), "
+                                                          "shown in the editor and below the preview."})},
         }
 
     RETURN_TYPES = (LAYOUT, "IMAGE")
     RETURN_NAMES = ("layout", "preview")
+    OUTPUT_TOOLTIPS = ("The instance layout, at the width x height canvas.",
+                       "The layout drawn as regions, numbers and a legend (the Layout Preview picture).")
     FUNCTION = "build"
-    CATEGORY = CATEGORY + "/layout"
+    CATEGORY = CATEGORY_LAYOUT
 
     def build(self, width, height, layout, underlay=None):
         lay = Layout.from_json(layout or EMPTY_LAYOUT)
@@ -75,22 +87,35 @@ class LayoutFromJSON:
     """A layout from JSON text or a ``.json`` file in ComfyUI's input folder (ours, InstanceDiffusion demo JSON,
     or an IFAdapter sample layout; the format is detected)."""
 
+    DESCRIPTION = ("Reads a layout from JSON text or from a .json file in ComfyUI's input folder: this pack's format, "
+                   "InstanceDiffusion demo JSON (caption, annos with bbox, COCO RLE mask, point, scribble) or an "
+                   "IFAdapter sample layout (annotations with [x, y, w, h] boxes); the format is detected. Returns "
+                   "the layout, optionally scaled to width x height, for any node with a layout input.")
+
     @classmethod
     def INPUT_TYPES(cls):
         files = ["(none)"] + sorted(f for f in os.listdir(folder_paths.get_input_directory())
                                     if f.lower().endswith(".json")) if os.path.isdir(
             folder_paths.get_input_directory()) else ["(none)"]
         return {
-            "required": {"json_text": ("STRING", {"default": "", "multiline": True, "dynamicPrompts": False}),
-                         "file": (files,)},
+            "required": {"json_text": ("STRING", {"default": "", "multiline": True, "dynamicPrompts": False,
+                                                  "tooltip": "Layout JSON to read; when empty, the file below is "
+                                                             "read instead."}),
+                         "file": (files, {"tooltip": "A .json file in ComfyUI's input folder, used when json_text "
+                                                     "is empty."})},
             "optional": {"width": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 8,
-                                           "tooltip": "0 keeps the canvas of the JSON"}),
-                         "height": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 8})},
+                                           "tooltip": "Scale the layout to this canvas width (0-16384, step 8); "
+                                                      "0 keeps the canvas of the JSON. Scaling needs both width "
+                                                      "and height."}),
+                         "height": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 8,
+                                            "tooltip": "Scale the layout to this canvas height (0-16384, step 8); "
+                                                       "0 keeps the canvas of the JSON."})},
         }
 
     RETURN_TYPES = (LAYOUT,)
+    OUTPUT_TOOLTIPS = ("The layout read from the JSON, checked.",)
     FUNCTION = "load"
-    CATEGORY = CATEGORY + "/layout"
+    CATEGORY = CATEGORY_LAYOUT
 
     @classmethod
     def VALIDATE_INPUTS(cls, json_text, file, **kw):
@@ -119,31 +144,52 @@ class LayoutFromJSON:
 class AddInstance:
     """Add one instance (a box given in pixels, or a MASK) to a layout; chain several to build a layout."""
 
+    DESCRIPTION = ("Adds one instance to a layout: a description and a box in canvas pixels, or a MASK (or both). "
+                   "Chain several to build a layout without the editor, e.g. from detections. Connect a layout to "
+                   "extend it, or leave it empty to start a new canvas of canvas_width x canvas_height. Returns the "
+                   "layout with the new instance last; the input layout is not changed.")
+
     @classmethod
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "description": ("STRING", {"default": "", "multiline": True}),
-                "x": ("INT", {"default": 0, "min": 0, "max": 16384}),
-                "y": ("INT", {"default": 0, "min": 0, "max": 16384}),
-                "w": ("INT", {"default": 256, "min": 0, "max": 16384}),
-                "h": ("INT", {"default": 256, "min": 0, "max": 16384}),
+                "description": ("STRING", {"default": "", "multiline": True,
+                                           "tooltip": "What this instance looks like, e.g. 'a red vintage car'."}),
+                "x": ("INT", {"default": 0, "min": 0, "max": 16384,
+                              "tooltip": "Left edge of the box in canvas pixels (0-16384)."}),
+                "y": ("INT", {"default": 0, "min": 0, "max": 16384,
+                              "tooltip": "Top edge of the box in canvas pixels (0-16384)."}),
+                "w": ("INT", {"default": 256, "min": 0, "max": 16384,
+                              "tooltip": "Box width in pixels (0-16384); 0 adds no box (then connect a mask). "
+                                         "The box must lie inside the canvas."}),
+                "h": ("INT", {"default": 256, "min": 0, "max": 16384,
+                              "tooltip": "Box height in pixels (0-16384); 0 adds no box (then connect a mask)."}),
             },
             "optional": {
-                "layout": (LAYOUT,),
-                "mask": ("MASK",),
-                "label": ("STRING", {"default": ""}),
-                "weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.05}),
-                "z": ("INT", {"default": 0, "min": -1000, "max": 1000}),
+                "layout": (LAYOUT, {"tooltip": "The layout to add to; without one a new empty canvas of "
+                                               "canvas_width x canvas_height is started."}),
+                "mask": ("MASK", {"tooltip": "A mask region for the instance (first mask of the batch, > 0.5 is "
+                                             "inside), at the canvas size."}),
+                "label": ("STRING", {"default": "", "tooltip": "Short name shown in the preview legend; empty "
+                                                               "uses the description."}),
+                "weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.05,
+                                     "tooltip": "Instance weight stored in the layout (0-10, 1 = normal); "
+                                                "IFAdapter and InstanceDiffusion do not read it."}),
+                "z": ("INT", {"default": 0, "min": -1000, "max": 1000,
+                              "tooltip": "Stacking order (-1000 to 1000): higher z is drawn on top in the editor "
+                                         "and preview; negative z for background objects."}),
                 "canvas_width": ("INT", {"default": 1024, "min": 64, "max": 16384, "step": 8,
-                                         "tooltip": "canvas size when no layout is connected"}),
-                "canvas_height": ("INT", {"default": 1024, "min": 64, "max": 16384, "step": 8}),
+                                         "tooltip": "Canvas width (64-16384, step 8) when no layout is connected."}),
+                "canvas_height": ("INT", {"default": 1024, "min": 64, "max": 16384, "step": 8,
+                                          "tooltip": "Canvas height (64-16384, step 8) when no layout is "
+                                                     "connected."}),
             },
         }
 
     RETURN_TYPES = (LAYOUT,)
+    OUTPUT_TOOLTIPS = ("The layout with the new instance added last.",)
     FUNCTION = "add"
-    CATEGORY = CATEGORY + "/layout"
+    CATEGORY = CATEGORY_LAYOUT
 
     def add(self, description, x, y, w, h, layout=None, mask=None, label="", weight=1.0, z=0,
             canvas_width=1024, canvas_height=1024):
@@ -164,14 +210,23 @@ class AddInstance:
 class LayoutFromMasks:
     """One instance per mask of a MASK batch, with one description per line."""
 
+    DESCRIPTION = ("Builds a layout from a MASK batch (e.g. from a segmentation node): one instance per mask, "
+                   "described by the matching line of descriptions. The canvas is the mask size. Returns the layout.")
+
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"masks": ("MASK",), "descriptions": ("STRING", {"default": "", "multiline": True}),
-                             "prompt": ("STRING", {"default": "", "multiline": True})}}
+        return {"required": {
+            "masks": ("MASK", {"tooltip": "One mask per instance (a MASK batch); > 0.5 is inside."}),
+            "descriptions": ("STRING", {"default": "", "multiline": True,
+                                        "tooltip": "One description per mask, one per line, in mask order; blank "
+                                                   "lines are skipped."}),
+            "prompt": ("STRING", {"default": "", "multiline": True,
+                                  "tooltip": "Optional global prompt stored in the layout (the whole scene)."})}}
 
     RETURN_TYPES = (LAYOUT,)
+    OUTPUT_TOOLTIPS = ("The layout: instance i is mask i with description line i.",)
     FUNCTION = "build"
-    CATEGORY = CATEGORY + "/layout"
+    CATEGORY = CATEGORY_LAYOUT
 
     def build(self, masks, descriptions, prompt):
         m = masks if masks.ndim == 3 else masks[None]
@@ -185,12 +240,21 @@ class LayoutFromMasks:
 class LayoutPreview:
     """See a layout: coloured regions, numbered labels and a legend, over an optional underlay image."""
 
+    DESCRIPTION = ("Draws a layout so you can check it: each instance's regions filled in its colour, numbered from "
+                   "1, with a legend of the descriptions, over an optional underlay (e.g. the generated image). "
+                   "Shows the picture on the node and returns it as an IMAGE.")
+
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"layout": (LAYOUT,),
-                             "opacity": ("FLOAT", {"default": 0.45, "min": 0.0, "max": 1.0, "step": 0.05}),
-                             "legend": ("BOOLEAN", {"default": True})},
-                "optional": {"underlay": ("IMAGE",),
+        return {"required": {"layout": (LAYOUT, {"tooltip": "The layout to draw."}),
+                             "opacity": ("FLOAT", {"default": 0.45, "min": 0.0, "max": 1.0, "step": 0.05,
+                                                   "tooltip": "Fill opacity of the regions (0-1); outlines and "
+                                                              "numbers are always opaque."}),
+                             "legend": ("BOOLEAN", {"default": True,
+                                                    "tooltip": "Add a strip below the canvas listing each "
+                                                               "instance's number, colour and description."})},
+                "optional": {"underlay": ("IMAGE", {"tooltip": "Optional picture drawn below the regions (first "
+                                                              "image of the batch, resized to the canvas)."}),
                              "instancediffusion_view": (["off", "auto", "boxes", "masks", "points", "scribbles"], {
                                  "default": "off",
                                  "tooltip": "overlay exactly what InstanceDiffusion receives with this preset: "
@@ -198,9 +262,10 @@ class LayoutPreview:
                                             "one of) the 256 mask-polygon points after normalisation"})}}
 
     RETURN_TYPES = ("IMAGE",)
+    OUTPUT_TOOLTIPS = ("The preview picture: canvas size, taller by the legend strip when legend is on.",)
     FUNCTION = "preview"
     OUTPUT_NODE = True
-    CATEGORY = CATEGORY + "/layout"
+    CATEGORY = CATEGORY_LAYOUT
 
     def preview(self, layout, opacity, legend, underlay=None, instancediffusion_view="off"):
         layout = _static(layout)
@@ -217,17 +282,25 @@ class LayoutPreview:
 class LayoutToMasks:
     """Rasterise a layout to a MASK batch (one mask per enabled instance) at the canvas size or a given size."""
 
+    DESCRIPTION = ("Turns a layout into masks for other nodes (inpainting, regional conditioning, ControlNet): one "
+                   "mask per enabled instance, in order, and the background (what no instance covers), at the "
+                   "canvas size or the given size.")
+
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"layout": (LAYOUT,)},
+        return {"required": {"layout": (LAYOUT, {"tooltip": "The layout to rasterise."})},
                 "optional": {"width": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 1,
-                                               "tooltip": "0 = canvas width"}),
-                             "height": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 1})}}
+                                               "tooltip": "Mask width in pixels (0-16384); 0 = the canvas width."}),
+                             "height": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 1,
+                                                "tooltip": "Mask height in pixels (0-16384); 0 = the canvas "
+                                                           "height."})}}
 
     RETURN_TYPES = ("MASK", "MASK")
     RETURN_NAMES = ("instances", "background")
+    OUTPUT_TOOLTIPS = ("One mask per enabled instance, in layout order (one empty mask if there is none).",
+                       "1 where no instance is, 0 elsewhere.")
     FUNCTION = "masks"
-    CATEGORY = CATEGORY + "/layout"
+    CATEGORY = CATEGORY_LAYOUT
 
     def masks(self, layout, width=0, height=0):
         layout = _static(layout)

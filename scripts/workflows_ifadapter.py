@@ -1,8 +1,11 @@
 """IFAdapter example workflows (UI format) and the main-job demo entries.
 
-- ``ifadapter_sdxl.json``: SDXL base + IFAdapter (control_ratio 1.0, the official default for base SDXL);
-- ``ifadapter_lora_controlnet.json``: SDXL + LoRA + ControlNet + IFAdapter (end_percent 0.3, the official default
-  with LoRAs).
+- ``IFAdapter layout to image.json``: SDXL base + IFAdapter (control_ratio 1.0, the official default for
+  base SDXL);
+- ``IFAdapter + LoRA + ControlNet.json``: SDXL + LoRA + ControlNet + IFAdapter (end_percent 0.3, the
+  official default with LoRAs).
+
+(File names are the titles ComfyUI's template browser shows.)
 
 Both use the example layout of ``scripts/make_workflows.py`` at 1024x768, 30 steps, euler, CFG 7.5 (the paper's
 settings), and show the instance semantic map the adapter will use.
@@ -98,8 +101,8 @@ def lora_controlnet_workflow(classes: dict) -> dict:
 
 
 WORKFLOWS = {
-    "ifadapter_sdxl.json": sdxl_workflow,
-    "ifadapter_lora_controlnet.json": lora_controlnet_workflow,
+    "IFAdapter layout to image.json": sdxl_workflow,
+    "IFAdapter + LoRA + ControlNet.json": lora_controlnet_workflow,
 }
 
 
@@ -123,6 +126,6 @@ def _point_loaders(prompt: dict, env) -> None:
 
 
 DEMO_JOBS = [
-    {"workflow": "ifadapter_sdxl.json", "png": "ifadapter_sdxl.png",
+    {"workflow": "IFAdapter layout to image.json", "png": "ifadapter_sdxl.png",
      "needs": [("checkpoints", "xl"), ("ifadapter", "")], "patch": [_point_loaders]},
 ]

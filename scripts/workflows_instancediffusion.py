@@ -134,10 +134,10 @@ def lora_controlnet(classes: dict) -> dict:
 
 
 WORKFLOWS = {
-    "instancediffusion_boxes.json": boxes,
-    "instancediffusion_masks_scribbles_points.json": masks_scribbles_points,
-    "instancediffusion_mis.json": mis,
-    "instancediffusion_lora_controlnet.json": lora_controlnet,
+    "InstanceDiffusion boxes.json": boxes,
+    "InstanceDiffusion mixed inputs.json": masks_scribbles_points,
+    "InstanceDiffusion MIS sampler.json": mis,
+    "InstanceDiffusion + LoRA + ControlNet.json": lora_controlnet,
 }
 
 
@@ -157,8 +157,9 @@ def _use_found(prompt: dict, env) -> None:
 
 
 DEMO_JOBS = [
-    {"workflow": "instancediffusion_boxes.json", "png": "instancediffusion_boxes.png",
+    {"workflow": "InstanceDiffusion boxes.json", "png": "instancediffusion_boxes.png",
      "needs": [("checkpoints", "v1-5"), ("instancediffusion", "")], "patch": [_use_found]},
-    {"workflow": "instancediffusion_masks_scribbles_points.json", "png": "instancediffusion_mixed.png",
+    {"workflow": "InstanceDiffusion mixed inputs.json",
+     "png": "instancediffusion_mixed.png",
      "needs": [("checkpoints", "v1-5"), ("instancediffusion", "")], "patch": [_use_found]},
 ]

@@ -1,7 +1,7 @@
 """Layouts over time (video) example workflow (UI format): a moving instance over a 16-frame batch.
 
 ``WORKFLOWS``: file name -> builder(node_classes) for ``scripts/make_workflows.py``. The file is named
-``instancediffusion_*.json`` so that the shipped-workflow test runs it with the tiny models.
+``InstanceDiffusion *.json`` so that the shipped-workflow test runs it with the tiny models.
 """
 from __future__ import annotations
 
@@ -21,13 +21,14 @@ VIDEO_LAYOUT = {
     "format": "instance-layout", "version": 2, "width": 512, "height": 512, "frames": FRAMES,
     "prompt": "a cat chasing a butterfly across a sunny meadow, photograph",
     "instances": [
-        {"description": "a fluffy ginger cat running", "label": "cat", "color": "#f58231", "regions": [],
+        {"description": "a fluffy ginger cat running", "label": "cat", "color": "#f58231",
+         "regions": [{"kind": "box", "box": [10, 250, 200, 480]}],  # = frame 0; older readers and thumbnails
          "keyframes": [
              {"frame": 0, "regions": [{"kind": "box", "box": [10, 250, 200, 480]}]},
              {"frame": 8, "regions": [{"kind": "box", "box": [150, 230, 350, 470]}]},
              {"frame": 15, "regions": [{"kind": "box", "box": [300, 250, 500, 490]}]}]},
         {"description": "a blue butterfly with open wings", "label": "butterfly", "color": "#4363d8",
-         "frames": [4, None], "regions": [],
+         "frames": [4, None], "regions": [{"kind": "box", "box": [220, 60, 300, 130]}],
          "keyframes": [
              {"frame": 4, "regions": [{"kind": "box", "box": [220, 60, 300, 130]}]},
              {"frame": 15, "regions": [{"kind": "box", "box": [400, 120, 490, 200]}]}]},
@@ -72,4 +73,4 @@ def video(classes: dict) -> dict:
     return build_ui_workflow(nodes, classes)
 
 
-WORKFLOWS = {"instancediffusion_video.json": video}
+WORKFLOWS = {"InstanceDiffusion video.json": video}

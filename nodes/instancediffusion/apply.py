@@ -7,7 +7,7 @@ from ...core.instancediffusion import PRESET_NAMES, from_layout
 from ...core.instancediffusion.frames import frame_inputs
 from ...core.layout import LayoutError
 from ...core.timeline import Timeline, frame_count, frame_span
-from ..common import CATEGORY, LAYOUT
+from ..common import CATEGORY_INSTANCEDIFFUSION, LAYOUT
 from ..frames import FrameTable
 from ..patches import percent_window
 from .adapter import ADAPTER, Adapter, check_model, load_adapter  # noqa: F401  (load_adapter: tests, benchmarks)
@@ -18,26 +18,36 @@ class ApplyInstanceDiffusion:
     """Ground an SD1.5 MODEL on a layout: each instance's description goes where its box / mask / scribble / point
     is. Returns a patched clone; the input MODEL is untouched."""
 
+    DESCRIPTION = ("Grounds an SD1.5 model on a layout with InstanceDiffusion: each instance's description is placed "
+                   "where its box, mask, scribble or point is, through the UniFusion layers, with ScaleU on the "
+                   "decoder. Connect an SD1.5 MODEL and CLIP, the loaded weights and a layout; sample the returned "
+                   "model with KSampler (InstanceDiffusion MIS), or a plain KSampler.")
+
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL",),
-            "instancediffusion": (ADAPTER,),
-            "clip": ("CLIP",),
-            "layout": (LAYOUT,),
+            "model": ("MODEL", {"tooltip": "An SD1.5 model (base or a fine-tune), after any LoRA."}),
+            "instancediffusion": (ADAPTER, {"tooltip": "From Load InstanceDiffusion."}),
+            "clip": ("CLIP", {"tooltip": "The SD1.5 CLIP that encodes each instance's description."}),
+            "layout": (LAYOUT, {"tooltip": "The layout; every enabled instance needs a description."}),
             "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 5.0, "step": 0.05,
-                                   "tooltip": "scales the fusers' contribution (1 = as trained)"}),
+                                   "tooltip": "Scales the fusers' contribution (0-5; 1 = as trained)."}),
             "alpha": ("FLOAT", {"default": 0.8, "min": 0.0, "max": 1.0, "step": 0.01,
-                                "tooltip": "fraction of the steps with the fusers on (official 0.8)"}),
+                                "tooltip": "Fraction of the steps with the fusers on (0-1; official 0.8)."}),
             "preset": (list(PRESET_NAMES), {"default": "auto",
-                                            "tooltip": "which input kinds the model uses (the official test "
-                                                       "configs); auto picks from what the layout has"}),
-            "scaleu": ("BOOLEAN", {"default": True}),
+                                            "tooltip": "Which input kinds the model uses (the official test "
+                                                       "configs): boxes, masks, points or scribbles; auto picks "
+                                                       "from what the layout has."}),
+            "scaleu": ("BOOLEAN", {"default": True,
+                                   "tooltip": "Apply the learned ScaleU scaling of the decoder's skip and backbone "
+                                              "features (on in the official model)."}),
         }}
 
     RETURN_TYPES = ("MODEL",)
+    OUTPUT_TOOLTIPS = ("A patched copy of the model for KSampler (InstanceDiffusion MIS); the input model is "
+                       "unchanged.",)
     FUNCTION = "apply"
-    CATEGORY = CATEGORY + "/instancediffusion"
+    CATEGORY = CATEGORY_INSTANCEDIFFUSION
 
     def apply(self, model, instancediffusion, clip, layout, strength, alpha, preset, scaleu):
         adapter: Adapter = instancediffusion

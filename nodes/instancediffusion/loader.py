@@ -8,7 +8,7 @@ import folder_paths
 import torch
 
 from ...core.instancediffusion.loading import CheckpointError, convert_to_safetensors
-from ..common import CATEGORY
+from ..common import CATEGORY_INSTANCEDIFFUSION, CATEGORY_UTILS
 from ..folders import model_list, model_path
 from .adapter import ADAPTER, load_adapter
 
@@ -18,16 +18,23 @@ log = logging.getLogger("comfyui-ifadapter")
 class InstanceDiffusionLoader:
     """Load InstanceDiffusion weights from models/instancediffusion."""
 
+    DESCRIPTION = ("Loads InstanceDiffusion weights (the SD1.5 adapter: position net, fusers, ScaleU) from "
+                   "models/instancediffusion: the official instancediffusion_sd15.pth (read lazily and safely, only "
+                   "the adapter tensors), a converted .safetensors, or logtd's split .ckpt files. Connect its "
+                   "output to Apply InstanceDiffusion.")
+
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"model_name": (model_list("instancediffusion"), {
-            "tooltip": "instancediffusion_sd15.pth (official), a converted .safetensors, or logtd's "
-                       "position_net.ckpt (fusers.ckpt and scaleu.ckpt must sit next to it)"})}}
+            "tooltip": "A file in models/instancediffusion: instancediffusion_sd15.pth (official), a converted "
+                       ".safetensors, or logtd's position_net.ckpt (fusers.ckpt and scaleu.ckpt must sit next to "
+                       "it)."})}}
 
     RETURN_TYPES = (ADAPTER,)
     RETURN_NAMES = ("instancediffusion",)
+    OUTPUT_TOOLTIPS = ("The InstanceDiffusion weights for Apply InstanceDiffusion.",)
     FUNCTION = "load"
-    CATEGORY = CATEGORY + "/instancediffusion"
+    CATEGORY = CATEGORY_INSTANCEDIFFUSION
 
     def load(self, model_name):
         path = model_path("instancediffusion", model_name)
@@ -42,17 +49,27 @@ class InstanceDiffusionLoader:
 class InstanceDiffusionConvert:
     """Write a compact .safetensors copy (fp16 by default) of any InstanceDiffusion file; it loads in seconds."""
 
+    DESCRIPTION = ("Writes a compact .safetensors copy of an InstanceDiffusion file into models/instancediffusion: "
+                   "only the 513 adapter tensors (0.74 GB in fp16 instead of the 13.6 GB training snapshot), after a "
+                   "strict check. Run it once, then load the new file. Returns the path written.")
+
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"model_name": (model_list("instancediffusion"),),
-                             "output_name": ("STRING", {"default": "instancediffusion_sd15_fp16.safetensors"}),
-                             "fp16": ("BOOLEAN", {"default": True})}}
+        return {"required": {
+            "model_name": (model_list("instancediffusion"), {
+                "tooltip": "The file in models/instancediffusion to convert (e.g. instancediffusion_sd15.pth)."}),
+            "output_name": ("STRING", {"default": "instancediffusion_sd15_fp16.safetensors",
+                                       "tooltip": "File name to write in models/instancediffusion (a name, not a "
+                                                  "path; .safetensors is added if missing)."}),
+            "fp16": ("BOOLEAN", {"default": True,
+                                 "tooltip": "Store the tensors as float16 (half the size); off keeps their dtype."})}}
 
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("path",)
+    OUTPUT_TOOLTIPS = ("The full path of the .safetensors file written.",)
     FUNCTION = "convert"
     OUTPUT_NODE = True
-    CATEGORY = CATEGORY + "/instancediffusion"
+    CATEGORY = CATEGORY_UTILS
 
     def convert(self, model_name, output_name, fp16):
         src = model_path("instancediffusion", model_name)

@@ -7,7 +7,7 @@ import comfy.samplers
 import comfy.utils
 import torch
 
-from ..common import CATEGORY
+from ..common import CATEGORY_INSTANCEDIFFUSION
 from .grounding import MIS_KEY, SIGMAS_KEY, MISContextPatch, find_state
 
 
@@ -94,30 +94,43 @@ class InstanceDiffusionSampler:
     """KSampler with InstanceDiffusion's multi-instance sampler (MIS). Use in place of KSampler after Apply
     InstanceDiffusion; mis = 0 is a plain KSampler run (with the exact alpha schedule on every ComfyUI)."""
 
+    DESCRIPTION = ("KSampler with InstanceDiffusion's multi-instance sampler (MIS): for the first mis fraction of "
+                   "the steps each instance is also denoised alone with its own description, and the branches are "
+                   "averaged once; then sampling continues with the whole layout. Connect the MODEL from Apply "
+                   "InstanceDiffusion in place of a KSampler; returns the LATENT for VAE Decode.")
+
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL",),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF}),
-            "steps": ("INT", {"default": 30, "min": 1, "max": 10000}),
-            "cfg": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01}),
-            "sampler_name": (comfy.samplers.KSampler.SAMPLERS,),
-            "scheduler": (comfy.samplers.KSampler.SCHEDULERS,),
-            "positive": ("CONDITIONING",),
-            "negative": ("CONDITIONING",),
-            "latent_image": ("LATENT",),
-            "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
+            "model": ("MODEL", {"tooltip": "The model from Apply InstanceDiffusion."}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
+                             "tooltip": "Noise seed (0 to 2^64-1), as in KSampler."}),
+            "steps": ("INT", {"default": 30, "min": 1, "max": 10000,
+                              "tooltip": "Sampling steps (1-10000)."}),
+            "cfg": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
+                              "tooltip": "Classifier-free guidance scale (0-100; official 7.5)."}),
+            "sampler_name": (comfy.samplers.KSampler.SAMPLERS, {"tooltip": "Sampling algorithm, as in KSampler."}),
+            "scheduler": (comfy.samplers.KSampler.SCHEDULERS, {"tooltip": "Noise schedule, as in KSampler."}),
+            "positive": ("CONDITIONING", {"tooltip": "The global prompt (the whole scene), e.g. from CLIP Text "
+                                                     "Encode."}),
+            "negative": ("CONDITIONING", {"tooltip": "The negative prompt."}),
+            "latent_image": ("LATENT", {"tooltip": "The latent to denoise, e.g. Empty Latent Image at the layout's "
+                                                   "canvas size."}),
+            "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                  "tooltip": "How much of the latent to replace (0-1; 1 = generate from noise)."}),
             "mis": ("FLOAT", {"default": 0.36, "min": 0.0, "max": 1.0, "step": 0.01,
-                              "tooltip": "fraction of the steps run per instance before the one averaging "
-                                         "(official 0.36; costs about (n+1)× for those steps)"}),
+                              "tooltip": "Fraction of the steps (0-1) run per instance before the one averaging "
+                                         "(official 0.36; costs about (n+1)x for those steps, n = instances; "
+                                         "0 = a plain KSampler run)."}),
         }, "optional": {
             "branch_batch": ("INT", {"default": 0, "min": 0, "max": 31,
-                                     "tooltip": "branches per UNet call (0 = as many as memory allows)"}),
+                                     "tooltip": "Branches per UNet call (0-31; 0 = as many as memory allows)."}),
         }}
 
     RETURN_TYPES = ("LATENT",)
+    OUTPUT_TOOLTIPS = ("The denoised latent; decode it with VAE Decode.",)
     FUNCTION = "sample"
-    CATEGORY = CATEGORY + "/instancediffusion"
+    CATEGORY = CATEGORY_INSTANCEDIFFUSION
 
     def sample(self, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
                mis, branch_batch=0):

@@ -24,7 +24,8 @@ def test_pack_nodes_registered(comfy):
     for n in ("IFAInstanceLayout", "IFALayoutFromJSON", "IFAAddInstance", "IFALayoutFromMasks",
               "IFALayoutPreview", "IFALayoutToMasks"):
         assert n in names
-    assert all(comfy.nodes.NODE_CLASS_MAPPINGS[n].CATEGORY.startswith("IFAdapter") for n in names if n.startswith("IFA") and not n.startswith("IFATest"))
+    assert all(comfy.nodes.NODE_CLASS_MAPPINGS[n].CATEGORY.startswith("instance control/") for n in names
+               if n.startswith("IFA") and not n.startswith("IFATest"))
 
 
 def test_model_folders_registered(comfy):

@@ -1,4 +1,4 @@
-"""The shipped IFAdapter workflows (workflows/ifadapter_*.json) converted like the frontend's Queue does and run
+"""The shipped IFAdapter workflows (workflows/IFAdapter *.json) converted like the frontend's Queue does and run
 in a real ComfyUI, with the real model loaders swapped for the tiny test models and a small latent."""
 from __future__ import annotations
 
@@ -39,14 +39,15 @@ def _tiny(prompt: dict, lora_name: str) -> dict:
     return prompt
 
 
-@pytest.mark.parametrize("name", ["ifadapter_sdxl.json", "ifadapter_lora_controlnet.json"])
+@pytest.mark.parametrize("name", ["IFAdapter layout to image.json",
+                                  "IFAdapter + LoRA + ControlNet.json"])
 def test_shipped_workflow_runs(comfy, adapters, lora, name):  # noqa: F811
     wf = json.loads((ROOT / "workflows" / name).read_text())
     prompt = ui_to_api(wf, comfy.nodes.NODE_CLASS_MAPPINGS)
     apply = [n for n in prompt.values() if n["class_type"] == "IFAApplyIFAdapter"]
     assert len(apply) == 1
     # documented defaults: control_ratio 1.0 for base SDXL, 0.3 with LoRAs
-    assert apply[0]["inputs"]["end_percent"] == (0.3 if "lora" in name else 1.0)
+    assert apply[0]["inputs"]["end_percent"] == (0.3 if "LoRA" in name else 1.0)
     out = comfy.run(_tiny(prompt, lora))
     from safetensors.torch import load_file
 

@@ -312,7 +312,7 @@ def test_fuser_and_scaleu_patches_in_low_precision(comfy, id_files, dtype):
     adapter.to_dtype(torch.float32)
 
 
-WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / "workflows").glob("instancediffusion_*.json"))
+WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / "workflows").glob("InstanceDiffusion *.json"))
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])

@@ -166,7 +166,7 @@ def test_api_format_prompt_carries_the_whole_layout(comfy):
 
 
 def test_shipped_layout_workflow_runs(comfy):
-    wf = json.loads((ROOT / "workflows" / "layout_preview.json").read_text())
+    wf = json.loads((ROOT / "workflows" / "Instance layout preview.json").read_text())
     out = comfy.run(ui_to_api(wf, comfy.nodes.NODE_CLASS_MAPPINGS))
     img = [o for o in out.values() if o.get("images")]
     assert img, "the example workflow saves an image"

@@ -1,10 +1,14 @@
 """End to end over HTTP: a real ComfyUI server (main.py) with the pack installed, as a user runs it."""
 from __future__ import annotations
 
+import inspect
 import io
 import json
+import re
 import urllib.request
+from pathlib import Path
 
+import comfy_env
 import numpy as np
 import pytest
 from comfy_env import GraphError, launch_server
@@ -26,7 +30,7 @@ def server(tmp_path_factory):
 
 def test_object_info_lists_the_pack_nodes(server):
     info = server.get_json("/object_info/IFAInstanceLayout")["IFAInstanceLayout"]
-    assert info["category"].startswith("IFAdapter")
+    assert info["category"] == "instance control/layout"
     assert "layout" in info["input"]["required"]
     assert info["output"][0] == "INSTANCE_LAYOUT"
 
@@ -68,3 +72,73 @@ def test_invalid_layout_is_reported_by_the_server(server):
     pid = server.post_prompt(prompt)
     with pytest.raises(GraphError, match="description"):
         server.wait_history(pid)
+
+
+# ------------------------------------------------------------------------------------------- node documentation
+CATEGORY_ROOT = "instance control/"
+_NUMBER = re.compile(r"(?<![\d.])-?\d+(?:\.\d+)?")
+
+
+def _pack_node_names(comfy) -> list[str]:
+    """Every node class this pack registered in the real ComfyUI registry, found by where the class is defined
+    (the pack's ``nodes/`` package), so a node added later is covered without being listed here."""
+    nodes_dir = (comfy_env.REPO_ROOT / "nodes").resolve()
+    names = []
+    for name, cls in comfy.nodes.NODE_CLASS_MAPPINGS.items():
+        try:
+            src = Path(inspect.getfile(cls)).resolve()
+        except TypeError:
+            continue
+        if src.is_relative_to(nodes_dir):
+            names.append(name)
+    return sorted(names)
+
+
+def _bounds_named(tooltip: str, opts: dict) -> list[str]:
+    """The numeric bounds of an INT/FLOAT input that its tooltip does not state."""
+    said = {float(m) for m in _NUMBER.findall(tooltip)}
+    missing = []
+    for key in ("min", "max"):
+        if key not in opts:
+            continue
+        v = opts[key]
+        if v == 0xFFFFFFFFFFFFFFFF and "2^64-1" in tooltip:
+            continue
+        if float(v) not in said:
+            missing.append(f"{key}={v}")
+    return missing
+
+
+def test_every_pack_node_documents_itself_in_object_info(comfy, server):
+    """As the node library and hover tooltips show them: every node of the pack has a description, a category
+    under the pack's root, a tooltip on every input (stating the bounds of numbers) and on every output."""
+    names = _pack_node_names(comfy)
+    assert len(names) >= 15, names
+    info = server.get_json("/object_info")
+    problems = []
+    n_inputs = 0
+    for name in names:
+        assert name in info, f"{name} is registered in-process but missing from the server's /object_info"
+        node = info[name]
+        if len((node.get("description") or "").strip()) < 60:
+            problems.append(f"{name}: no DESCRIPTION (what it does, what to connect, what it returns)")
+        if not node.get("category", "").startswith(CATEGORY_ROOT):
+            problems.append(f"{name}: category {node.get('category')!r} is not under {CATEGORY_ROOT!r}")
+        for section in ("required", "optional"):
+            for inp, spec in (node["input"].get(section) or {}).items():
+                n_inputs += 1
+                opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+                tip = (opts.get("tooltip") or "").strip()
+                if not tip:
+                    problems.append(f"{name}.{inp}: no tooltip")
+                elif spec[0] in ("INT", "FLOAT") and _bounds_named(tip, opts):
+                    problems.append(f"{name}.{inp}: tooltip does not state {_bounds_named(tip, opts)}")
+        cls = comfy.node_class(name)
+        tips = getattr(cls, "OUTPUT_TOOLTIPS", ())
+        if len(tips) != len(cls.RETURN_TYPES) or not all(str(t).strip() for t in tips):
+            problems.append(f"{name}: OUTPUT_TOOLTIPS {tips!r} does not describe its {len(cls.RETURN_TYPES)} outputs")
+        if "output_tooltips" in node:  # servers that publish them (v0.3+) must publish ours unchanged
+            if list(node["output_tooltips"]) != list(tips):
+                problems.append(f"{name}: the server publishes output_tooltips {node['output_tooltips']!r}")
+    assert not problems, "\n".join(problems)
+    assert n_inputs >= 60

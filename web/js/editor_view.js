@@ -6,6 +6,7 @@
 import { clamp, fitCanvas, handleSize, normRect, rectFromDrag, resizeRect, simplifyPolyline, snap, snapPoint, unionRects } from "./geometry.js";
 import { History } from "./history.js";
 import { hitHandle, hitInstance, hitVertex, marqueeSelect } from "./hittest.js";
+import { TimelineBar } from "./editor_timeline.js";
 import * as LM from "./layout_model.js";
 import { cloneMask, createMask, encodeRLE, maskArea, maskSizeFor, paintLine } from "./mask.js";
 import * as R from "./editor_render.js";
@@ -68,7 +69,7 @@ export class LayoutEditor {
   load(text, fallback, resetHistory = false) {
     try {
       const { layout, warnings } = LM.parseLayout(text, fallback);
-      this.layout = layout;
+      this.layout = this.timeline.setSource(layout); // timeline: the view of the current frame
       this.warnings = warnings;
       this.invalid = null;
       this.text = typeof text === "string" && text.trim() ? text : LM.serializeLayout(layout);
@@ -76,7 +77,7 @@ export class LayoutEditor {
       // Keep the node's text untouched: the editor shows the problem and edits nothing.
       this.invalid = e.message;
       this.text = text;
-      this.layout = LM.emptyLayout(fallback?.width, fallback?.height);
+      this.layout = this.timeline.setSource(LM.emptyLayout(fallback?.width, fallback?.height));
     }
     this.selection = this.selection.filter((i) => i < this.layout.instances.length);
     if (resetHistory) this.history.reset(this.snapshot());
@@ -85,11 +86,16 @@ export class LayoutEditor {
     this.refreshUnderlay();
   }
 
-  /** Record a new layout: serialize, add an undo step (coalescing by key), notify the host. */
+  /**
+   * Record a new layout: serialize, add an undo step (coalescing by key), notify the host.
+   * Timeline: `layout` is an edit of the current frame's view, merged into the full layout that is
+   * stored (editor_timeline.js); opts.full: `layout` is a whole new full layout.
+   */
   commit(layout, key = null, opts = {}) {
     if (this.invalid) return;
-    this.layout = layout;
-    this.text = LM.serializeLayout(layout);
+    const full = this.timeline.merge(layout, opts);
+    this.layout = this.timeline.view(full);
+    this.text = LM.serializeLayout(full);
     this.history.push(this.snapshot(), key);
     this.host.onChange?.(this.text);
     this.refresh(opts);
@@ -99,7 +105,7 @@ export class LayoutEditor {
     if (!snap) return;
     this.text = snap.text;
     try {
-      this.layout = LM.parseLayout(snap.text).layout;
+      this.layout = this.timeline.setSource(LM.parseLayout(snap.text).layout);
       this.invalid = null;
     } catch (e) {
       this.invalid = e.message;
@@ -131,7 +137,7 @@ export class LayoutEditor {
   /** The width/height widgets changed: scale the layout to the new canvas. */
   setCanvasSize(W, H) {
     if (this.invalid || (W === this.layout.width && H === this.layout.height) || !(W > 0 && H > 0)) return;
-    this.commit(LM.resizeCanvas(this.layout, W, H), "canvas-size");
+    this.commit(LM.resizeCanvas(this.timeline.source, W, H), "canvas-size", { full: true }); // every frame scales
   }
 
   setSetting(name, value) {
@@ -224,7 +230,10 @@ export class LayoutEditor {
     this.promptInput = el("input", "ifa-prompt", { type: "text", placeholder: "global prompt (optional)" });
     this.promptInput.addEventListener("input", () => this.commit({ ...LM.cloneLayout(this.layout), prompt: this.promptInput.value }, "prompt", { keepLayers: true }));
     this.status = el("div", "ifa-status");
-    this.root.append(this.toolbar, this.body, this.promptInput, this.status);
+    // Timeline (editor_timeline.js): frame count in the toolbar, slider and keyframe bar under the canvas.
+    this.timeline = new TimelineBar(this);
+    this.toolbar.appendChild(this.timeline.countLabel);
+    this.root.append(this.toolbar, this.body, this.timeline.bar, this.promptInput, this.status);
 
     this.canvas.addEventListener("pointerdown", (e) => this.onPointerDown(e));
     this.canvas.addEventListener("pointermove", (e) => this.onPointerMove(e));
@@ -331,6 +340,7 @@ export class LayoutEditor {
       const sel = new Set(this.selection);
       for (const row of this.layers.querySelectorAll(".ifa-layer")) row.classList.toggle("ifa-selected", sel.has(+row.dataset.index));
     }
+    this.timeline.refresh();
     this.updateStatus();
     this.fit();
   }
@@ -368,6 +378,7 @@ export class LayoutEditor {
     const view = this.view();
     R.drawBackground(ctx, view, this.underlay, this.settings.underlayOpacity);
     if (this.settings.snap) R.drawGrid(ctx, view, this.settings.grid);
+    if (!this.settings.cells) this.timeline.drawOnion(ctx, view);
     if (this.settings.cells) R.drawCellOverlay(ctx, view, this.layout, this.settings.cells);
     else R.drawInstances(ctx, view, this.liveLayout(), this.selection);
     const dr = this.drag;
@@ -471,7 +482,7 @@ export class LayoutEditor {
       this.invalid = null;
       this.warnings = warnings;
       this.selection = [];
-      this.commit(layout);
+      this.commit(layout, null, { full: true });
       this.host.onResizeCanvas?.(layout.width, layout.height);
       return true;
     } catch (e) {
@@ -481,7 +492,7 @@ export class LayoutEditor {
   }
 
   exportFile() {
-    const blob = new Blob([LM.serializeLayout(this.layout, 2)], { type: "application/json" });
+    const blob = new Blob([LM.serializeLayout(this.timeline.source, 2)], { type: "application/json" });
     const a = this.doc.createElement("a");
     a.href = URL.createObjectURL(blob);
     a.download = "instance_layout.json";
@@ -507,24 +518,25 @@ export class LayoutEditor {
   duplicate() {
     if (!this.selection.length) return;
     const off = this.settings.snap ? this.settings.grid * 2 : 16;
-    const { layout, indices } = LM.duplicateInstances(this.layout, this.selection, off, off);
+    // Timeline: duplicate the full instances (every keyframe moves with the copy).
+    const { layout, indices } = LM.duplicateInstances(this.timeline.source, this.selection, off, off);
     this.selection = indices;
-    this.commit(layout);
+    this.commit(layout, null, { full: true });
   }
 
   copy() {
     if (!this.selection.length) return false;
-    this.host.clipboard?.write(LM.copyPayload(this.layout, this.selection));
+    this.host.clipboard?.write(LM.copyPayload(this.timeline.source, this.selection)); // with keyframes
     return true;
   }
 
   paste() {
     const text = this.host.clipboard?.read();
     if (!text) return false;
-    const res = LM.pastePayload(this.layout, text, 0, 0);
+    const res = LM.pastePayload(this.timeline.source, text, 0, 0); // timeline: appended to the full layout
     if (!res) return false;
     this.selection = res.indices;
-    this.commit(res.layout);
+    this.commit(res.layout, null, { full: true });
     return true;
   }
 
@@ -864,6 +876,8 @@ export class LayoutEditor {
       this.draw();
     } else if (k === "Enter" && this.pendingPoly.length >= 3) {
       this.finishPolygon(e.altKey || this.settings.attach);
+    } else if (!mod && !e.altKey && this.timeline.onKey(k)) {
+      // timeline keys: "," / "." frame, K keyframe
     } else if (k.startsWith("Arrow")) {
       const step = e.shiftKey ? (this.settings.snap ? this.settings.grid : 10) : 1;
       const [dx, dy] = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] }[k];

@@ -7,6 +7,7 @@
 
 import { mapPoint, normRect, pointsBBox, roundCoord, unionRects } from "./geometry.js";
 import { decodeRLE, encodeRLE, maskBBox, transformMask } from "./mask.js";
+import { layoutVersion, normaliseInstanceTimeline, normaliseLayoutTimeline, TIMELINE_VERSION } from "./timeline.js";
 
 export const FORMAT = "instance-layout";
 export const VERSION = 1;
@@ -119,6 +120,7 @@ function normaliseInstance(inst, i, warnings) {
     const msg = normaliseRegion(r);
     if (msg) warnings.push(`instance ${i + 1} (${JSON.stringify(inst.description)}) region ${k + 1}: ${msg}; kept as is`);
   });
+  normaliseInstanceTimeline(inst, i, warnings, normaliseRegion); // keyframes and visible range (timeline.js)
   if (!isNum(inst.z)) inst.z = i;
   return inst;
 }
@@ -212,7 +214,7 @@ export function parseLayout(text, fallback = {}) {
   }
   d.format = FORMAT;
   if (d.version === undefined) d.version = VERSION;
-  else if (!(d.version <= VERSION)) warnings.push(`layout version ${d.version} is newer than this editor (${VERSION}); unknown fields are kept`);
+  else if (!(d.version <= TIMELINE_VERSION)) warnings.push(`layout version ${d.version} is newer than this editor (${TIMELINE_VERSION}); unknown fields are kept`);
   if (!isNum(+d.width) || +d.width <= 0) {
     if (d.width !== undefined) warnings.push(`layout width ${JSON.stringify(d.width)} is not a positive number; using ${W0}`);
     d.width = W0;
@@ -227,13 +229,19 @@ export function parseLayout(text, fallback = {}) {
     d.instances = d.instances === undefined ? [] : [d.instances];
   }
   d.instances = d.instances.map((inst, i) => normaliseInstance(inst, i, warnings));
+  normaliseLayoutTimeline(d, warnings);
   return { layout: d, warnings };
 }
 
-/** The layout as JSON text: known keys first in the documented order, then every other field. */
+/**
+ * The layout as JSON text: known keys first in the documented order, then every other field.
+ * "version" is 2 when the layout uses keyframes, visible ranges or a frame count, else 1
+ * (timeline.js layoutVersion), so static layouts are written exactly as before.
+ */
 export function serializeLayout(layout, indent = 0) {
   const ordered = {};
   for (const k of ["format", "version", "width", "height", "prompt", "instances"]) if (k in layout) ordered[k] = layout[k];
+  if ("version" in ordered) ordered.version = layoutVersion(layout);
   for (const [k, v] of Object.entries(layout)) if (!(k in ordered)) ordered[k] = v;
   return JSON.stringify(ordered, null, indent || undefined);
 }
@@ -333,6 +341,19 @@ export function transformInstance(inst, from, to, W, H) {
   return out;
 }
 
+/**
+ * Copy of an instance with every region mapped from `from` to `to`, its keyframes' regions too
+ * (timeline.js): for edits that apply to the instance on every frame (canvas resize, duplicate,
+ * paste).  Mask regions are kept when keepMasks (they cover the whole canvas at their own size).
+ */
+export function transformInstanceAllFrames(inst, from, to, W, H, keepMasks = false) {
+  const mapRegions = (regions) => regions.map((r) => (keepMasks && r && r.kind === "mask" ? deepCopy(r) : transformRegion(r, from, to, W, H)));
+  const out = deepCopy(inst);
+  out.regions = mapRegions(inst.regions || []);
+  if (Array.isArray(inst.keyframes)) out.keyframes = inst.keyframes.map((k) => (k && Array.isArray(k.regions) ? { ...deepCopy(k), regions: mapRegions(k.regions) } : deepCopy(k)));
+  return out;
+}
+
 /** Copy of an instance moved by (dx, dy) pixels. */
 export function translateInstance(inst, dx, dy, W, H) {
   return transformInstance(inst, [0, 0, 1, 1], [dx, dy, dx + 1, dy + 1], W, H);
@@ -403,7 +424,7 @@ export function duplicateInstances(layout, indices, dx = 16, dy = 16) {
   let out = cloneLayout(layout);
   const added = [];
   for (const i of indices) {
-    const moved = translateInstance(layout.instances[i], dx, dy, layout.width, layout.height);
+    const moved = transformInstanceAllFrames(layout.instances[i], [0, 0, 1, 1], [dx, dy, dx + 1, dy + 1], layout.width, layout.height);
     const z = out.instances.reduce((m, it) => Math.max(m, it.z ?? 0), -1) + 1;
     moved.z = z;
     moved.color = nextColor(out);
@@ -445,12 +466,8 @@ export function resizeCanvas(layout, W, H) {
   const out = cloneLayout(layout);
   const from = [0, 0, layout.width, layout.height];
   const to = [0, 0, W, H];
-  out.instances = layout.instances.map((inst) => {
-    const t = transformInstance(inst, from, to, layout.width, layout.height);
-    // Masks cover the whole canvas at their own resolution, so their cells need no remapping.
-    t.regions = t.regions.map((r, k) => (r && r.kind === "mask" ? deepCopy(inst.regions[k]) : r));
-    return t;
-  });
+  // Masks cover the whole canvas at their own resolution, so their cells need no remapping.
+  out.instances = layout.instances.map((inst) => transformInstanceAllFrames(inst, from, to, layout.width, layout.height, true));
   out.width = W;
   out.height = H;
   return out;
@@ -484,7 +501,7 @@ export function pastePayload(layout, text, dx = 0, dy = 0) {
   let out = cloneLayout(layout);
   const added = [];
   for (const inst of scaled.instances) {
-    const moved = dx || dy ? translateInstance(inst, dx, dy, layout.width, layout.height) : deepCopy(inst);
+    const moved = dx || dy ? transformInstanceAllFrames(inst, [0, 0, 1, 1], [dx, dy, dx + 1, dy + 1], layout.width, layout.height) : deepCopy(inst);
     moved.z = out.instances.reduce((m, it) => Math.max(m, it.z ?? 0), -1) + 1;
     if (!moved.color || out.instances.some((it) => it.color === moved.color)) moved.color = nextColor(out);
     out.instances.push(moved);

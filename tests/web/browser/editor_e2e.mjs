@@ -16,6 +16,8 @@ import { S, frontendInfo, openApp } from "./session.mjs";
 import { editorFlow } from "./editor_flow.mjs";
 import { underlayFlow } from "./underlay_flow.mjs";
 import { compatFlow, nodeCopyFlow } from "./compat_flow.mjs";
+import { timelineFlow } from "./timeline_flow.mjs";
+import { templatesFlow } from "./templates_flow.mjs";
 
 for (const fe of frontendConfigs()) {
   describe(`frontend ${fe.label}`, () => {
@@ -49,6 +51,8 @@ for (const fe of frontendConfigs()) {
         test("underlay: upstream image, last output, uploaded file; no base64 in the workflow", underlayFlow);
         test("older workflows load without losing an instance", compatFlow);
         test("copying and pasting the whole node keeps the layout", nodeCopyFlow);
+        test("timeline: frame count, keyframes, scrubbing, reload and queue (version 2)", timelineFlow);
+        test("the shipped workflows are templates with titles and thumbnails, and load", templatesFlow);
         test("no page errors from the editor", () => {
           assert.deepEqual(S.browser.errors, []);
         });
