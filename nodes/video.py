@@ -52,7 +52,7 @@ class LayoutAtFrame:
     def INPUT_TYPES(cls):
         return {"required": {"layout": (LAYOUT, {"tooltip": "a layout over time (a static one passes through)"}),
                              "frame": ("INT", {"default": 0, "min": 0, "max": MAX_FRAMES - 1,
-                                               "tooltip": "frame index 0..1023; frame 0 is batch row 0"})}}
+                                               "tooltip": "frame index 0 to 1023; frame 0 is batch row 0"})}}
 
     RETURN_TYPES = (LAYOUT,)
     OUTPUT_TOOLTIPS = ("The static layout of that frame (absent instances disabled, numbering unchanged).",)
@@ -72,13 +72,13 @@ class LayoutPreviewFrames:
     def INPUT_TYPES(cls):
         return {"required": {"layout": (LAYOUT, {"tooltip": "the layout over time to draw"}),
                              "frames": ("INT", {"default": 0, "min": 0, "max": MAX_FRAMES,
-                                                "tooltip": "how many frames to draw, 0..1024; 0 = the layout's "
+                                                "tooltip": "how many frames to draw, 0 to 1024; 0 = the layout's "
                                                            "frame count"}),
                              "fps": ("FLOAT", {"default": 8.0, "min": 0.5, "max": 60.0, "step": 0.5,
-                                               "tooltip": "playback speed of the animation on the node, 0.5..60 "
+                                               "tooltip": "playback speed of the animation on the node, 0.5 to 60 "
                                                           "frames per second"}),
                              "opacity": ("FLOAT", {"default": 0.45, "min": 0.0, "max": 1.0, "step": 0.05,
-                                                   "tooltip": "fill opacity of the regions, 0..1"}),
+                                                   "tooltip": "fill opacity of the regions, 0 to 1"}),
                              "legend": ("BOOLEAN", {"default": True,
                                                     "tooltip": "add the numbered legend strip under the picture"})},
                 "optional": {"underlay": ("IMAGE", {"tooltip": "pictures to draw on: image i under frame i, the "
@@ -113,14 +113,14 @@ class LayoutToMasksFrames:
     def INPUT_TYPES(cls):
         return {"required": {"layout": (LAYOUT, {"tooltip": "the layout over time to rasterise"}),
                              "instance": ("INT", {"default": 0, "min": 0, "max": 1000,
-                                                  "tooltip": "instance number 1..1000 as in the legend; 0 = every "
+                                                  "tooltip": "instance number 1 to 1000 as in the legend; 0 = every "
                                                              "enabled instance together"}),
                              "frames": ("INT", {"default": 0, "min": 0, "max": MAX_FRAMES,
-                                                "tooltip": "how many frames, 0..1024; 0 = the layout's frame count"})},
+                                                "tooltip": "how many frames, 0 to 1024; 0 = the layout's frame count"})},
                 "optional": {"width": ("INT", {"default": 0, "min": 0, "max": 16384,
-                                               "tooltip": "mask width in pixels, 0..16384; 0 = the canvas width"}),
+                                               "tooltip": "mask width in pixels, 0 to 16384; 0 = the canvas width"}),
                              "height": ("INT", {"default": 0, "min": 0, "max": 16384,
-                                                "tooltip": "mask height in pixels, 0..16384; 0 = the canvas "
+                                                "tooltip": "mask height in pixels, 0 to 16384; 0 = the canvas "
                                                            "height"})}}
 
     RETURN_TYPES = ("MASK", "MASK")
