@@ -96,6 +96,7 @@ def main() -> None:
     from ifa_pack.core.ifadapter.runtime import IFAdapterRuntime, InstanceTokens
     from ifa_pack.nodes.ifadapter import IFADAPTER_KEYS, IFAdapterLayer
     from ifa_pack.nodes.patches import add_attn2_contribution
+    from ifa_pack.nodes.steps import StepWindow
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[a.dtype]
     torch.manual_seed(0)
@@ -152,13 +153,14 @@ def main() -> None:
         return torch.tensor(boxes)
 
     configs = {"unpatched": patcher}
+    always_on = StepWindow(0.0, 1.0, "ratio", 1e9, 0.0)
     for n in [int(v) for v in a.instances.split(",")]:
         tok = InstanceTokens(torch.randn(n, 13, 2048, generator=g), torch.randn(n, 13, 2048, generator=g),
                              layout(n))
         m = patcher.clone()
         runtime = IFAdapterRuntime(adapter, tok, 1.0)
         for key in IFADAPTER_KEYS:
-            add_attn2_contribution(m, key, IFAdapterLayer(runtime, key, 1e9, 0.0, 1.0))
+            add_attn2_contribution(m, key, IFAdapterLayer(runtime, key, always_on, 1.0))
         configs[f"{n} inst"] = m
 
     def step(m):

@@ -9,7 +9,6 @@ layout is time-aware: instance ``keyframes`` / ``frames`` and the layout's ``fra
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 import math
 import re
@@ -19,7 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .rle import MAX_SIDE, RLEError, rle_decode, rle_encode
+from . import raster
+from .raster import box_cells, rasterize_boxes  # noqa: F401  (part of this module's API)
+from .rle import MAX_SIDE, RLEError, rle_decode, rle_encode, rle_size
 
 FORMAT = "instance-layout"
 VERSION = 1  # written for static layouts, so that they keep loading in older builds
@@ -30,15 +31,29 @@ MAX_KEYFRAMES = MAX_FRAMES  # per instance (frames are unique, so this is also i
 REGION_KINDS = ("box", "polygon", "mask", "scribble", "point")
 MAX_CANVAS = MAX_SIDE
 DEFAULT_WIDTH = 4.0
+
+# Limits (docs/layout-format.md#limits). Every prompt is untrusted and ComfyUI runs one prompt at a time, so a
+# layout that passes validation must be cheap to parse, draw and preview: these bound every loop and allocation.
+MAX_INSTANCES = 64  # instances per layout (enabled or not); back-ends allow fewer enabled ones (10, 30)
+MAX_REGIONS_PER_INSTANCE = 16
+MAX_REGIONS = 256  # regions in the whole layout
+MAX_DESCRIPTION_CHARS = 2000  # CLIP reads 75 tokens per chunk; 2000 characters is far more than any back-end uses
+MAX_LABEL_CHARS = 200
+MAX_PROMPT_CHARS = 10000
+MAX_POINTS_PER_REGION = 1024  # polygon / scribble points
+MAX_POINTS = 2048  # polygon, scribble and point points in the whole layout
+MAX_MASK_PIXELS = 4096 * 4096  # decoded size mh * mw of one mask (the editor stores masks at 512 x 512)
+MAX_MASK_PIXELS_TOTAL = 4 * 4096 * 4096  # all masks of a layout
+MAX_RLE_CHARS = 1 << 18  # characters (string form) or counts (list form) of all masks' RLE in a layout
+MAX_JSON_CHARS = 16 << 20  # layout JSON text
+MAX_JSON_DEPTH = 64  # nesting of objects and lists, unknown fields included
+LIMITS_DOC = "docs/layout-format.md#limits"
 # 20 distinct colours (Trubetskoy's list), used for instances that carry none.
 PALETTE = (
     "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c", "#fabebe",
     "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000", "#ffd8b1", "#000075", "#808080",
 )  # fmt: skip
 _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
-# Cell-rule edges within this fraction of a cell of an integer are treated as on it (absorbs float noise such as
-# 0.7 * 10 = 7.000000000000001, which would otherwise add a whole extra column).
-_CELL_EPS = 1e-6
 
 _REGION_KEYS = {
     "box": ("kind", "box"),
@@ -52,7 +67,67 @@ _LAYOUT_KEYS = ("format", "version", "width", "height", "prompt", "instances", "
 
 
 class LayoutError(ValueError):
-    """An invalid layout. The message names the instance (index and description) and the field at fault."""
+    """An invalid layout. The message names the instance (number from 1 and description) and the field at fault."""
+
+
+def _over(where: str, what: str, n: int, limit: int) -> LayoutError:
+    return LayoutError(f"{where}: {what} is {n}; at most {limit} allowed (see {LIMITS_DOC})")
+
+
+class _Budget:
+    """Running totals while a layout is parsed, so that a document over a layout-wide limit is refused before the
+    rest of it is decoded (a mask's RLE is only decoded once the totals so far allow it)."""
+
+    def __init__(self) -> None:
+        self.regions = self.points = self.mask_pixels = self.rle_chars = 0
+
+    def take(self, field_: str, n: int, where: str) -> None:
+        limit, what = {"regions": (MAX_REGIONS, "the number of regions in the layout"),
+                       "points": (MAX_POINTS, "the number of points in the layout"),
+                       "mask_pixels": (MAX_MASK_PIXELS_TOTAL, "the number of mask pixels in the layout"),
+                       "rle_chars": (MAX_RLE_CHARS, "the length of all RLE counts in the layout")}[field_]  # fmt: skip
+        total = getattr(self, field_) + n
+        if total > limit:
+            raise _over(where, f"{what} (with this one)", total, limit)
+        setattr(self, field_, total)
+
+
+def _decode_rle(rle: Any, where: str, key: str, budget: _Budget | None) -> tuple[np.ndarray, bool]:
+    """(mask, compressed) of the COCO RLE in field ``key``: its size and length are checked against the limits
+    before it is decoded."""
+    try:
+        h, w = rle_size(rle)
+    except RLEError as e:
+        raise LayoutError(f"{where}: malformed RLE in '{key}': {e}") from None
+    if h * w > MAX_MASK_PIXELS:
+        raise _over(where, f"the size of the mask in '{key}' ({h}x{w}) in pixels", h * w, MAX_MASK_PIXELS)
+    counts = rle["counts"]
+    n = len(counts) if isinstance(counts, (str, bytes, list, tuple)) else 0
+    if n > MAX_RLE_CHARS:
+        raise _over(where, f"the length of the RLE counts in '{key}'", n, MAX_RLE_CHARS)
+    if budget is not None:
+        budget.take("mask_pixels", h * w, where)
+        budget.take("rle_chars", n, where)
+    try:
+        return rle_decode(rle), not isinstance(counts, (list, tuple))
+    except RLEError as e:
+        raise LayoutError(f"{where}: malformed RLE in '{key}': {e}") from None
+
+
+def _check_depth(obj: Any, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse JSON nested deeper than ``limit`` (walked without recursion, so any depth gives a LayoutError)."""
+    stack = [(obj, 1)]
+    while stack:
+        o, depth = stack.pop()
+        if isinstance(o, dict):
+            children = o.values()
+        elif isinstance(o, (list, tuple)):
+            children = o
+        else:
+            continue
+        if depth > limit:
+            raise LayoutError(f"layout JSON is nested {depth}+ levels deep; at most {limit} allowed (see {LIMITS_DOC})")
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list, tuple)))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -60,13 +135,17 @@ class LayoutError(ValueError):
 
 
 def _who(index: int | None, description: Any = None) -> str:
+    """How a person names an instance: "instance 3 ("a red car")" for 0-based list ``index`` 2.
+
+    People (and the editor, the preview and the docs) count instances from 1; ``index`` is the list position.
+    """
     if index is None:
         return "layout"
     if isinstance(description, str) and description.strip():
         d = description.strip()
         d = d if len(d) <= 40 else d[:37] + "..."
-        return f'instance {index} ("{d}")'
-    return f"instance {index}"
+        return f'instance {index + 1} ("{d}")'
+    return f"instance {index + 1}"
 
 
 def _is_num(v: Any) -> bool:
@@ -198,8 +277,11 @@ class Region:
         return d
 
     @classmethod
-    def from_dict(cls, d: Any, where: str = "region") -> Region:
-        """Parse a version-1 region object; raises LayoutError naming ``where`` and the field."""
+    def from_dict(cls, d: Any, where: str = "region", budget: _Budget | None = None) -> Region:
+        """Parse a version-1 region object; raises LayoutError naming ``where`` and the field.
+
+        ``budget`` carries the layout-wide totals (points, mask pixels, RLE length) while a layout is parsed.
+        """
         if not isinstance(d, dict):
             raise LayoutError(f"{where} must be an object with a 'kind', got {type(d).__name__}")
         kind = d.get("kind")
@@ -218,16 +300,17 @@ class Region:
             pts = d.get("points")
             if not isinstance(pts, (list, tuple)):
                 raise LayoutError(f"{where}: 'points' must be a list of [x, y] pixel pairs, got {pts!r}")
+            if len(pts) > MAX_POINTS_PER_REGION:
+                raise _over(where, "the number of points", len(pts), MAX_POINTS_PER_REGION)
+            if budget is not None:
+                budget.take("points", len(pts), where)
             r.points = [_xy(p, f"{where} points[{i}]") for i, p in enumerate(pts)]
         elif kind == "point":
+            if budget is not None:
+                budget.take("points", 1, where)
             r.points = [_xy(d.get("point"), f"{where} 'point'")]
         elif kind == "mask":
-            rle = d.get("rle")
-            try:
-                r.mask = rle_decode(rle)
-            except RLEError as e:
-                raise LayoutError(f"{where}: malformed RLE in 'rle': {e}") from None
-            r.rle_compressed = not isinstance(rle["counts"], (list, tuple))
+            r.mask, r.rle_compressed = _decode_rle(d.get("rle"), where, "rle", budget)
         if kind in ("scribble", "point") and "width" in d:
             r.width = _num(d["width"], f"{where} width")
         return r
@@ -296,19 +379,24 @@ class Instance:
         return d
 
     @classmethod
-    def from_dict(cls, d: Any, index: int = 0) -> Instance:
-        """Parse a version-1 instance object; raises LayoutError naming the instance and field."""
+    def from_dict(cls, d: Any, index: int = 0, budget: _Budget | None = None) -> Instance:
+        """Parse a version-1 instance object (``index`` its 0-based place in the layout); raises LayoutError naming
+        the instance (counted from 1) and the field."""
         if not isinstance(d, dict):
-            raise LayoutError(f"instance {index} must be an object, got {type(d).__name__}")
+            raise LayoutError(f"instance {index + 1} must be an object, got {type(d).__name__}")
         desc = d.get("description")
         who = _who(index, desc)
         if "description" not in d:
             raise LayoutError(f"{who}: missing 'description' (the free-text description of the object)")
         if not isinstance(desc, str):
             raise LayoutError(f"{who}: 'description' must be a string, got {type(desc).__name__}")
+        if len(desc) > MAX_DESCRIPTION_CHARS:
+            raise _over(who, "the length of 'description' in characters", len(desc), MAX_DESCRIPTION_CHARS)
         label = d.get("label", "")
         if not isinstance(label, str):
             raise LayoutError(f"{who}: 'label' must be a string, got {type(label).__name__}")
+        if len(label) > MAX_LABEL_CHARS:
+            raise _over(who, "the length of 'label' in characters", len(label), MAX_LABEL_CHARS)
         enabled = d.get("enabled", True)
         if not isinstance(enabled, bool):
             raise LayoutError(f"{who}: 'enabled' must be true or false, got {enabled!r}")
@@ -322,7 +410,11 @@ class Instance:
         regions = d.get("regions", [] if "keyframes" in d else None)  # keyframed instances may omit it
         if not isinstance(regions, (list, tuple)):
             raise LayoutError(f"{who}: 'regions' must be a list of region objects, got {regions!r}")
-        regs = [Region.from_dict(r, f"{who}: regions[{i}]") for i, r in enumerate(regions)]
+        if len(regions) > MAX_REGIONS_PER_INSTANCE:
+            raise _over(who, "the number of 'regions'", len(regions), MAX_REGIONS_PER_INSTANCE)
+        if budget is not None:
+            budget.take("regions", len(regions), who)
+        regs = [Region.from_dict(r, f"{who}: regions[{i}]", budget) for i, r in enumerate(regions)]
         keyframes = _keyframes_from_json(d["keyframes"], who) if "keyframes" in d else None
         frames = _frame_range_from_json(d["frames"], who) if "frames" in d else None
         extra = _jsonable({k: v for k, v in d.items() if k not in _INSTANCE_KEYS}, who)
@@ -385,10 +477,16 @@ class Layout:
         """
         d = text_or_dict
         if isinstance(d, (str, bytes, bytearray)):
+            if len(d) > MAX_JSON_CHARS:
+                raise _over("layout", "the length of the JSON text", len(d), MAX_JSON_CHARS)
             try:
                 d = json.loads(d)
-            except (ValueError, RecursionError) as e:
+            except RecursionError:
+                raise LayoutError(f"layout JSON is nested too deeply to read; at most {MAX_JSON_DEPTH} levels "
+                                  f"allowed (see {LIMITS_DOC})") from None
+            except ValueError as e:
                 raise LayoutError(f"layout is not valid JSON: {e}") from None
+        _check_depth(d)
         if not isinstance(d, dict):
             raise LayoutError(f"layout must be a JSON object, got {type(d).__name__}")
         if "format" in d:
@@ -423,10 +521,15 @@ class Layout:
         prompt = d.get("prompt", "")
         if not isinstance(prompt, str):
             raise LayoutError(f"layout 'prompt' must be a string, got {type(prompt).__name__}")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise _over("layout", "the length of 'prompt' in characters", len(prompt), MAX_PROMPT_CHARS)
         insts = d.get("instances", [])
         if not isinstance(insts, (list, tuple)):
             raise LayoutError(f"layout 'instances' must be a list, got {type(insts).__name__}")
-        instances = [Instance.from_dict(x, i) for i, x in enumerate(insts)]
+        if len(insts) > MAX_INSTANCES:
+            raise _over("layout", "the number of 'instances'", len(insts), MAX_INSTANCES)
+        budget = _Budget()
+        instances = [Instance.from_dict(x, i, budget) for i, x in enumerate(insts)]
         frames = d.get("frames")
         if frames is not None and (not isinstance(frames, int) or isinstance(frames, bool)
                                    or not 1 <= frames <= MAX_FRAMES):
@@ -468,8 +571,13 @@ class Layout:
             raise LayoutError(f"layout 'frames' is {self.frames!r}; expected an integer in 1..{MAX_FRAMES}")
         if not isinstance(self.prompt, str):
             raise LayoutError(f"layout 'prompt' must be a string, got {type(self.prompt).__name__}")
+        if len(self.prompt) > MAX_PROMPT_CHARS:
+            raise _over("layout", "the length of 'prompt' in characters", len(self.prompt), MAX_PROMPT_CHARS)
+        if len(self.instances) > MAX_INSTANCES:
+            raise _over("layout", "the number of 'instances'", len(self.instances), MAX_INSTANCES)
+        budget = _Budget()
         for i, inst in enumerate(self.instances):
-            self._validate_instance(i, inst)
+            self._validate_instance(i, inst, budget)
             if inst.color is None:
                 inst.color = PALETTE[i % len(PALETTE)]
         if max_instances is not None:
@@ -482,16 +590,18 @@ class Layout:
                 )
         return self
 
-    def _validate_instance(self, i: int, inst: Instance) -> None:
+    def _validate_instance(self, i: int, inst: Instance, budget: _Budget) -> None:
         who = _who(i, inst.description)
         if not isinstance(inst, Instance):
-            raise LayoutError(f"instance {i} must be an Instance, got {type(inst).__name__}")
+            raise LayoutError(f"instance {i + 1} must be an Instance, got {type(inst).__name__}")
         if not isinstance(inst.description, str):
             raise LayoutError(f"{who}: 'description' must be a string, got {type(inst.description).__name__}")
-        if inst.enabled and not inst.description.strip():
-            raise LayoutError(f"{who}: missing description; an enabled instance needs a text describing the object")
+        if len(inst.description) > MAX_DESCRIPTION_CHARS:
+            raise _over(who, "the length of 'description' in characters", len(inst.description), MAX_DESCRIPTION_CHARS)
         if not isinstance(inst.label, str):
             raise LayoutError(f"{who}: 'label' must be a string")
+        if len(inst.label) > MAX_LABEL_CHARS:
+            raise _over(who, "the length of 'label' in characters", len(inst.label), MAX_LABEL_CHARS)
         _num(inst.weight, f"{who}: 'weight'")
         if inst.weight < 0:
             raise LayoutError(f"{who}: 'weight' is {inst.weight}; expected a number >= 0")
@@ -503,11 +613,14 @@ class Layout:
             raise LayoutError(f"{who}: 'color' must be '#rrggbb' or null, got {inst.color!r}")
         if inst.enabled and not inst.regions and not inst.keyframes:
             raise LayoutError(f"{who}: 'regions' is empty; give at least one box, polygon, mask, scribble or point")
+        if len(inst.regions) > MAX_REGIONS_PER_INSTANCE:
+            raise _over(who, "the number of 'regions'", len(inst.regions), MAX_REGIONS_PER_INSTANCE)
+        budget.take("regions", len(inst.regions), who)
         for j, r in enumerate(inst.regions):
-            self._validate_region(f"{who}: regions[{j}]", r)
-        self._validate_time(who, inst)
+            self._validate_region(f"{who}: regions[{j}]", r, budget)
+        self._validate_time(who, inst, budget)
 
-    def _validate_time(self, who: str, inst: Instance) -> None:
+    def _validate_time(self, who: str, inst: Instance, budget=None) -> None:
         """Keyframes: at most MAX_KEYFRAMES, frames unique, ascending, in range, regions valid (non-empty when
         enabled); visible range: first <= last, both frame indices."""
         if inst.frames is not None:
@@ -535,9 +648,9 @@ class Layout:
             if inst.enabled and not kf[1]:
                 raise LayoutError(f"{who}: keyframes[{k}] (frame {f}) has no region; give at least one")
             for j, r in enumerate(kf[1]):
-                self._validate_region(f"{who}: keyframes[{k}] (frame {f}) regions[{j}]", r)
+                self._validate_region(f"{who}: keyframes[{k}] (frame {f}) regions[{j}]", r, budget)
 
-    def _validate_region(self, where: str, r: Region) -> None:
+    def _validate_region(self, where: str, r: Region, budget: _Budget) -> None:
         W, H = self.width, self.height
         if not isinstance(r, Region):
             raise LayoutError(f"{where} must be a Region, got {type(r).__name__}")
@@ -567,6 +680,10 @@ class Layout:
                 raise LayoutError(f"{where}: 'mask' must be a 2-D bool array, got {type(m).__name__}")
             if not (1 <= m.shape[0] <= MAX_SIDE and 1 <= m.shape[1] <= MAX_SIDE):
                 raise LayoutError(f"{where}: mask shape {tuple(m.shape)} must have both sides in 1..{MAX_SIDE}")
+            if m.size > MAX_MASK_PIXELS:
+                raise _over(where, f"the size of the mask ({m.shape[0]}x{m.shape[1]}) in pixels", m.size,
+                            MAX_MASK_PIXELS)
+            budget.take("mask_pixels", m.size, where)
             if not m.any():
                 raise LayoutError(f"{where}: mask is empty (no foreground pixel); draw the object or remove it")
             return
@@ -576,6 +693,9 @@ class Layout:
             raise LayoutError(f"{where}: a point needs exactly 1 [x, y], got {len(pts)}")
         if len(pts) < need:
             raise LayoutError(f"{where}: a {r.kind} needs at least {need} points, got {len(pts)}")
+        if len(pts) > MAX_POINTS_PER_REGION:
+            raise _over(where, "the number of points", len(pts), MAX_POINTS_PER_REGION)
+        budget.take("points", len(pts), where)
         for k, p in enumerate(pts):
             x, y = _xy(p, f"{where} points[{k}]")
             inside(x, f"points[{k}] x", W, "width")
@@ -586,6 +706,20 @@ class Layout:
             w = _num(r.width, f"{where} width")
             if w <= 0:
                 raise LayoutError(f"{where}: width={w}; expected a stroke width / radius > 0 pixels")
+
+    def require_descriptions(self, backend: str) -> Layout:
+        """Check that every enabled instance has a non-blank description and return the layout.
+
+        A layout may hold instances without a description (drawn, not yet described: previews and masks work);
+        only back-ends that encode the descriptions (IFAdapter's appearance tokens, InstanceDiffusion) call this.
+        """
+        for i, inst in enumerate(self.instances):
+            if inst.enabled and not inst.description.strip():
+                raise LayoutError(
+                    f"{_who(i)}: missing description; {backend} encodes the description of every enabled instance, "
+                    "so describe the object (or disable the instance)"
+                )
+        return self
 
     # transforms ---------------------------------------------------------------------------------------------
     def scaled(self, width: int, height: int) -> Layout:
@@ -616,6 +750,10 @@ class Layout:
         """Enabled instances, in list order."""
         return [i for i in self.instances if i.enabled]
 
+    def active_numbers(self) -> list[int]:
+        """The number a person reads for each enabled instance: its position in ``instances`` counted from 1."""
+        return [n + 1 for n, i in enumerate(self.instances) if i.enabled]
+
     def boxes_normalized(self) -> torch.Tensor:
         """[n_active, 4] float32 xyxy in 0..1: each enabled instance's bbox divided by the canvas size."""
         canvas = (self.width, self.height)
@@ -629,21 +767,31 @@ class Layout:
 
         Boxes use the IFAdapter cell rule, masks a nearest resize, polygons fill the cells whose centre is inside,
         scribbles and points cover the cells whose centre is within width/2 (scribble) or width (point) pixels,
-        plus every cell the stroke passes through or the point lies in. A non-empty region never vanishes on a coarse grid: if
-        it would cover no cell, the cell holding its bbox centre is set.
+        plus every cell the stroke passes through or the point lies in. A non-empty region never vanishes on a
+        coarse grid: if it would cover no cell, the cell holding its bbox centre is set (core/raster.py).
+        Allocates the output only; callers that need a union, counts or one instance at a time use
+        union_mask, areas or instance_cells instead.
         """
-        h, w = _grid(h, w)
-        act = self.active()
-        out = np.zeros((len(act), h, w), dtype=bool)
-        for n, inst in enumerate(act):
-            for r in inst.regions:
-                out[n] |= _raster_region(r, self.width, self.height, h, w)
-        return torch.from_numpy(out.astype(np.float32))
+        h, w = raster.grid(h, w)
+        cells = self.instance_cells(h, w)
+        out = np.zeros((len(cells), h, w), dtype=np.float32)
+        for n, crop in enumerate(cells):
+            raster.paste(out[n], crop, 1.0)
+        return torch.from_numpy(out)
+
+    def instance_cells(self, h: int, w: int) -> list[raster.Crop]:
+        """Each enabled instance on an h x w grid as a crop (row0, col0, bool cells) over its own bounding box."""
+        h, w = raster.grid(h, w)
+        return [raster.instance_cells(inst, self.width, self.height, h, w) for inst in self.active()]
 
     def union_mask(self, h: int, w: int) -> torch.Tensor:
         """[h, w] float32: 1 where any enabled instance covers the cell."""
-        r = self.rasterize(h, w)
-        return r.amax(dim=0) if r.shape[0] else torch.zeros(_grid(h, w), dtype=torch.float32)
+        h, w = raster.grid(h, w)
+        out = np.zeros((h, w), dtype=bool)
+        for inst in self.active():
+            for r in inst.regions:
+                raster.paste(out, raster.region_cells(r, self.width, self.height, h, w))
+        return torch.from_numpy(out.astype(np.float32))
 
     def background_mask(self, h: int, w: int) -> torch.Tensor:
         """[h, w] float32: 1 where no enabled instance covers the cell (IFAdapter's M_bg)."""
@@ -651,7 +799,8 @@ class Layout:
 
     def areas(self, h: int, w: int) -> torch.Tensor:
         """[n_active] float32: number of grid cells each enabled instance covers."""
-        return self.rasterize(h, w).sum(dim=(1, 2))
+        counts = [int(crop[2].sum()) for crop in self.instance_cells(h, w)]
+        return torch.tensor(counts, dtype=torch.float32)
 
     def describe(self) -> str:
         """A short human-readable summary (one line per instance)."""
@@ -663,7 +812,7 @@ class Layout:
             x0, y0, x1, y1 = inst.bbox(canvas)
             flag = "" if inst.enabled else " [disabled]"
             d = inst.description if len(inst.description) <= 40 else inst.description[:37] + "..."
-            lines.append(f'  {i}: "{d}" {kinds} [{x0:.0f},{y0:.0f},{x1:.0f},{y1:.0f}]{flag}')
+            lines.append(f'  {i + 1}: "{d}" {kinds} [{x0:.0f},{y0:.0f},{x1:.0f},{y1:.0f}]{flag}')
         return "\n".join(lines)
 
 
@@ -671,136 +820,9 @@ class Layout:
 # rasterisation
 
 
-def _grid(h: int, w: int) -> tuple[int, int]:
-    if not (isinstance(h, (int, np.integer)) and isinstance(w, (int, np.integer)) and h >= 1 and w >= 1):
-        raise ValueError(f"grid size must be two positive integers (h, w), got ({h!r}, {w!r})")
-    return int(h), int(w)
-
-
-def _cell_range(a: Any, b: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """IFAdapter cell rule on normalised edges a < b: cells [floor(a*n), ceil(b*n)) clamped to 0..n, >= 1 cell."""
-    a = np.asarray(a, dtype=np.float64) * n
-    b = np.asarray(b, dtype=np.float64) * n
-    lo = np.clip(np.floor(a + _CELL_EPS), 0, n).astype(np.int64)
-    hi = np.clip(np.ceil(b - _CELL_EPS), 0, n).astype(np.int64)
-    nonempty = b > a
-    hi = np.where(nonempty & (hi <= lo), np.minimum(lo + 1, n), hi)
-    lo = np.where(nonempty & (hi <= lo), np.maximum(hi - 1, 0), lo)
-    return lo, hi
-
-
-def box_cells(box_norm: Any, h: int, w: int) -> tuple[int, int, int, int]:
-    """Cell range (y0, y1, x0, x1), end-exclusive, of a normalised xyxy box on an h x w grid.
-
-    The IFAdapter rule: columns [floor(x0*w), ceil(x1*w)), rows [floor(y0*h), ceil(y1*h)), clamped to the grid.
-    Example: box (0.1, 0.2, 0.55, 0.9) on 10 x 10 -> (2, 9, 1, 6), i.e. rows 2..8 and columns 1..5.
-    """
-    x0, y0, x1, y1 = (float(v) for v in (box_norm.tolist() if hasattr(box_norm, "tolist") else box_norm))
-    cy0, cy1 = _cell_range(y0, y1, h)
-    cx0, cx1 = _cell_range(x0, x1, w)
-    return int(cy0), int(cy1), int(cx0), int(cx1)
-
-
-def rasterize_boxes(boxes_norm: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """[n, 4] normalised xyxy boxes -> [n, h, w] float32 {0,1} masks by the cell rule, on the boxes' device."""
-    h, w = _grid(h, w)
-    b = torch.as_tensor(boxes_norm).reshape(-1, 4)
-    bn = b.detach().to("cpu", torch.float64).numpy()
-    y0, y1 = _cell_range(bn[:, 1], bn[:, 3], h)
-    x0, x1 = _cell_range(bn[:, 0], bn[:, 2], w)
-    dev = b.device
-
-    def col(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(a).to(dev)[:, None]
-
-    rows = torch.arange(h, device=dev)[None]
-    cols = torch.arange(w, device=dev)[None]
-    my = (rows >= col(y0)) & (rows < col(y1))
-    mx = (cols >= col(x0)) & (cols < col(x1))
-    return (my[:, :, None] & mx[:, None, :]).float()
-
-
 def _polygon_area(p: np.ndarray) -> float:
     x, y = p[:, 0], p[:, 1]
     return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2.0
-
-
-def _centres(W: int, H: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates of the cell centres: xs [1, w], ys [h, 1]."""
-    xs = (np.arange(w, dtype=np.float64) + 0.5) * (W / w)
-    ys = (np.arange(h, dtype=np.float64) + 0.5) * (H / h)
-    return xs[None, :], ys[:, None]
-
-
-def _seg_dist2(xs: np.ndarray, ys: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """[h, w] squared pixel distance from each cell centre to the polyline through pts [k, 2]."""
-    best = np.full(np.broadcast_shapes(xs.shape, ys.shape), np.inf)
-    if len(pts) == 1:
-        pts = np.concatenate([pts, pts])
-    for (ax, ay), (bx, by) in itertools.pairwise(pts):
-        dx, dy = bx - ax, by - ay
-        ll = dx * dx + dy * dy
-        t = np.clip(((xs - ax) * dx + (ys - ay) * dy) / ll, 0.0, 1.0) if ll > 0 else 0.0
-        px, py = ax + t * dx - xs, ay + t * dy - ys
-        np.minimum(best, px * px + py * py, out=best)
-    return best
-
-
-def _raster_region(r: Region, W: int, H: int, h: int, w: int) -> np.ndarray:
-    """[h, w] bool cells covered by one region of a W x H canvas."""
-    if r.kind == "box":
-        x0, y0, x1, y1 = (float(v) for v in r.box)
-        cy0, cy1, cx0, cx1 = box_cells((x0 / W, y0 / H, x1 / W, y1 / H), h, w)
-        m = np.zeros((h, w), dtype=bool)
-        m[cy0:cy1, cx0:cx1] = True
-        return m
-    if r.kind == "mask":
-        mh, mw = r.mask.shape
-        ri = np.minimum(((np.arange(h) + 0.5) * (mh / h)).astype(np.int64), mh - 1)
-        ci = np.minimum(((np.arange(w) + 0.5) * (mw / w)).astype(np.int64), mw - 1)
-        m = r.mask[ri[:, None], ci[None, :]]
-        if r.mask.any() and not m.any():
-            _mark_centre(m, r.bbox((W, H)), W, H)
-        return m
-    xs, ys = _centres(W, H, h, w)
-    pts = np.asarray(r.points, dtype=np.float64).reshape(-1, 2)
-    if r.kind == "polygon":
-        inside = np.zeros((h, w), dtype=bool)
-        for (ax, ay), (bx, by) in zip(pts, np.roll(pts, -1, axis=0)):
-            if ay == by:
-                continue
-            crosses = (ay > ys) != (by > ys)
-            x_at = ax + (ys - ay) * (bx - ax) / (by - ay)
-            inside ^= crosses & (xs < x_at)
-        m = inside
-    else:
-        radius = r.width / 2.0 if r.kind == "scribble" else r.width
-        m = _seg_dist2(xs, ys, pts) <= float(radius) ** 2
-        m |= _touched_cells(pts, W, H, h, w)
-    if not m.any():
-        _mark_centre(m, r.bbox((W, H)), W, H)
-    return m
-
-
-def _touched_cells(pts: np.ndarray, W: int, H: int, h: int, w: int) -> np.ndarray:
-    """[h, w] bool: the cells a polyline (or a single point) passes through, sampled at under half a cell."""
-    m = np.zeros((h, w), dtype=bool)
-    step = 0.5 * min(W / w, H / h)
-    samples = [pts[:1]]
-    for a, b in itertools.pairwise(pts):
-        n = math.ceil(math.hypot(*(b - a)) / step) + 1
-        samples.append(a + np.linspace(0.0, 1.0, n)[:, None] * (b - a))
-    s = np.concatenate(samples)
-    cols = np.clip(np.floor(s[:, 0] / W * w), 0, w - 1).astype(np.int64)
-    rows = np.clip(np.floor(s[:, 1] / H * h), 0, h - 1).astype(np.int64)
-    m[rows, cols] = True
-    return m
-
-
-def _mark_centre(m: np.ndarray, bbox: tuple[float, float, float, float], W: int, H: int) -> None:
-    h, w = m.shape
-    cx, cy = (bbox[0] + bbox[2]) / 2.0, (bbox[1] + bbox[3]) / 2.0
-    m[min(max(int(cy / H * h), 0), h - 1), min(max(int(cx / W * w), 0), w - 1)] = True
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -834,9 +856,13 @@ def _import_header(d: dict, fmt: str, list_key: str, width: Any, height: Any) ->
     prompt = d.get("caption", "")
     if not isinstance(prompt, str):
         raise LayoutError(f"{fmt} 'caption' must be a string, got {type(prompt).__name__}")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise _over(f"{fmt} layout", "the length of 'caption' in characters", len(prompt), MAX_PROMPT_CHARS)
     items = d.get(list_key)
     if not isinstance(items, (list, tuple)):
         raise LayoutError(f"{fmt} '{list_key}' must be a list, got {type(items).__name__}")
+    if len(items) > MAX_INSTANCES:
+        raise _over(f"{fmt} layout", f"the number of '{list_key}'", len(items), MAX_INSTANCES)
     return W, H, prompt, items
 
 
@@ -853,6 +879,7 @@ def from_instancediffusion_json(d: dict) -> Layout:
     W, H, prompt, annos = _import_header(d, "InstanceDiffusion", "annos", d.get("width"), d.get("height"))
     known = ("caption", "category_name", "bbox", "mask", "point", "scribble")
     instances = []
+    budget = _Budget()
     for i, a in enumerate(annos):
         if not isinstance(a, dict):
             raise LayoutError(f"annos[{i}] must be an object, got {type(a).__name__}")
@@ -874,16 +901,20 @@ def from_instancediffusion_json(d: dict) -> Layout:
                 regions.append(Region("box", box=box))
         m = a.get("mask")
         if isinstance(m, dict):
-            try:
-                regions.append(Region("mask", mask=rle_decode(m), rle_compressed=not isinstance(m["counts"], list)))
-            except RLEError as e:
-                raise LayoutError(f"{who}: malformed RLE in 'mask': {e}") from None
+            mask, compressed = _decode_rle(m, who, "mask", budget)
+            regions.append(Region("mask", mask=mask, rle_compressed=compressed))
         elif isinstance(m, (list, tuple)) and len(m) > 0:  # COCO polygon list [[x, y, x, y, ...], ...]
+            if len(m) > MAX_REGIONS_PER_INSTANCE:
+                raise _over(who, "the number of mask polygons", len(m), MAX_REGIONS_PER_INSTANCE)
             for k, poly in enumerate(m):
                 if not isinstance(poly, (list, tuple)) or len(poly) < 6 or len(poly) % 2:
                     raise LayoutError(
                         f"{who}: mask polygon {k} must be a flat list [x1, y1, x2, y2, ...] (>= 3 points)"
                     )
+                if len(poly) // 2 > MAX_POINTS_PER_REGION:
+                    raise _over(f"{who}: mask polygon {k}", "the number of points", len(poly) // 2,
+                                MAX_POINTS_PER_REGION)
+                budget.take("points", len(poly) // 2, f"{who}: mask polygon {k}")
                 pts = [_clip_pt((_num(poly[j], f"{who}: mask polygon {k}"), _num(poly[j + 1], f"{who}: mask polygon {k}")),
                                 W, H) for j in range(0, len(poly), 2)]  # fmt: skip
                 regions.append(Region("polygon", points=pts))
@@ -895,10 +926,15 @@ def from_instancediffusion_json(d: dict) -> Layout:
         if s not in (None, [], ()):
             if not isinstance(s, (list, tuple)):
                 raise LayoutError(f"{who}: 'scribble' must be a list of [x, y] pairs, got {type(s).__name__}")
+            if len(s) > 2 * MAX_POINTS_PER_REGION:  # pairs or a flat list: over the limit either way
+                raise _over(f"{who}: scribble", "the number of values", len(s), 2 * MAX_POINTS_PER_REGION)
             if s and all(_is_num(v) for v in s):
                 if len(s) % 2:
                     raise LayoutError(f"{who}: flat 'scribble' [x1, y1, ...] needs an even count, got {len(s)}")
                 s = [s[j : j + 2] for j in range(0, len(s), 2)]
+            if len(s) > MAX_POINTS_PER_REGION:
+                raise _over(f"{who}: scribble", "the number of points", len(s), MAX_POINTS_PER_REGION)
+            budget.take("points", len(s), f"{who}: scribble")
             pts = [_clip_pt(_xy(p, f"{who}: scribble[{k}]"), W, H) for k, p in enumerate(s)]
             regions.append(Region("scribble", points=pts))
         if not regions:

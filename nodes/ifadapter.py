@@ -27,12 +27,15 @@ from ..core.ifadapter.frames import FramesRuntime, FrameTokens
 from ..core.ifadapter.runtime import IFAdapterRuntime, InstanceTokens, eot_and_word_mask, token_grid
 from ..core.ifadapter.semantic_map import MAX_OBJ, InstanceGeometry
 from ..core.layout import Layout
-from ..core.render import hex_to_rgb
+from ..core.paths import PathRefused, output_file, write_into
+from ..core.render import hex_to_rgb, preview_size
 from ..core.timeline import Timeline, at_frame, frame_count, frame_span
 from . import folders
 from .common import CATEGORY_IFADAPTER, CATEGORY_UTILS, LAYOUT, load_once, save_preview
+from .description_tokens import WEIGHT_SYNTAX, description_tokens
 from .frames import FrameTable, chunk_frames
-from .patches import add_attn2_contribution, current_sigma, percent_window, rows_by_cond
+from .patches import add_attn2_contribution, rows_by_cond
+from .steps import StepWindow
 
 log = logging.getLogger("comfyui-ifadapter")
 
@@ -108,17 +111,16 @@ class IFAdapterConvert:
     def convert(self, ifadapter_name, output_name="", dtype="keep", overwrite=False):
         src = folders.model_path("ifadapter", ifadapter_name)
         name = output_name.strip() or os.path.splitext(os.path.basename(ifadapter_name))[0]
-        if not name.endswith(".safetensors"):
-            name += ".safetensors"
-        if os.path.basename(name) != name:
-            raise ValueError(f"output_name {output_name!r} must be a file name, not a path")
-        dst = os.path.join(os.path.dirname(src), name)
+        try:
+            dst = output_file(os.path.dirname(src), name, ".safetensors", overwrite)
+        except PathRefused as e:
+            raise ValueError(f"IFAdapter convert: {e}") from None
         if os.path.realpath(dst) == os.path.realpath(src):
             raise ValueError(f"{ifadapter_name} is already a .safetensors file; choose another output_name")
-        if os.path.exists(dst) and not overwrite:
-            raise FileExistsError(f"{dst} exists; set overwrite to replace it")
-        n = convert_to_safetensors(src, dst, dtype=None if dtype == "keep" else DTYPES[dtype])
-        msg = f"wrote {n} tensors to {dst}"
+        counts = []
+        write_into(dst, lambda tmp: counts.append(
+            convert_to_safetensors(src, tmp, dtype=None if dtype == "keep" else DTYPES[dtype])), overwrite)
+        msg = f"wrote {counts[0]} tensors to {dst}"
         log.info("[comfyui-ifadapter] %s", msg)
         return {"ui": {"text": [msg]}, "result": (dst,)}
 
@@ -154,21 +156,18 @@ def _clip_fingerprint(clip) -> tuple:
     return (id(clip.cond_stage_model), str(uuid), hash(sig))
 
 
-def _unweighted_chunk(chunk) -> list[tuple[int, float]]:
-    """One 77-token chunk with every weight set to 1 (prompt-weight syntax strips to the plain words)."""
-    return [(int(t[0]), 1.0) for t in chunk]
-
-
-def encode_descriptions(clip, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def encode_descriptions(clip, texts: list[str], weight_syntax: str = WEIGHT_SYNTAX[0]
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """CLIP features of each description as IFAdapter reads them.
 
     Returns ``hidden`` ``[n, 3, 77, 2048]`` (hidden states -2, -4, -6; CLIP-L 768 ++ CLIP-G 1280, no final
     LayerNorm), ``eot`` ``[n, 2048]`` (hidden -2 at the EoT) and ``word_mask`` ``[n, 77]`` (positions 1..EoT-1).
-    Weight syntax such as ``(red:1.3)`` is parsed by ComfyUI's tokenizer and the weights are dropped, so the text
-    is encoded as written without the syntax. Each distinct text is encoded once (cached per CLIP and text).
+    Tokens as the official pipeline makes them (:mod:`.description_tokens`): the raw text through the CLIP
+    tokenizer, cut after exactly 75 tokens with a warning naming what was cut; ``weight_syntax="strip (ComfyUI)"``
+    parses ComfyUI's prompt-weight syntax away first. Each distinct (text, mode) is encoded once (cached per CLIP).
     """
     _check_sdxl_clip(clip)
-    fp = _clip_fingerprint(clip)
+    fp = (*_clip_fingerprint(clip), weight_syntax)
     todo: list[str] = []
     with _FEATURES_LOCK:
         for t in texts:
@@ -179,13 +178,8 @@ def encode_descriptions(clip, texts: list[str]) -> tuple[torch.Tensor, torch.Ten
     if todo:
         chunks_l, chunks_g, masks, eots = [], [], [], []
         for t in todo:
-            tok = clip.tokenize(t)
-            if "l" not in tok or "g" not in tok:
-                raise ValueError(f"the CLIP tokenizer returned {sorted(tok)}; an SDXL CLIP gives 'l' and 'g' tokens")
-            if len(tok["l"]) > 1:
-                log.warning("[comfyui-ifadapter] description %r is longer than 75 tokens; IFAdapter reads the "
-                            "first 75", t[:60])
-            cl, cg = _unweighted_chunk(tok["l"][0]), _unweighted_chunk(tok["g"][0])
+            tok, _ = description_tokens(clip, t, weight_syntax)
+            cl, cg = tok["l"][0], tok["g"][0]
             eot, mask = eot_and_word_mask([i for i, _ in cl])
             chunks_l.append(cl)
             chunks_g.append(cg)
@@ -225,10 +219,14 @@ def encode_descriptions(clip, texts: list[str]) -> tuple[torch.Tensor, torch.Ten
             torch.stack([f[2] for f in feats]))
 
 
-def _layout_for_ifadapter(layout: Layout) -> Layout:
+def _layout_for_ifadapter(layout: Layout, descriptions: bool = True) -> Layout:
+    """The layout checked for IFAdapter: at most MAX_OBJ enabled instances, at least one, and (when the node
+    encodes or applies appearance tokens, ``descriptions``) a description for each."""
     layout.validate(max_instances=MAX_OBJ, backend="IFAdapter")
     if not layout.active():
         raise ValueError("the layout has no enabled instance; IFAdapter needs at least one box with a description")
+    if descriptions:
+        layout.require_descriptions("IFAdapter")
     return layout
 
 
@@ -245,6 +243,13 @@ class EncodeAppearanceTokens:
             "ifadapter": (IFADAPTER, {"tooltip": "From IFAdapter Loader."}),
             "layout": (LAYOUT, {"tooltip": "The layout; every enabled instance needs a description and a region "
                                            "(IFAdapter reads each instance's bounding box; at most 10 instances)."}),
+        }, "optional": {
+            "weight_syntax": (list(WEIGHT_SYNTAX), {
+                "default": WEIGHT_SYNTAX[0],
+                "tooltip": "How '(red:1.3)' or '\\(' in a description is read: as plain text through the CLIP "
+                           "tokenizer like the official IFAdapter (keep as text, the default), or as ComfyUI "
+                           "prompt-weight syntax that is removed, weights dropped (strip). Descriptions are cut "
+                           "after 75 tokens either way, with a warning."}),
         }}
 
     RETURN_TYPES = (IFA_TOKENS,)
@@ -253,10 +258,10 @@ class EncodeAppearanceTokens:
     FUNCTION = "encode"
     CATEGORY = CATEGORY_IFADAPTER
 
-    def encode(self, clip, ifadapter, layout):
+    def encode(self, clip, ifadapter, layout, weight_syntax=WEIGHT_SYNTAX[0]):
         layout = _layout_for_ifadapter(layout)
         texts = [inst.description.strip() for inst in layout.active()]
-        hidden, eot, mask = encode_descriptions(clip, texts)
+        hidden, eot, mask = encode_descriptions(clip, texts, weight_syntax)
         if layout.timed:
             return (self._encode_frames(ifadapter, layout, texts, hidden, eot, mask),)
         boxes = layout.boxes_normalized()
@@ -323,7 +328,7 @@ class BuildInstanceSemanticMap:
     CATEGORY = CATEGORY_IFADAPTER
 
     def build(self, layout, level, latent=None):
-        layout = _layout_for_ifadapter(at_frame(layout, 0) if layout.timed else layout)
+        layout = _layout_for_ifadapter(at_frame(layout, 0) if layout.timed else layout, descriptions=False)
         if latent is not None:
             lh, lw = latent["samples"].shape[-2:]
         else:
@@ -343,14 +348,15 @@ class BuildInstanceSemanticMap:
             col = np.array(hex_to_rgb(inst.color or "#ff0000"), dtype=np.float32) / 255.0
             m = masks[i].numpy().astype(bool)
             img[m] = 0.35 * img[m] + 0.65 * col
+        pw, ph = preview_size(layout.width, layout.height)  # the canvas size, scaled down past 2048 px
         big = torch.from_numpy(img).permute(2, 0, 1)[None]
-        big = torch.nn.functional.interpolate(big, size=(layout.height, layout.width), mode="nearest")[0]
+        big = torch.nn.functional.interpolate(big, size=(ph, pw), mode="nearest")[0]
         big = big.permute(1, 2, 0).contiguous()
-        ys = (torch.arange(layout.height) * h // layout.height)
-        xs = (torch.arange(layout.width) * w // layout.width)
+        ys = (torch.arange(ph) * h // ph)
+        xs = (torch.arange(pw) * w // pw)
         edge_y = torch.cat([torch.tensor([False]), ys[1:] != ys[:-1]])
         edge_x = torch.cat([torch.tensor([False]), xs[1:] != xs[:-1]])
-        if layout.height // h >= 6 and layout.width // w >= 6:  # cell borders when cells are large enough to see
+        if ph // h >= 6 and pw // w >= 6:  # cell borders when cells are large enough to see
             big[edge_y] *= 0.6
             big[:, edge_x] *= 0.6
         return big[None]
@@ -394,11 +400,11 @@ class IFAdapterLayer:
     ``ModelPatcher.clone()`` never duplicates the adapter weights or the token caches.
     """
 
-    def __init__(self, runtime: IFAdapterRuntime | FramesRuntime, key: tuple, sigma_start: float, sigma_end: float,
+    def __init__(self, runtime: IFAdapterRuntime | FramesRuntime, key: tuple, window: StepWindow,
                  aspect: float | None = None, frames: FrameTable | None = None):
         self.runtime, self.key = runtime, tuple(key)
+        self.window = window  # official: on while i < steps · control_ratio (end_percent), counted in steps
         self.frames = frames
-        self.sigma_start, self.sigma_end = sigma_start, sigma_end
         self.aspect = aspect
         self.calls = 0
 
@@ -408,8 +414,7 @@ class IFAdapterLayer:
     def __call__(self, q: torch.Tensor, out: torch.Tensor, extra_options: dict):
         if self.runtime.scale == 0.0:
             return None
-        sigma = current_sigma(extra_options)
-        if not (self.sigma_start >= sigma >= self.sigma_end):
+        if not self.window.active(extra_options):
             return None
         shape = extra_options.get("original_shape")
         act = extra_options.get("activations_shape")
@@ -483,11 +488,11 @@ class ApplyIFAdapter:
             frames = FrameTable(tokens.index, tokens.covered, "Apply IFAdapter")
         else:
             runtime = IFAdapterRuntime(ifadapter, tokens, scale)
-        sigma_start, sigma_end = percent_window(model, start_percent, end_percent)
+        window = StepWindow.for_model(model, start_percent, end_percent, "ratio")
         m = model.clone()
         aspect = layout.width / layout.height
         for key in IFADAPTER_KEYS:
-            add_attn2_contribution(m, key, IFAdapterLayer(runtime, key, sigma_start, sigma_end, aspect, frames))
+            add_attn2_contribution(m, key, IFAdapterLayer(runtime, key, window, aspect, frames))
         return (m,)
 
 

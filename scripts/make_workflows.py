@@ -49,13 +49,13 @@ EXAMPLE_LAYOUT = {
 
 def layout_preview_workflow(classes: dict) -> dict:
     nodes = [
-        {"id": 1, "type": "IFAInstanceLayout", "pos": [40, 60], "size": [520, 620],
+        {"id": 1, "type": "IFAInstanceLayout", "pos": [40, 60], "size": [520, 900],
          "widgets": {"width": 1024, "height": 768, "layout": json.dumps(EXAMPLE_LAYOUT)}},
         {"id": 2, "type": "IFALayoutPreview", "pos": [600, 60], "inputs": {"layout": [1, 0]},
          "widgets": {"opacity": 0.45, "legend": True}},
         {"id": 3, "type": "SaveImage", "pos": [940, 60], "size": [420, 460], "inputs": {"images": [2, 0]},
          "widgets": {"filename_prefix": "ifa_layout_preview"}},
-        {"id": 4, "type": "Note", "pos": [40, 720], "size": [520, 120],
+        {"id": 4, "type": "Note", "pos": [40, 1000], "size": [520, 120],
          "text": "Instance layout example: five instances drawn as a box, a polygon, a box + scribble, a point and "
                  "a background box. Edit them in the Instance Layout node's editor; Layout Preview shows the "
                  "regions, numbers and descriptions."},

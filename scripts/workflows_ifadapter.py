@@ -3,12 +3,15 @@
 - ``IFAdapter layout to image.json``: SDXL base + IFAdapter (control_ratio 1.0, the official default for
   base SDXL);
 - ``IFAdapter + LoRA + ControlNet.json``: SDXL + LoRA + ControlNet + IFAdapter (end_percent 0.3, the
-  official default with LoRAs).
+  official default with LoRAs);
+- ``IFAdapter official settings.json``: the official pipeline's settings: the negative is the global prompt's
+  encoding zeroed (``ConditioningZeroOut``: zero prompt embeds and zero pooled, as the official uncond), euler,
+  30 steps, CFG 7.5, 1024x1024, descriptions read as plain text.
 
 (File names are the titles ComfyUI's template browser shows.)
 
-Both use the example layout of ``scripts/make_workflows.py`` at 1024x768, 30 steps, euler, CFG 7.5 (the paper's
-settings), and show the instance semantic map the adapter will use.
+The first two use the example layout of ``scripts/make_workflows.py`` at 1024x768, 30 steps, euler, CFG 7.5
+(the paper's settings), and show the instance semantic map the adapter will use.
 """
 from __future__ import annotations
 
@@ -32,14 +35,14 @@ def _example_layout() -> dict:
 NEGATIVE = "blurry, low quality, deformed, watermark, text"
 
 
-def _nodes(lora: bool) -> list[dict]:
+def _nodes(lora: bool, official: bool = False) -> list[dict]:
     layout = _example_layout()
-    w, h = layout["width"], layout["height"]
+    w, h = (1024, 1024) if official else (layout["width"], layout["height"])  # the layout node rescales the layout
     model_src, clip_src = [1, 0], [1, 1]
     nodes = [
         {"id": 1, "type": "CheckpointLoaderSimple", "pos": [40, 60], "size": [380, 100],
          "widgets": {"ckpt_name": "sd_xl_base_1.0.safetensors"}},
-        {"id": 2, "type": "IFAInstanceLayout", "pos": [40, 220], "size": [520, 620],
+        {"id": 2, "type": "IFAInstanceLayout", "pos": [40, 220], "size": [520, 980],
          "widgets": {"width": w, "height": h, "layout": json.dumps(layout)}},
         {"id": 3, "type": "IFAAdapterLoader", "pos": [600, 60], "size": [340, 90],
          "widgets": {"ifadapter_name": "spd_adapter.safetensors", "dtype": "auto"}},
@@ -52,12 +55,16 @@ def _nodes(lora: bool) -> list[dict]:
         model_src, clip_src = [20, 0], [20, 1]
     nodes += [
         {"id": 4, "type": "IFAEncodeAppearanceTokens", "pos": [600, 200], "size": [340, 80],
-         "inputs": {"clip": clip_src, "ifadapter": [3, 0], "layout": [2, 0]}},
+         "inputs": {"clip": clip_src, "ifadapter": [3, 0], "layout": [2, 0]},
+         "widgets": {"weight_syntax": "keep as text (official)"}},
         {"id": 5, "type": "IFAApplyIFAdapter", "pos": [980, 60], "size": [340, 200],
          "inputs": {"model": model_src, "ifadapter": [3, 0], "tokens": [4, 0], "layout": [2, 0]},
          "widgets": {"scale": 1.0, "start_percent": 0.0, "end_percent": 0.3 if lora else 1.0}},
         {"id": 6, "type": "CLIPTextEncode", "pos": [600, 320], "size": [340, 120], "title": "global prompt",
          "inputs": {"clip": clip_src}, "widgets": {"text": layout["prompt"]}},
+        {"id": 7, "type": "ConditioningZeroOut", "pos": [600, 480], "size": [340, 60],
+         "title": "negative: zeroed (official)", "inputs": {"conditioning": [6, 0]}}
+        if official else
         {"id": 7, "type": "CLIPTextEncode", "pos": [600, 480], "size": [340, 120], "title": "negative",
          "inputs": {"clip": clip_src}, "widgets": {"text": NEGATIVE}},
         {"id": 8, "type": "EmptyLatentImage", "pos": [600, 640], "size": [340, 110],
@@ -68,16 +75,16 @@ def _nodes(lora: bool) -> list[dict]:
                      "denoise": 1.0}},
         {"id": 10, "type": "VAEDecode", "pos": [1720, 60], "inputs": {"samples": [9, 0], "vae": [1, 2]}},
         {"id": 11, "type": "SaveImage", "pos": [1720, 180], "size": [520, 440], "inputs": {"images": [10, 0]},
-         "widgets": {"filename_prefix": "ifadapter"}},
+         "widgets": {"filename_prefix": "ifadapter_official" if official else "ifadapter"}},
         {"id": 12, "type": "IFABuildSemanticMap", "pos": [980, 320], "size": [340, 100],
          "inputs": {"layout": [2, 0], "latent": [8, 0]}, "widgets": {"level": "latent/4 (IFAdapter layers)"}},
         {"id": 13, "type": "PreviewImage", "pos": [980, 460], "size": [340, 300], "inputs": {"images": [12, 1]}},
     ]
     if lora:
         nodes += [
-            {"id": 21, "type": "ControlNetLoader", "pos": [440, 860], "size": [320, 80],
+            {"id": 21, "type": "ControlNetLoader", "pos": [440, 1240], "size": [320, 80],
              "widgets": {"control_net_name": "your_sdxl_controlnet.safetensors"}},
-            {"id": 22, "type": "LoadImage", "pos": [40, 880], "size": [320, 320],
+            {"id": 22, "type": "LoadImage", "pos": [40, 1240], "size": [320, 320],
              "widgets": {"image": "controlnet_hint.png"}},
             {"id": 23, "type": "ControlNetApply", "pos": [980, 800], "size": [320, 100],
              "inputs": {"conditioning": [6, 0], "control_net": [21, 0], "image": [22, 0]},
@@ -88,7 +95,10 @@ def _nodes(lora: bool) -> list[dict]:
             "instance of the layout gets appearance tokens from its description; Apply IFAdapter injects them in 16 "
             "cross-attention layers. end_percent = official control_ratio: 1.0 for base SDXL")
     note += (", 0.3 with LoRAs / community checkpoints (used here)." if lora else ", 0.3 with LoRAs.")
-    nodes.append({"id": 30, "type": "Note", "pos": [40, 1220 if lora else 880], "size": [520, 140], "text": note})
+    if official:
+        note += (" Official settings: negative = the prompt's encoding zeroed (ConditioningZeroOut), euler, 30 "
+                 "steps, CFG 7.5, 1024x1024, descriptions tokenised as plain text (weight_syntax official).")
+    nodes.append({"id": 30, "type": "Note", "pos": [40, 1600 if lora else 1240], "size": [520, 140], "text": note})
     return nodes
 
 
@@ -100,9 +110,14 @@ def lora_controlnet_workflow(classes: dict) -> dict:
     return build_ui_workflow(_nodes(lora=True), classes)
 
 
+def official_settings_workflow(classes: dict) -> dict:
+    return build_ui_workflow(_nodes(lora=False, official=True), classes)
+
+
 WORKFLOWS = {
     "IFAdapter layout to image.json": sdxl_workflow,
     "IFAdapter + LoRA + ControlNet.json": lora_controlnet_workflow,
+    "IFAdapter official settings.json": official_settings_workflow,
 }
 
 

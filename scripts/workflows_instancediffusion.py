@@ -57,7 +57,7 @@ def _graph(classes: dict, layout: dict, *, mis: bool = False, lora: bool = False
     model_src, clip_src = [1, 0], [1, 1]
     nodes = [
         {"id": 1, "type": "CheckpointLoaderSimple", "pos": [20, 40], "widgets": {"ckpt_name": CKPT}},
-        {"id": 2, "type": "IFAInstanceLayout", "pos": [20, 220], "size": [480, 560],
+        {"id": 2, "type": "IFAInstanceLayout", "pos": [20, 220], "size": [500, 980],
          "widgets": {"width": w, "height": h, "layout": json.dumps(layout)}},
         {"id": 3, "type": "IFAInstanceDiffusionLoader", "pos": [540, 40],
          "widgets": {"model_name": ID_WEIGHTS}},
@@ -65,7 +65,7 @@ def _graph(classes: dict, layout: dict, *, mis: bool = False, lora: bool = False
          "widgets": {"opacity": 0.45, "legend": True}},
     ]
     if lora:
-        nodes.append({"id": 12, "type": "LoraLoader", "pos": [20, 820], "inputs": {"model": [1, 0], "clip": [1, 1]},
+        nodes.append({"id": 12, "type": "LoraLoader", "pos": [20, 1240], "inputs": {"model": [1, 0], "clip": [1, 1]},
                       "widgets": {"lora_name": LORA, "strength_model": 0.8, "strength_clip": 0.8}})
         model_src, clip_src = [12, 0], [12, 1]
     nodes += [
@@ -94,7 +94,8 @@ def _graph(classes: dict, layout: dict, *, mis: bool = False, lora: bool = False
     common = {"seed": 0, "steps": 30, "cfg": 7.5, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}
     if mis:
         nodes.append({"id": 9, "type": "IFAInstanceDiffusionSampler", "pos": [1180, 40], "inputs": sampler_inputs,
-                      "widgets": {**common, "mis": 0.36}})
+                      "widgets": {**common, "steps": 50, "mis": 0.36, "branch_batch": 0,
+                                  "schedule": "plms (official)"}})
     else:
         nodes.append({"id": 9, "type": "KSampler", "pos": [1180, 40], "inputs": sampler_inputs, "widgets": common})
     nodes += [

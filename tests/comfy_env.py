@@ -119,11 +119,26 @@ def comfyui_version(comfy_dir: Path) -> str:
     return "unknown"
 
 
-def make_custom_nodes_dir(root: Path, with_test_nodes: bool = True) -> Path:
-    """A scratch ``custom_nodes`` folder with this pack (and the test nodes) linked in, as a user would install it."""
+def pack_dir_name(name: str | None = None) -> str:
+    """The folder name the pack is installed under: ``name``, else ``IFA_PACK_DIRNAME``, else ``comfyui-ifadapter``.
+
+    Users install it under other names too (GitHub's ZIP unpacks to ``comfyui-ifadapter-main``); the tests can do
+    the same to check that nothing depends on the name.
+    """
+    name = name or os.environ.get("IFA_PACK_DIRNAME") or PACK_NAME
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError(f"pack folder name {name!r} must be one plain folder name, e.g. comfyui-ifadapter-main")
+    return name
+
+
+def make_custom_nodes_dir(root: Path, with_test_nodes: bool = True, pack_name: str | None = None) -> Path:
+    """A scratch ``custom_nodes`` folder with this pack (and the test nodes) linked in, as a user would install it.
+
+    ``pack_name``: the pack's folder name there (see :func:`pack_dir_name`).
+    """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    links = {PACK_NAME: REPO_ROOT}
+    links = {pack_dir_name(pack_name): REPO_ROOT}
     if with_test_nodes:
         links["ifa_testnodes"] = REPO_ROOT / "tests" / "comfy_testnodes"
     for name, src in links.items():
@@ -270,13 +285,14 @@ class ComfyServer:
     """A ComfyUI ``main.py`` subprocess on loopback with this pack installed."""
 
     def __init__(self, comfy_dir: Path, work_dir: Path, port: int | None = None, extra_args: list[str] | None = None,
-                 python: str | None = None):
+                 python: str | None = None, pack_name: str | None = None):
         self.comfy_dir = Path(comfy_dir)
+        self.pack_name = pack_dir_name(pack_name)
         self.work_dir = Path(work_dir)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        custom = make_custom_nodes_dir(self.work_dir / "custom_nodes")
+        custom = make_custom_nodes_dir(self.work_dir / "custom_nodes", pack_name=self.pack_name)
         models = self.work_dir / "models"
         for name in ("loras", "controlnet", "ifadapter", "instancediffusion", "checkpoints"):
             (models / name).mkdir(parents=True, exist_ok=True)

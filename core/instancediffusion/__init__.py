@@ -3,6 +3,7 @@ input preparation, sampler logic (alpha schedule, PLMS, MIS) and safe checkpoint
 
 from .fuser import FUSER_BLOCKS, FUSER_CHANNELS, FUSER_PREFIXES, GatedSelfAttentionDense, build_fusers
 from .inputs import (
+    MISSING_BOX,
     PRESET_NAMES,
     PRESETS,
     InstanceInput,
@@ -28,6 +29,7 @@ from .sampler import alpha_schedule, ddim_uniform_timesteps, fuser_scale, linear
 from .scaleu import SCALEU_CHANNELS, ScaleU, fourier_filter
 
 __all__ = [
+    "MISSING_BOX",
     "FUSER_BLOCKS",
     "FUSER_CHANNELS",
     "FUSER_PREFIXES",

@@ -1,73 +1,145 @@
-"""Mask boundary tracing for the polygon input (stand-in for ``skimage.measure.find_contours(pad(mask, 1), 0.0)``).
+"""Iso-contours of a 2-D array by marching squares, identical to ``skimage.measure.find_contours`` (no skimage).
 
-Marching squares at level 0 on a {0, 1} mask: every contour vertex lies exactly on a background pixel that is
-4-adjacent to a foreground pixel (the linear interpolation weight from the 0-valued corner is 0). Saddle cells are
-resolved with the background connected (skimage's default ``fully_connected="low"``). Contours are closed (the first
-vertex is repeated at the end) and returned as (row, col) arrays, like skimage.
+The official InstanceDiffusion polygon input is built from ``find_contours(pad(mask, 1), 0.0)``; which 128 boundary
+points ``linspace`` picks depends on every vertex, on the order of the vertices and of the contours, and on where
+each closed contour starts. This module reproduces all of it:
 
-Known difference: the vertex *set* of each contour matches skimage, but the start vertex and the order in which
-separate contours are listed may differ, which can shift which 128 boundary points ``linspace`` picks.
+1. **Segments.** Cells (r, c) are visited row by row. A corner is "above" when its value is ``> level``; the cell
+   case is ul·1 + ur·2 + ll·4 + lr·8. Each crossed cell edge gets a point linearly interpolated from its first
+   corner (top/bottom edges from the left corner, left/right edges from the upper corner), and the case emits one
+   directed segment (two for the saddles 6 and 9, whose pairing follows ``fully_connected``) as skimage's fixed
+   case table says (:data:`_CASES`). Cells with a NaN corner emit nothing.
+2. **Assembly.** Segments are chained in emission order: a segment whose end starts a chain is prepended to it, one
+   whose start ends a chain is appended, one that does both joins the two chains (the older chain absorbs the
+   younger) or closes a loop. Zero-length segments (a corner exactly at the level) are skipped. Chains are returned
+   in the order they were created, each as a [n, 2] float64 array of (row, col), closed ones ending on their first
+   point.
+
+For a {0, 1} mask at level 0 every vertex lies on a background pixel next to the foreground (the interpolation
+weight from a 0 corner is 0), which is why official polygons have integer, padded-frame coordinates.
 """
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 
-# Cell corners clockwise (row-down image): ul, ur, lr, ll; edge k joins corner k and corner (k+1) % 4.
-_CORNERS = ((0, 0), (0, 1), (1, 1), (1, 0))
+# Edge codes: 0 top (r0, c0 + f(ul, ur)), 1 bottom (r1, c0 + f(ll, lr)), 2 left (r0 + f(ul, ll), c0),
+# 3 right (r0 + f(ur, lr), c1). Per case: the directed segments (from_edge, to_edge) in emission order.
+_T, _B, _L, _R = 0, 1, 2, 3
+_CASES: dict[int, tuple[tuple[int, int], ...]] = {
+    1: ((_T, _L),),
+    2: ((_R, _T),),
+    3: ((_R, _L),),
+    4: ((_L, _B),),
+    5: ((_T, _B),),
+    7: ((_R, _B),),
+    8: ((_B, _R),),
+    10: ((_B, _T),),
+    11: ((_B, _L),),
+    12: ((_L, _R),),
+    13: ((_T, _R),),
+    14: ((_L, _T),),
+}
+# Saddles: background connected ("low", the default) or foreground connected ("high").
+_SADDLES = {
+    ("low", 6): ((_R, _T), (_L, _B)),
+    ("high", 6): ((_L, _T), (_R, _B)),
+    ("low", 9): ((_T, _L), (_B, _R)),
+    ("high", 9): ((_T, _R), (_B, _L)),
+}
 
 
-def _edge_id(r: int, c: int, k: int) -> tuple[int, int, str]:
-    """Global id of edge k of cell (r, c): horizontal edges ('h', row, col) and vertical edges ('v', row, col)."""
-    if k == 0:
-        return (r, c, "h")
-    if k == 2:
-        return (r + 1, c, "h")
-    if k == 1:
-        return (r, c + 1, "v")
-    return (r, c, "v")
+def _fraction(a: np.ndarray, b: np.ndarray, level: float) -> np.ndarray:
+    """Where ``level`` lies between corner values a (at 0) and b (at 1); 0 where a == b."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = (level - a) / (b - a)
+    return np.where(a == b, 0.0, f)
+
+
+def contour_segments(image: np.ndarray, level: float, fully_connected: str = "low") -> list[tuple[tuple, tuple]]:
+    """Directed marching-squares segments ``((r, c), (r, c))`` in skimage's emission order (row-major cells)."""
+    img = np.asarray(image, dtype=np.float64)
+    if img.ndim != 2:
+        raise ValueError(f"find_contours: expected a 2-D array, got shape {img.shape}")
+    if fully_connected not in ("low", "high"):
+        raise ValueError(f"fully_connected must be 'low' or 'high', got {fully_connected!r}")
+    if img.shape[0] < 2 or img.shape[1] < 2:
+        return []
+    level = float(level)
+    ul, ur, ll, lr = img[:-1, :-1], img[:-1, 1:], img[1:, :-1], img[1:, 1:]
+    case = (ul > level) * 1 + (ur > level) * 2 + (ll > level) * 4 + (lr > level) * 8
+    valid = (case > 0) & (case < 15) & ~np.isnan(ul + ur + ll + lr)
+    rs, cs = np.nonzero(valid)  # row-major: the order skimage visits cells
+    if rs.size == 0:
+        return []
+    ul, ur, ll, lr = ul[rs, cs], ur[rs, cs], ll[rs, cs], lr[rs, cs]
+    r0, c0 = rs.astype(np.float64), cs.astype(np.float64)
+    r1, c1 = r0 + 1.0, c0 + 1.0
+    edges = (
+        np.stack([r0, c0 + _fraction(ul, ur, level)], 1),  # top
+        np.stack([r1, c0 + _fraction(ll, lr, level)], 1),  # bottom
+        np.stack([r0 + _fraction(ul, ll, level), c0], 1),  # left
+        np.stack([r0 + _fraction(ur, lr, level), c1], 1),  # right
+    )
+    pts = [e.tolist() for e in edges]
+    out: list[tuple[tuple, tuple]] = []
+    for i, k in enumerate(case[rs, cs].tolist()):
+        segs = _CASES.get(k) or _SADDLES[(fully_connected, k)]
+        for a, b in segs:
+            out.append((tuple(pts[a][i]), tuple(pts[b][i])))
+    return out
+
+
+def assemble_contours(segments: list[tuple[tuple, tuple]]) -> list[np.ndarray]:
+    """Chain directed segments into contours (the rule in the module docstring), oldest chain first."""
+    chains: dict[int, deque] = {}
+    by_start: dict[tuple, tuple[deque, int]] = {}
+    by_end: dict[tuple, tuple[deque, int]] = {}
+    created = 0
+    for p, q in segments:
+        if p == q:
+            continue
+        after, after_id = by_start.pop(q, (None, -1))  # a chain that starts where this segment ends
+        before, before_id = by_end.pop(p, (None, -1))  # a chain that ends where this segment starts
+        if after is None and before is None:
+            chain = deque((p, q))
+            chains[created] = chain
+            by_start[p] = (chain, created)
+            by_end[q] = (chain, created)
+            created += 1
+        elif before is None:
+            after.appendleft(p)
+            by_start[p] = (after, after_id)
+        elif after is None:
+            before.append(q)
+            by_end[q] = (before, before_id)
+        elif after is before:
+            before.append(q)  # the loop closes
+        elif after_id > before_id:  # the older chain (before) absorbs the younger one
+            before.extend(after)
+            del chains[after_id]
+            by_start[before[0]] = (before, before_id)
+            by_end[before[-1]] = (before, before_id)
+        else:
+            after.extendleft(reversed(before))
+            by_start.pop(before[0], None)
+            del chains[before_id]
+            by_start[after[0]] = (after, after_id)
+            by_end[after[-1]] = (after, after_id)
+    return [np.array(chains[k], dtype=np.float64) for k in sorted(chains)]
+
+
+def find_contours(image: np.ndarray, level: float, fully_connected: str = "low") -> list[np.ndarray]:
+    """Contours of ``image`` [H, W] at ``level``: a list of [n, 2] float64 (row, col) arrays, equal to
+    ``skimage.measure.find_contours(image, level, fully_connected)`` (positive_orientation "low", no mask)."""
+    return assemble_contours(contour_segments(image, level, fully_connected))
 
 
 def find_contours_binary(mask: np.ndarray) -> list[np.ndarray]:
-    """Closed contours of a binary mask at level 0, as a list of [n, 2] float (row, col) arrays."""
-    m = np.asarray(mask).astype(bool)
+    """Contours of a binary mask at level 0 (``find_contours(mask, 0.0)``), as [n, 2] float64 (row, col) arrays."""
+    m = np.asarray(mask)
     if m.ndim != 2:
         raise ValueError(f"find_contours_binary: expected a 2-D mask, got shape {m.shape}")
-    if m.shape[0] < 2 or m.shape[1] < 2:
-        return []
-    # cells that have both values among their corners
-    ul, ur, ll, lr = m[:-1, :-1], m[:-1, 1:], m[1:, :-1], m[1:, 1:]
-    s = ul.astype(np.int8) + ur + ll + lr
-    cells = np.argwhere((s > 0) & (s < 4))
-    nxt: dict[tuple, tuple] = {}  # start edge -> end edge
-    point: dict[tuple, tuple[float, float]] = {}  # edge -> its background corner
-    order: list[tuple] = []
-    for r, c in cells.tolist():
-        v = [bool(m[r + dr, c + dc]) for dr, dc in _CORNERS]
-        # entries: edges crossed 0 -> 1 going clockwise; each pairs with the next 1 -> 0 edge clockwise
-        for k in range(4):
-            if not v[k] and v[(k + 1) % 4]:
-                j = (k + 1) % 4
-                while v[(j + 1) % 4]:
-                    j = (j + 1) % 4
-                start, end = _edge_id(r, c, k), _edge_id(r, c, j)
-                nxt[start] = end
-                order.append(start)
-                for kk, e in ((k, start), (j, end)):
-                    a, b = _CORNERS[kk], _CORNERS[(kk + 1) % 4]
-                    bg = a if not v[kk] else b
-                    point[e] = (float(r + bg[0]), float(c + bg[1]))
-    contours = []
-    seen: set = set()
-    for start in order:
-        if start in seen:
-            continue
-        chain = []
-        e = start
-        while e not in seen:
-            seen.add(e)
-            chain.append(point[e])
-            e = nxt[e]
-        chain.append(chain[0])
-        contours.append(np.asarray(chain, dtype=np.float64))
-    return contours
+    return find_contours(m.astype(bool).astype(np.float64), 0.0)

@@ -17,16 +17,17 @@ from .inputs import PRESETS, from_layout
 
 
 def frame_inputs(
-    timeline: Timeline, embeddings: Sequence[torch.Tensor] | torch.Tensor, preset: str = "auto", seed: int = 0
+    timeline: Timeline, embeddings: Sequence[torch.Tensor] | torch.Tensor, preset: str = "auto", seed: int = 0,
+    **kw,
 ) -> dict[str, torch.Tensor]:
     """Position-net inputs ``[len(timeline), 30, ...]`` (``drop`` ``[4]``): row u = distinct frame u.
 
     ``embeddings``: ``[n_active, 768]`` pooled CLIP embeddings, one per active instance of the source layout.
-    ``preset`` "auto" is resolved on the first distinct frame and used for all of them.
+    ``preset`` "auto" is resolved on the first distinct frame and used for all of them; ``kw`` go to from_layout.
     """
     rows = []
     for u, lay in enumerate(timeline.layouts):
-        inp = from_layout(lay, embeddings, preset=preset, seed=seed)
+        inp = from_layout(lay, embeddings, preset=preset, seed=seed, **kw)
         if preset == "auto":
             preset = next(name for name, flags in PRESETS.items() if torch.equal(flags.as_tensor(), inp["drop"]))
         for i in torch.nonzero(~timeline.visible[u]).flatten().tolist():

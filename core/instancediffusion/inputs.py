@@ -31,8 +31,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import raster
 from .contours import find_contours_binary
 from .position_net import MAX_OBJS, DropFlags
+from .resize import resize_like_skimage
 
 # Official test configs' drop flags (spec §1.4 table).
 PRESETS: dict[str, DropFlags] = {
@@ -54,11 +56,12 @@ class InstanceInput:
     """One instance, in pixel coordinates of the canvas (origin top-left, x right, y down).
 
     embedding: [768] CLIP-L pooled un-projected text embedding of the instance caption.
-    box: (x0, y0, x1, y1) pixels, or None (then the bbox of the mask / scribble / point is used).
+    box: (x0, y0, x1, y1) pixels, or None (see ``missing_box`` of :func:`prepare_inputs`).
     point: (x, y) pixels, or None.
     scribble: list of (x, y) pixel pairs (any number >= 1), or None.
     mask: bool/0-1 array [mh, mw] covering the whole canvas (any resolution), or None.
     name: used in error messages only.
+    number: how messages number this instance (counted from 1, e.g. its place in the layout); None = slot + 1.
     """
 
     embedding: torch.Tensor
@@ -67,10 +70,12 @@ class InstanceInput:
     scribble: Sequence[tuple[float, float]] | None = None
     mask: np.ndarray | None = None
     name: str = ""
+    number: int | None = None
 
 
-def _dist0(p: Sequence[float]) -> float:
-    return math.hypot(float(p[0]), float(p[1]))
+def _norm_key(p: Any) -> float:
+    """Sort key of the official code: ``np.linalg.norm(np.array(p) - center)`` with center (0, 0)."""
+    return float(np.linalg.norm(np.array(p)))
 
 
 def equally_spaced(points: Sequence[Any], n: int) -> list[Any]:
@@ -85,8 +90,8 @@ def equally_spaced(points: Sequence[Any], n: int) -> list[Any]:
 
 def reorder_scribble(points: Sequence[tuple[float, float]], n: int = N_SCRIBBLE) -> list[tuple[float, float]]:
     """Sort by distance to (0, 0) (stable), resample to n points, sort again (official ``reorder_scribbles``)."""
-    pts = sorted([(float(x), float(y)) for x, y in points], key=_dist0)
-    return sorted(equally_spaced(pts, n), key=_dist0)
+    pts = sorted([(float(x), float(y)) for x, y in points], key=_norm_key)
+    return sorted(equally_spaced(pts, n), key=_norm_key)
 
 
 def scribble_from_mask(mask: np.ndarray, n: int, rng: np.random.Generator) -> list[tuple[float, float]] | None:
@@ -99,23 +104,43 @@ def scribble_from_mask(mask: np.ndarray, n: int, rng: np.random.Generator) -> li
     if len(fg) == 0:
         return None
     idx = rng.choice(len(fg), n, replace=len(fg) < n)
-    pts = sorted((tuple(p) for p in fg[idx].tolist()), key=lambda rc: _dist0(rc))
+    pts = sorted((tuple(p) for p in fg[idx].tolist()), key=_norm_key)
     return [(float(c), float(r)) for r, c in pts]
+
+
+def _order_by_distance(pts: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """Indices sorting ``pts`` [N, 2] stably by the official key ``np.linalg.norm(p - center)`` (one call per point).
+
+    The vectorised norm can differ from the per-point one (a BLAS dot, possibly fused multiply-adds) by an ulp,
+    which reorders near-ties. So the vectorised norm orders every point whose neighbours are more than 8 ulps away,
+    and only points inside such near-ties get the per-point norm: the same order as the official, at vector speed
+    for most masks.
+    """
+    diff = pts - center
+    d = np.linalg.norm(diff, axis=1)
+    if len(d) < 2:
+        return np.arange(len(d))
+    srt = np.sort(d)
+    tie = np.diff(srt) <= 8 * np.spacing(srt[1:])
+    near_values = np.union1d(srt[:-1][tie], srt[1:][tie])
+    near = np.nonzero(np.isin(d, near_values))[0]
+    if near.size:
+        d = d.copy()
+        d[near] = [np.linalg.norm(diff[i]) for i in near.tolist()]
+    return np.argsort(d, kind="stable")
 
 
 def interior_points(mask: np.ndarray, k: int, rng: np.random.Generator) -> list[tuple[float, float]]:
     """k interior points (x=col, y=row): foreground pixels sorted by distance to their centroid, split into k equal
     segments, the middle element of each (official ``sample_uniform_sparse_points``); random with replacement if
-    there are fewer than k pixels."""
+    there are fewer than k pixels (the official draws from Python's global ``random``; we take an explicit rng)."""
     fg = np.argwhere(mask)
     if len(fg) == 0:
         return []
     if len(fg) < k:
         idx = rng.integers(0, len(fg), size=k)
         return [(float(fg[i][1]), float(fg[i][0])) for i in idx]
-    center = fg.mean(axis=0)
-    d = np.linalg.norm(fg - center, axis=1)
-    fg = fg[np.argsort(d, kind="stable")]
+    fg = fg[_order_by_distance(fg, np.mean(fg, axis=0))]
     per = len(fg) // k
     out = []
     for i in range(k):
@@ -125,23 +150,34 @@ def interior_points(mask: np.ndarray, k: int, rng: np.random.Generator) -> list[
     return out
 
 
+def boundary_points(mask: np.ndarray) -> np.ndarray | None:
+    """The concatenated contours of the zero-padded mask as [L, 2] (x, y) in the padded frame (official
+    ``binary_mask_to_polygon`` with tolerance 0: contours closed, those with < 3 vertices dropped, negative
+    coordinates set to 0); None when the mask has no contour."""
+    padded = np.pad(np.asarray(mask).astype(np.int32), 1)
+    parts = []
+    for c in find_contours_binary(padded):
+        if not np.array_equal(c[0], c[-1]):
+            c = np.vstack((c, c[0]))
+        if len(c) >= 3:
+            parts.append(np.maximum(c[:, ::-1], 0))
+    return np.concatenate(parts, axis=0) if parts else None
+
+
 def mask_to_polygon_points(mask: np.ndarray, n: int, rng: np.random.Generator) -> list[tuple[float, float]] | None:
     """The official 256-point polygon of a mask, in mask pixel units (x, y); None when the mask has no contour.
 
-    n//2 boundary points at ``int(linspace(0, L-1, n//2))`` along the concatenated contours of the zero-padded mask
-    (padded-frame coordinates, contours with < 3 vertices dropped), plus n - n//2 interior points; all sorted by
-    distance to (0, 0).
+    n//2 boundary points at ``int(linspace(0, L-1, n//2))`` along :func:`boundary_points` (exactly skimage's
+    contours: same vertices, order and starts), plus n - n//2 interior points; all sorted (stably, interior points
+    first) by distance to (0, 0) as the official ``sample_sparse_points_from_mask``.
     """
-    padded = np.pad(np.asarray(mask).astype(np.int32), 1)
-    contours = [c for c in find_contours_binary(padded) if len(c) >= 3]
-    if not contours:
+    boundary = boundary_points(mask)
+    if boundary is None:
         return None
-    boundary = np.concatenate([c[:, ::-1] for c in contours], axis=0)  # (x, y)
-    boundary = np.maximum(boundary, 0)
     idx = [int(i) for i in np.linspace(0, boundary.shape[0] - 1, n // 2)]
     sampled = [(float(x), float(y)) for x, y in boundary[idx]]
     inside = interior_points(mask, n - len(sampled), rng)
-    return sorted(inside + sampled, key=_dist0)
+    return sorted(inside + sampled, key=_norm_key)
 
 
 def _flatten_norm(points: Sequence[tuple[float, float]], w: float, h: float, clip: bool) -> list[float]:
@@ -155,13 +191,15 @@ def _flatten_norm(points: Sequence[tuple[float, float]], w: float, h: float, cli
 
 
 def _label(i: int, inst: InstanceInput) -> str:
-    return f'instance {i} ("{inst.name}")' if inst.name else f"instance {i}"
+    """The instance as a person counts it (from 1): its own ``number``, else slot ``i`` + 1."""
+    n = inst.number if inst.number is not None else i + 1
+    return f'instance {n} ("{inst.name}")' if inst.name else f"instance {n}"
 
 
 def _resize_mask(mask: np.ndarray, size: int) -> torch.Tensor:
-    """Binary mask -> [size, size] float {0,1} by nearest neighbour (PIL NEAREST = torch 'nearest-exact')."""
-    t = torch.from_numpy(np.asarray(mask).astype(np.float32))[None, None]
-    return F.interpolate(t, size=(size, size), mode="nearest-exact")[0, 0]
+    """Instance mask -> [size, size] float32 as the official ``skimage.transform.resize(mask, (512, 512, 1))``:
+    bilinear with Gaussian anti-aliasing, so not binary unless the mask already has that size."""
+    return torch.from_numpy(resize_like_skimage(mask, size, size))
 
 
 def choose_preset(instances: Sequence[InstanceInput]) -> str:
@@ -181,7 +219,10 @@ def _check_xy(i: int, inst: InstanceInput, what: str, x: float, y: float, w: int
         raise ValueError(f"{_label(i, inst)}: {what} ({x:g}, {y:g}) is outside the canvas 0..{w} x 0..{h} pixels")
 
 
-def _instance_box(i: int, inst: InstanceInput, w: int, h: int) -> list[float]:
+MISSING_BOX = ("from regions", "zeros (official)")
+
+
+def _instance_box(i: int, inst: InstanceInput, w: int, h: int, missing_box: str = "from regions") -> list[float]:
     if inst.box is not None:
         x0, y0, x1, y1 = (float(v) for v in inst.box)
         _check_xy(i, inst, "box corner", x0, y0, w, h)
@@ -189,6 +230,8 @@ def _instance_box(i: int, inst: InstanceInput, w: int, h: int) -> list[float]:
         if x1 < x0 or y1 < y0:
             raise ValueError(f"{_label(i, inst)}: box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) needs x0 <= x1 and y0 <= y1")
         return [x0 / w, y0 / h, x1 / w, y1 / h]
+    if missing_box == "zeros (official)":
+        return [0.0, 0.0, 0.0, 0.0]  # official inference.py: a missing bbox becomes [0, 0, 0, 0]
     if inst.mask is not None and np.asarray(inst.mask).any():
         m = np.asarray(inst.mask).astype(bool)
         rows, cols = np.nonzero(m)
@@ -198,7 +241,7 @@ def _instance_box(i: int, inst: InstanceInput, w: int, h: int) -> list[float]:
     if pts:
         xs, ys = [float(p[0]) for p in pts], [float(p[1]) for p in pts]
         return [min(xs) / w, min(ys) / h, max(xs) / w, max(ys) / h]
-    return [0.0, 0.0, 0.0, 0.0]  # official: missing bbox -> [0, 0, 0, 0]
+    return [0.0, 0.0, 0.0, 0.0]  # nothing to derive a box from
 
 
 def prepare_inputs(
@@ -209,17 +252,22 @@ def prepare_inputs(
     seed: int = 0,
     max_objs: int = MAX_OBJS,
     seg_size: int = SEG_SIZE,
+    missing_box: str = "from regions",
 ) -> dict[str, torch.Tensor]:
     """Build the position-net input dict (shapes in the module docstring) for instances in slot order 0..n-1.
 
     width/height: canvas in pixels; every coordinate is divided by them (masks by their own resolution).
     preset: "auto", "boxes", "masks", "points" or "scribbles" (official test_*.yaml drop flags).
     seed: for the random parts (auto-scribbles from masks, interior points of masks with < 128 pixels).
+    missing_box: for an instance without a box, "from regions" (the bounding box of its mask, else of its
+    scribble and point) or "zeros (official)" ([0, 0, 0, 0], as the official inference.py).
     Raises ValueError naming the instance for out-of-canvas coordinates, more than ``max_objs`` instances, or a bad
     embedding.
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"canvas must be positive, got {width} x {height}")
+    if missing_box not in MISSING_BOX:
+        raise ValueError(f"unknown missing_box {missing_box!r}; choose one of {', '.join(MISSING_BOX)}")
     if preset not in PRESET_NAMES:
         raise ValueError(f"unknown InstanceDiffusion preset {preset!r}; choose one of {', '.join(PRESET_NAMES)}")
     n = len(instances)
@@ -240,7 +288,7 @@ def prepare_inputs(
                 f"{_label(i, inst)}: text embedding has {emb.numel()} values; expected {EMBED_DIM} "
                 "(CLIP-L pooled, un-projected: encode with return_pooled='unprojected')"
             )
-        box = _instance_box(i, inst, width, height)
+        box = _instance_box(i, inst, width, height, missing_box)
         out["masks"][0, i] = 1.0
         out["positive_embeddings"][0, i] = emb
         out["boxes"][0, i] = torch.tensor(box)
@@ -259,7 +307,9 @@ def prepare_inputs(
                 raise ValueError(f"{_label(i, inst)}: scribble has no points; give at least one (x, y) pair")
             for x, y in pts:
                 _check_xy(i, inst, "scribble point", float(x), float(y), width, height)
-            out["scribbles"][0, i] = torch.tensor(_flatten_norm(reorder_scribble(pts), width, height, clip=False))
+            # official order: normalise by the canvas, then sort by distance to (0, 0) and resample
+            norm = reorder_scribble([(float(x) / width, float(y) / height) for x, y in pts])
+            out["scribbles"][0, i] = torch.tensor([v for p in norm for v in p])
         elif mask is not None:
             pts = scribble_from_mask(mask, N_SCRIBBLE, rng)
             if pts is not None:
@@ -307,19 +357,10 @@ def rasterize_polygon(
     points: Sequence[tuple[float, float]], mh: int, mw: int, width: float, height: float
 ) -> np.ndarray:
     """Even-odd fill of a pixel-coordinate polygon on an [mh, mw] grid covering a width x height canvas
-    (pixel centres tested)."""
-    ys = (np.arange(mh) + 0.5) * (height / mh)
-    xs = (np.arange(mw) + 0.5) * (width / mw)
-    gx, gy = np.meshgrid(xs, ys)
-    inside = np.zeros((mh, mw), dtype=bool)
-    pts = [(float(x), float(y)) for x, y in points]
-    for (x1, y1), (x2, y2) in zip(pts, pts[1:] + pts[:1]):
-        if y1 == y2:
-            continue
-        crosses = (gy >= min(y1, y2)) & (gy < max(y1, y2))
-        xint = x1 + (gy - y1) * (x2 - x1) / (y2 - y1)
-        inside ^= crosses & (gx < xint)
-    return inside
+    (pixel centres tested; one scanline pass over the polygon's bounding box, core/raster.py)."""
+    out = np.zeros((mh, mw), dtype=bool)
+    raster.paste(out, raster.polygon_cells(np.asarray(points, dtype=np.float64).reshape(-1, 2), width, height, mh, mw))
+    return out
 
 
 def _resize_bool(mask: np.ndarray, mh: int, mw: int) -> np.ndarray:
@@ -330,7 +371,11 @@ def _resize_bool(mask: np.ndarray, mh: int, mw: int) -> np.ndarray:
 
 
 def from_layout(
-    layout: Any, embeddings: Sequence[torch.Tensor] | torch.Tensor, preset: str = "auto", seed: int = 0
+    layout: Any,
+    embeddings: Sequence[torch.Tensor] | torch.Tensor,
+    preset: str = "auto",
+    seed: int = 0,
+    missing_box: str = "from regions",
 ) -> dict[str, torch.Tensor]:
     """Adapter from ``core.layout.Layout``: one :class:`InstanceInput` per *active* instance, in list order.
 
@@ -344,7 +389,7 @@ def from_layout(
         raise ValueError(f"from_layout: {len(active)} active instances but {len(embeddings)} text embeddings")
     w, h = int(layout.width), int(layout.height)
     instances = []
-    for inst, emb in zip(active, embeddings):
+    for number, inst, emb in zip(layout.active_numbers(), active, embeddings):
         masks = [np.asarray(r.mask).astype(bool) for r in inst.regions if r.kind == "mask" and r.mask is not None]
         polys = [r.points for r in inst.regions if r.kind == "polygon" and r.points]
         mask = None
@@ -366,12 +411,15 @@ def from_layout(
                 scribble=list(scr_r.points) if scr_r is not None and scr_r.points else None,
                 mask=mask,
                 name=inst.description,
+                number=number,
             )
         )
-    return prepare_inputs(instances, w, h, preset=preset, seed=seed)
+    return prepare_inputs(instances, w, h, preset=preset, seed=seed, missing_box=missing_box)
 
 
-def received_overlays(layout: Any, preset: str = "auto", seed: int = 0) -> dict[int, list[dict]]:
+def received_overlays(
+    layout: Any, preset: str = "auto", seed: int = 0, missing_box: str = "from regions"
+) -> dict[int, list[dict]]:
     """What the model receives, as marks for ``core.render.render_layout(overlays=...)``, in canvas pixels.
 
     For each active instance: the normalised box, the point, the 20 resampled scribble points (a polyline) and the
@@ -379,7 +427,8 @@ def received_overlays(layout: Any, preset: str = "auto", seed: int = 0) -> dict[
     Modalities that the preset replaces by the null embedding are left out (e.g. scribbles under "boxes").
     """
     active = layout.active()
-    inputs = from_layout(layout, torch.zeros(len(active), EMBED_DIM), preset=preset, seed=seed)
+    inputs = from_layout(layout, torch.zeros(len(active), EMBED_DIM), preset=preset, seed=seed,
+                         missing_box=missing_box)
     drop = DropFlags.from_tensor(inputs["drop"])
     w, h = float(layout.width), float(layout.height)
 

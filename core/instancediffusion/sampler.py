@@ -76,38 +76,35 @@ def _ddim_step(x: torch.Tensor, eps: torch.Tensor, a_t: float, a_prev: float) ->
     return a_prev**0.5 * x0 + (1.0 - a_prev) ** 0.5 * eps
 
 
-def plms_sample(
+def plms_levels(
     eps_fn: EpsFn,
     x: torch.Tensor,
-    timesteps: Sequence[int],
-    alphas_cumprod: torch.Tensor,
+    levels: Sequence,
+    alphas: Sequence[float],
     start: int = 0,
     stop: int | None = None,
     state: PLMSState | None = None,
 ) -> tuple[torch.Tensor, PLMSState]:
-    """Run PLMS steps ``start..stop-1`` over descending ``timesteps`` (e.g. 981, 961, ..., 1).
+    """PLMS steps ``start..stop-1`` over ``levels`` (what ``eps_fn`` is called with: DDPM timesteps, or sigmas).
 
-    x: [B, 4, h, w] latent at timesteps[start] (x_T = unit noise for start 0). The first step of a fresh history is
-    the pseudo improved-Euler step (two ε evaluations); later steps are Adams–Bashforth of order 2/3/4. a_prev of
-    the last step is alphas_cumprod[0] (the official sampler ends at t=0's alpha, not at the clean x0).
+    alphas: ``len(levels) + 1`` cumulative alphas: ``alphas[i]`` at levels[i], the last one where the last step
+    ends. x: [B, 4, h, w] in LDM scaling (``x_t = sqrt(a)·x0 + sqrt(1-a)·ε``) at levels[start]. The first step of a
+    fresh history is the pseudo improved-Euler step (two ε evaluations, the second at levels[i + 1], both with step
+    index i); later steps are Adams–Bashforth of order 2/3/4. Every operation is elementwise per row, so branches
+    stacked along the batch give the same numbers as branches run one by one.
     Returns (x after the last step, the ε history to continue with). x is not modified.
     """
-    ac = alphas_cumprod.detach().double().cpu()
-    stop = len(timesteps) if stop is None else stop
+    if len(alphas) != len(levels) + 1:
+        raise ValueError(f"plms_levels: need {len(levels) + 1} alphas for {len(levels)} levels, got {len(alphas)}")
+    stop = len(levels) if stop is None else stop
     state = PLMSState() if state is None else state.clone()
-
-    def alpha_prev(i: int) -> float:
-        return float(ac[timesteps[i + 1]]) if i + 1 < len(timesteps) else float(ac[0])
-
     for i in range(start, stop):
-        t = int(timesteps[i])
-        a_t, a_prev = float(ac[t]), alpha_prev(i)
-        e_t = eps_fn(x, t, i)
+        a_t, a_prev = float(alphas[i]), float(alphas[i + 1])
+        e_t = eps_fn(x, levels[i], i)
         old = state.old_eps
         if len(old) == 0:
             x_next = _ddim_step(x, e_t, a_t, a_prev)
-            t_next = int(timesteps[min(i + 1, len(timesteps) - 1)])
-            e_prime = (e_t + eps_fn(x_next, t_next, i)) / 2
+            e_prime = (e_t + eps_fn(x_next, levels[min(i + 1, len(levels) - 1)], i)) / 2
         elif len(old) == 1:
             e_prime = (3 * e_t - old[-1]) / 2
         elif len(old) == 2:
@@ -117,6 +114,27 @@ def plms_sample(
         x = _ddim_step(x, e_prime, a_t, a_prev)
         state.old_eps = (old + [e_t])[-3:]
     return x, state
+
+
+def official_alphas(timesteps: Sequence[int], alphas_cumprod: torch.Tensor) -> list[float]:
+    """alphas_cumprod at each timestep, then alphas_cumprod[0]: the official sampler ends at t = 0's alpha."""
+    ac = alphas_cumprod.detach().double().cpu()
+    return [float(ac[int(t)]) for t in timesteps] + [float(ac[0])]
+
+
+def plms_sample(
+    eps_fn: EpsFn,
+    x: torch.Tensor,
+    timesteps: Sequence[int],
+    alphas_cumprod: torch.Tensor,
+    start: int = 0,
+    stop: int | None = None,
+    state: PLMSState | None = None,
+) -> tuple[torch.Tensor, PLMSState]:
+    """The official PLMS: :func:`plms_levels` over descending DDPM ``timesteps`` (e.g. 981, 961, ..., 1) with
+    :func:`official_alphas` (x = unit noise at timesteps[0] for start 0)."""
+    return plms_levels(eps_fn, x, [int(t) for t in timesteps], official_alphas(timesteps, alphas_cumprod), start,
+                       stop, state)
 
 
 def mis_merge(latents: Sequence[torch.Tensor]) -> torch.Tensor:

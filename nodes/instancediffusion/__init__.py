@@ -4,12 +4,14 @@
 - ``grounding``: the patch objects (fusers, ScaleU, MIS context) and the state they share;
 - ``loader``: Load InstanceDiffusion, Convert to safetensors;
 - ``apply``: Apply InstanceDiffusion;
-- ``sampler``: KSampler (InstanceDiffusion MIS).
+- ``sampler``: KSampler (InstanceDiffusion MIS);
+- ``mis_sampler``: the MIS as a SAMPLER for SamplerCustom / SamplerCustomAdvanced (and the official PLMS path).
 """
 from __future__ import annotations
 
 from .apply import ApplyInstanceDiffusion
 from .loader import InstanceDiffusionConvert, InstanceDiffusionLoader
+from .mis_sampler import SamplerInstanceDiffusionMIS
 from .sampler import InstanceDiffusionSampler
 
 NODE_CLASS_MAPPINGS = {
@@ -17,10 +19,12 @@ NODE_CLASS_MAPPINGS = {
     "IFAInstanceDiffusionConvert": InstanceDiffusionConvert,
     "IFAApplyInstanceDiffusion": ApplyInstanceDiffusion,
     "IFAInstanceDiffusionSampler": InstanceDiffusionSampler,
+    "IFASamplerInstanceDiffusionMIS": SamplerInstanceDiffusionMIS,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "IFAInstanceDiffusionLoader": "Load InstanceDiffusion",
     "IFAInstanceDiffusionConvert": "Convert InstanceDiffusion to safetensors",
     "IFAApplyInstanceDiffusion": "Apply InstanceDiffusion",
     "IFAInstanceDiffusionSampler": "KSampler (InstanceDiffusion MIS)",
+    "IFASamplerInstanceDiffusionMIS": "InstanceDiffusion MIS (SAMPLER)",
 }

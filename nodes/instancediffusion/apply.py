@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import torch
 
-from ...core.instancediffusion import PRESET_NAMES, from_layout
+from ...core.instancediffusion import MISSING_BOX, PRESET_NAMES, from_layout
 from ...core.instancediffusion.frames import frame_inputs
 from ...core.layout import LayoutError
 from ...core.timeline import Timeline, frame_count, frame_span
 from ..common import CATEGORY_INSTANCEDIFFUSION, LAYOUT
 from ..frames import FrameTable
-from ..patches import percent_window
+from ..steps import StepWindow
 from .adapter import ADAPTER, Adapter, check_model, load_adapter  # noqa: F401  (load_adapter: tests, benchmarks)
 from .grounding import FuserPatch, GroundingState, ScaleUPatch, find_state  # noqa: F401  (find_state: tests)
 
@@ -33,7 +33,9 @@ class ApplyInstanceDiffusion:
             "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 5.0, "step": 0.05,
                                    "tooltip": "Scales the fusers' contribution (0-5; 1 = as trained)."}),
             "alpha": ("FLOAT", {"default": 0.8, "min": 0.0, "max": 1.0, "step": 0.01,
-                                "tooltip": "Fraction of the steps with the fusers on (0-1; official 0.8)."}),
+                                "tooltip": "The fusers are on for the first int(alpha x steps) steps, counted "
+                                           "exactly (0-1; 0.8 as the official README demos: 40 of 50 steps; the "
+                                           "official inference.py's own default is 0.75)."}),
             "preset": (list(PRESET_NAMES), {"default": "auto",
                                             "tooltip": "Which input kinds the model uses (the official test "
                                                        "configs): boxes, masks, points or scribbles; auto picks "
@@ -41,6 +43,11 @@ class ApplyInstanceDiffusion:
             "scaleu": ("BOOLEAN", {"default": True,
                                    "tooltip": "Apply the learned ScaleU scaling of the decoder's skip and backbone "
                                               "features (on in the official model)."}),
+        }, "optional": {
+            "missing_box": (list(MISSING_BOX), {"default": MISSING_BOX[0],
+                                                "tooltip": "An instance drawn without a box: use the bounding box "
+                                                           "of its mask / scribble / point (from regions), or "
+                                                           "[0, 0, 0, 0] as the official inference.py."}),
         }}
 
     RETURN_TYPES = ("MODEL",)
@@ -49,14 +56,16 @@ class ApplyInstanceDiffusion:
     FUNCTION = "apply"
     CATEGORY = CATEGORY_INSTANCEDIFFUSION
 
-    def apply(self, model, instancediffusion, clip, layout, strength, alpha, preset, scaleu):
+    def apply(self, model, instancediffusion, clip, layout, strength, alpha, preset, scaleu,
+              missing_box=MISSING_BOX[0]):
         adapter: Adapter = instancediffusion
         check_model(model, adapter)
         active = layout.active()
         if not active:
             raise LayoutError("InstanceDiffusion: the layout has no active instances; add at least one")
+        layout.require_descriptions("InstanceDiffusion")
         pooled, captions = [], []
-        for i, inst in enumerate(active):
+        for i, inst in zip(layout.active_numbers(), active):
             tokens = clip.tokenize(inst.description)
             cond, pool = clip.encode_from_tokens(tokens, return_pooled="unprojected")
             if pool is None or pool.shape[-1] != 768:
@@ -68,12 +77,12 @@ class ApplyInstanceDiffusion:
         frames = None
         if layout.timed:  # one input row per distinct frame; batch row i is frame i
             timeline = Timeline(layout, frame_span(layout))
-            inputs = frame_inputs(timeline, torch.stack(pooled), preset=preset)
+            inputs = frame_inputs(timeline, torch.stack(pooled), preset=preset, missing_box=missing_box)
             frames = FrameTable(timeline.index, frame_count(layout), "Apply InstanceDiffusion")
         else:
-            inputs = from_layout(layout, torch.stack(pooled), preset=preset)
-        _, sigma_end = percent_window(model, 0.0, alpha)
-        state = GroundingState(adapter, inputs, captions, strength, alpha, sigma_end, scaleu,
+            inputs = from_layout(layout, torch.stack(pooled), preset=preset, missing_box=missing_box)
+        window = StepWindow.for_model(model, 0.0, alpha, "int")
+        state = GroundingState(adapter, inputs, captions, strength, alpha, window, scaleu,
                                [inst.description for inst in active], frames=frames)
         m = model.clone()
         m.set_model_patch(FuserPatch(state), "middle_patch")

@@ -5,9 +5,9 @@
   grounding tokens, negative rows the all-null grounding tokens (as the official sampler does: the uncond pass is
   *not* plain SD). The position net runs once per (device, dtype) and the tokens are cached on the patch state.
 - ``output_block_patch``: ScaleU at the 12 decoder joins (all rows, every step).
-- alpha: the fusers are on for the first ``int(alpha·steps)`` steps. The step index comes from the schedule in
-  ``transformer_options["sample_sigmas"]`` (ComfyUI v0.3+; this pack's MIS sampler always provides the full
-  schedule); on older ComfyUI it falls back to a sigma threshold at the same fraction of the timestep range.
+- alpha: the fusers are on for the first ``int(alpha·steps)`` steps, counted exactly on every ComfyUI version by
+  :class:`..steps.StepWindow` (the schedule from this pack's samplers, ComfyUI's ``sample_sigmas``, or captured on
+  the 2024 build).
 """
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ import math
 import torch
 
 from ...core.instancediffusion import null_inputs, single_instance_inputs
-from ...core.instancediffusion.sampler import step_index_from_sigma
 from ..frames import FrameTable, chunk_frames
-from ..patches import current_sigma, rows_by_cond
+from ..patches import rows_by_cond
+from ..steps import SCHEDULE_KEY, StepWindow
 from .adapter import Adapter
 
 MIS_KEY = "ifa_id_mis"  # transformer_options: {"branches": [...], "per": B} while the MIS sampler runs branches
-SIGMAS_KEY = "ifa_id_sigmas"  # transformer_options: the full schedule of the run (set by the MIS sampler)
+SIGMAS_KEY = SCHEDULE_KEY  # transformer_options: the full schedule of the run (set by the MIS sampler)
 
 
 class GroundingState:
@@ -32,13 +32,13 @@ class GroundingState:
     """
 
     def __init__(self, adapter: Adapter, inputs: dict, captions: list, strength: float, alpha: float,
-                 sigma_threshold: float, scaleu: bool, names: list[str], frames: FrameTable | None = None):
+                 window: StepWindow, scaleu: bool, names: list[str], frames: FrameTable | None = None):
         self.adapter = adapter
         self.inputs = inputs
         self.captions = captions  # per instance: CLIP hidden states [1, 77·k, 768] of its description
         self.strength = float(strength)
         self.alpha = float(alpha)
-        self.sigma_threshold = float(sigma_threshold)
+        self.window = window  # fusers on while step < int(alpha·steps)
         self.scaleu = bool(scaleu)
         self.names = names
         self.n = len(names)
@@ -46,7 +46,6 @@ class GroundingState:
         self.frames = frames
         self._tokens: dict = {}
         self._rows: dict = {}
-        self._scale_memo: tuple | None = None  # (sigma, schedule, scale) of the current UNet call
         self.position_net_runs = 0  # how many times the position net ran (once per device/dtype)
 
     def __deepcopy__(self, memo):
@@ -117,26 +116,10 @@ class GroundingState:
         return idx
 
     def fuser_scale(self, extra_options: dict) -> float:
-        """strength × (1 while the step index < int(alpha·steps), else 0); computed once per UNet call."""
+        """strength × (1 while the step index < int(alpha·steps), else 0): :class:`..steps.StepWindow`."""
         if self.strength == 0.0:
             return 0.0
-        if extra_options.get("sigmas") is None:
-            return self.strength
-        sigma = current_sigma(extra_options)
-        sched = extra_options.get(SIGMAS_KEY)
-        if sched is None:
-            sched = extra_options.get("sample_sigmas")
-        memo = self._scale_memo
-        if memo is not None and memo[0] == sigma and memo[1] is sched:
-            return memo[2]
-        if sched is not None and len(sched) > 1:
-            steps = len(sched) - 1
-            on = step_index_from_sigma(sigma, sched[:-1]) < int(self.alpha * steps)
-        else:  # 2024 ComfyUI: no schedule in transformer_options
-            on = sigma >= self.sigma_threshold
-        scale = self.strength if on else 0.0
-        self._scale_memo = (sigma, sched, scale)
-        return scale
+        return self.strength if self.window.active(extra_options) else 0.0
 
 
 class FuserPatch:

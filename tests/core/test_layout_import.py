@@ -68,7 +68,7 @@ def test_instancediffusion_coco_polygon_mask_and_list_counts():
     ("anno", "needle"),
     [
         ({"bbox": [0, 0, 10, 10]}, "annos[0]): missing 'caption'"),
-        ({"caption": "a cup", "bbox": [0, 0, 0, 0]}, 'instance 0 ("a cup") (annos[0]): no usable region'),
+        ({"caption": "a cup", "bbox": [0, 0, 0, 0]}, 'instance 1 ("a cup") (annos[0]): no usable region'),
         ({"caption": "a cup", "mask": {"size": [2, 2], "counts": "zz"}}, "malformed RLE in 'mask'"),
         ({"caption": "a cup", "bbox": [0, 0, 10]}, "'bbox' must be [x, y, w, h] pixels"),
         ({"caption": "a cup", "scribble": [1, 2, 3]}, "needs an even count"),
@@ -113,9 +113,9 @@ def test_ifadapter_import_other_canvas():
 
 
 def test_ifadapter_errors():
-    with pytest.raises(LayoutError, match=r"instance 0 \(annotations\[0\]\): 'caption' must be a string"):
+    with pytest.raises(LayoutError, match=r"instance 1 \(annotations\[0\]\): 'caption' must be a string"):
         from_ifadapter_json({"caption": "", "annotations": [{"box": [0, 0, 5, 5]}]})
-    with pytest.raises(LayoutError, match=r'instance 0 \("a cup"\): box \[900, 0, 5, 5\] has zero area'):
+    with pytest.raises(LayoutError, match=r'instance 1 \("a cup"\): box \[900, 0, 5, 5\] has zero area'):
         from_ifadapter_json({"caption": "", "annotations": [{"box": [900, 0, 5, 5], "caption": "a cup"}]})
 
 
@@ -135,7 +135,7 @@ def test_from_masks_batch():
 def test_from_masks_errors():
     with pytest.raises(LayoutError, match="got 2 masks but 1 descriptions"):
         from_masks(torch.ones(2, 4, 4), ["x"])
-    with pytest.raises(LayoutError, match=r'instance 1 \("b"\): regions\[0\] \(mask\): mask is empty'):
+    with pytest.raises(LayoutError, match=r'instance 2 \("b"\): regions\[0\] \(mask\): mask is empty'):
         from_masks(torch.stack([torch.ones(4, 4), torch.zeros(4, 4)]), ["a", "b"])
     with pytest.raises(LayoutError, match=r"masks must be \[n, H, W\]"):
         from_masks(torch.ones(1, 1, 4, 4), ["a"])

@@ -171,7 +171,7 @@ def test_error_unrecognised_json():
 
 def test_error_box_outside_canvas_names_instance_and_field():
     msg = err(with_region({"kind": "box", "box": [10, 10, 1200, 100]}))
-    assert 'instance 0 ("a red vintage car with chrome bumpers")' in msg
+    assert 'instance 1 ("a red vintage car with chrome bumpers")' in msg
     assert "regions[0] (box)" in msg
     assert "x1=1200 is outside the canvas 0..1024 (width)" in msg
 
@@ -196,15 +196,21 @@ def test_error_missing_description():
     d = canonical()
     del d["instances"][1]["description"]
     msg = err(d)
-    assert "instance 1: missing 'description'" in msg
+    assert "instance 2: missing 'description'" in msg
 
 
-def test_error_empty_description_only_when_enabled():
+def test_empty_description_is_a_valid_layout_and_refused_only_by_text_encoding_backends():
+    """A drawn but not yet described instance previews and rasterises; a back-end that encodes descriptions
+    names it (counted from 1) when it needs the text."""
     d = canonical()
     d["instances"][0]["description"] = "  "
-    assert "instance 0: missing description" in err(d)
-    d["instances"][0]["enabled"] = False
-    assert Layout.from_json(d).instances[0].description == "  "
+    layout = Layout.from_json(d)
+    assert layout.instances[0].description == "  "
+    assert layout.rasterize(4, 4).shape[0] == 1
+    with pytest.raises(LayoutError, match=r"^instance 1: missing description; IFAdapter encodes"):
+        layout.require_descriptions("IFAdapter")
+    layout.instances[0].enabled = False
+    assert layout.require_descriptions("IFAdapter") is layout
 
 
 def test_error_unknown_region_kind():
@@ -215,7 +221,7 @@ def test_error_unknown_region_kind():
 
 def test_error_malformed_rle_names_instance():
     msg = err(with_region({"kind": "mask", "rle": {"size": [3, 3], "counts": [3, 2]}}))
-    assert 'instance 0 ("a red vintage car' in msg and "malformed RLE in 'rle'" in msg and "needs 9" in msg
+    assert 'instance 1 ("a red vintage car' in msg and "malformed RLE in 'rle'" in msg and "needs 9" in msg
 
 
 def test_error_empty_mask():
@@ -254,7 +260,7 @@ def test_error_instance_fields(field, value, needle):
     d = canonical()
     d["instances"][0][field] = value
     msg = err(d)
-    assert needle in msg and msg.startswith('instance 0 ("a red vintage car')
+    assert needle in msg and msg.startswith('instance 1 ("a red vintage car')
 
 
 @pytest.mark.parametrize(("key", "value"), [("width", 0), ("height", 20000), ("width", 512.5)])
@@ -281,7 +287,7 @@ def test_max_instances_per_backend():
 
 def test_validate_catches_programmatic_mistakes():
     layout = Layout(100, 100, instances=[Instance("a cat", regions=[Region("box", box=(0, 0, 150, 10))])])
-    with pytest.raises(LayoutError, match=r'instance 0 \("a cat"\): regions\[0\] \(box\): x1=150 is outside'):
+    with pytest.raises(LayoutError, match=r'instance 1 \("a cat"\): regions\[0\] \(box\): x1=150 is outside'):
         layout.validate()
     layout.instances[0].regions[0] = Region("blob")
     with pytest.raises(LayoutError, match="unknown region kind 'blob'"):
@@ -298,3 +304,20 @@ def test_describe_summarises():
     assert text.splitlines()[0] == '1024x768 layout, 1/2 instances enabled, prompt "a street at dusk"'
     assert "box+polygon+mask+scribble+point [100,200,612,700]" in text
     assert "[disabled]" in text.splitlines()[2]
+
+
+def test_instances_are_numbered_from_1_in_messages_and_summaries():
+    """The fifth instance is "instance 5", as the editor's layer list and the preview's tags number it."""
+    box = {"kind": "box", "box": [0, 0, 10, 10]}
+    d = canonical()
+    d["instances"] = [{"description": f"thing {k}", "regions": [box]} for k in range(5)]
+    d["instances"][4]["regions"] = [{"kind": "box", "box": [0, 0, 10, 2000]}]
+    assert err(d).startswith('instance 5 ("thing 4"): regions[0] (box): y1=2000')
+    d["instances"][4] = "not an object"
+    assert err(d).startswith("instance 5 must be an object")
+    d["instances"][4] = {"description": "thing 4", "regions": [box]}
+    d["instances"][2]["enabled"] = False
+    layout = Layout.from_json(d)
+    assert layout.active_numbers() == [1, 2, 4, 5]
+    assert layout.describe().splitlines()[1].startswith('  1: "thing 0"')
+    assert layout.describe().splitlines()[5].startswith('  5: "thing 4"')

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
 import pytest
 import torch
 from comfy_env import GraphError
 from graphs import base_graph
+from PIL import Image
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.integration
@@ -163,9 +165,10 @@ def test_tokens_are_encoded_once_per_text_and_weights_are_stripped(comfy, adapte
     mod = _mod(comfy, "IFAEncodeAppearanceTokens")
     clip = comfy.node_class("IFATest_TinyCheckpointLoader")().load("sdxl", 0)[1]
     before = mod.ENCODE_CALLS["clip"]
-    h1, e1, m1 = mod.encode_descriptions(clip, ["a (red:1.3) car", "a blue bird"])
+    strip = "strip (ComfyUI)"  # the default reads weight syntax as text (test_ifadapter_descriptions)
+    h1, e1, m1 = mod.encode_descriptions(clip, ["a (red:1.3) car", "a blue bird"], strip)
     assert mod.ENCODE_CALLS["clip"] - before == 3  # one batched encode per depth (-2, -4, -6), both texts at once
-    h2, e2, m2 = mod.encode_descriptions(clip, ["a red car", "a blue bird", "a (red:1.3) car"])
+    h2, e2, m2 = mod.encode_descriptions(clip, ["a red car", "a blue bird", "a (red:1.3) car"], strip)
     assert mod.ENCODE_CALLS["clip"] - before == 6  # only "a red car" was new
     assert torch.equal(h1[0], h2[2]) and torch.equal(h1[1], h2[1])
     # weight syntax stripped: "(red:1.3)" encodes exactly like "red"
@@ -181,7 +184,7 @@ def test_tokens_are_encoded_once_per_text_and_weights_are_stripped(comfy, adapte
     ref = c.encode_from_tokens(c.tokenize("a red car"))
     assert torch.allclose(ref[0].float(), h2[0, 1], atol=1e-5)
     # escaped parentheses stay text
-    h3, _, m3 = mod.encode_descriptions(clip, [r"a \(red\) car"])
+    h3, _, m3 = mod.encode_descriptions(clip, [r"a \(red\) car"], strip)
     assert m3[0].sum() > 3
 
 
@@ -239,3 +242,32 @@ def test_semantic_map_node_masks_and_preview(comfy, adapters):
     g["lat"]["inputs"].update(width=200, height=136)
     out = comfy.run(g)
     assert np.asarray(Image.open(comfy.output_path(out["msave"]["images"][0]))).shape[:2] == (5, 7)
+
+
+def test_missing_description_is_refused_only_where_tokens_are_encoded(comfy, adapters):
+    """Issue 10 item 5: a layout with an undescribed instance is a valid layout (the semantic map, which reads
+    boxes only, runs); Encode Appearance Tokens names the instance as the editor numbers it (from 1, disabled ones
+    counted)."""
+    lay = json.loads(json.dumps(LAYOUT))
+    lay["instances"][0]["enabled"] = False
+    lay["instances"][2]["description"] = ""
+    ism = {"lay": {"class_type": "IFAInstanceLayout", "inputs": {"width": W, "height": H, "layout": json.dumps(lay)}},
+           "ism": {"class_type": "IFABuildSemanticMap", "inputs": {"layout": ["lay", 0],
+                                                                   "level": "latent/4 (IFAdapter layers)"}},
+           "save": {"class_type": "SaveImage", "inputs": {"images": ["ism", 1], "filename_prefix": "t_ism_nodesc"}}}
+    comfy.run(ism)
+    with pytest.raises(GraphError, match=r"instance 3: missing description; IFAdapter encodes"):
+        comfy.run(ifa_graph(layout=lay, nonce=nonce()))
+
+
+def test_semantic_map_preview_of_a_huge_canvas_is_scaled_down(comfy):
+    """The preview is for looking at: a 16384 x 8192 canvas gives a 2048 x 1024 picture, not 1.6 GB of floats."""
+    lay = {**LAYOUT, "width": 16384, "height": 8192,
+           "instances": [{"description": "sky", "regions": [{"kind": "box", "box": [0, 0, 16384, 4096]}]}]}
+    g = {"lay": {"class_type": "IFALayoutFromJSON", "inputs": {"json_text": json.dumps(lay), "file": "(none)"}},
+         "ism": {"class_type": "IFABuildSemanticMap", "inputs": {"layout": ["lay", 0],
+                                                                 "level": "latent/4 (IFAdapter layers)"}},
+         "save": {"class_type": "SaveImage", "inputs": {"images": ["ism", 1], "filename_prefix": "t_ism_big"}}}
+    out = comfy.run(g)
+    prev = np.asarray(Image.open(comfy.output_path(out["save"]["images"][0])))
+    assert prev.shape == (1024, 2048, 3)

@@ -40,7 +40,8 @@ def _tiny(prompt: dict, lora_name: str) -> dict:
 
 
 @pytest.mark.parametrize("name", ["IFAdapter layout to image.json",
-                                  "IFAdapter + LoRA + ControlNet.json"])
+                                  "IFAdapter + LoRA + ControlNet.json",
+                                  "IFAdapter official settings.json"])
 def test_shipped_workflow_runs(comfy, adapters, lora, name):  # noqa: F811
     wf = json.loads((ROOT / "workflows" / name).read_text())
     prompt = ui_to_api(wf, comfy.nodes.NODE_CLASS_MAPPINGS)
@@ -48,6 +49,15 @@ def test_shipped_workflow_runs(comfy, adapters, lora, name):  # noqa: F811
     assert len(apply) == 1
     # documented defaults: control_ratio 1.0 for base SDXL, 0.3 with LoRAs
     assert apply[0]["inputs"]["end_percent"] == (0.3 if "LoRA" in name else 1.0)
+    if "official" in name:  # the official pipeline: zeroed negative, euler, 30 steps, CFG 7.5, 1024x1024
+        ks = next(n for n in prompt.values() if n["class_type"] == "KSampler")["inputs"]
+        assert prompt[ks["negative"][0]]["class_type"] == "ConditioningZeroOut"
+        assert prompt[ks["negative"][0]]["inputs"]["conditioning"] == ks["positive"]
+        assert (ks["sampler_name"], ks["steps"], ks["cfg"]) == ("euler", 30, 7.5)
+        size = next(n for n in prompt.values() if n["class_type"] == "EmptyLatentImage")["inputs"]
+        assert (size["width"], size["height"]) == (1024, 1024)
+        tok = next(n for n in prompt.values() if n["class_type"] == "IFAEncodeAppearanceTokens")["inputs"]
+        assert tok["weight_syntax"] == "keep as text (official)"
     out = comfy.run(_tiny(prompt, lora))
     from safetensors.torch import load_file
 

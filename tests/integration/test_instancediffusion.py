@@ -43,7 +43,7 @@ def id_files(comfy):
 
 
 def id_graph(layout=LAYOUT, file="tiny_id.safetensors", strength=1.0, alpha=1.0, preset="auto", scaleu=True,
-             mis=None, steps=3, batch=1, seed=1, cfg=5.0, **kw) -> dict:
+             mis=None, steps=3, batch=1, seed=1, cfg=5.0, schedule="sampler_name + scheduler", **kw) -> dict:
     g = base_graph("sd15", width=W, height=H, steps=steps, batch=batch, seed=seed, cfg=cfg, **kw)
     g["lay"] = {"class_type": "IFAInstanceLayout",
                 "inputs": {"width": layout["width"], "height": layout["height"], "layout": json.dumps(layout)}}
@@ -56,7 +56,7 @@ def id_graph(layout=LAYOUT, file="tiny_id.safetensors", strength=1.0, alpha=1.0,
         s = g["sample"]["inputs"]
         g["sample"] = {"class_type": "IFAInstanceDiffusionSampler", "inputs": {
             **{k: s[k] for k in ("model", "seed", "steps", "cfg", "sampler_name", "scheduler", "positive",
-                                 "negative", "latent_image", "denoise")}, "mis": mis}}
+                                 "negative", "latent_image", "denoise")}, "mis": mis, "schedule": schedule}}
     return g
 
 
@@ -340,7 +340,16 @@ def test_shipped_workflows_run_with_tiny_models(comfy, id_files, path):
         elif ct == "EmptyLatentImage":
             inp["width"], inp["height"] = inp["width"] // 4, inp["height"] // 4
         elif ct in ("KSampler", "IFAInstanceDiffusionSampler"):
-            inp["steps"] = 3
+            inp["steps"] = 4 if ct == "IFAInstanceDiffusionSampler" else 3  # the official schedule: divides 1000
     out = comfy.run(prompt)
     saved = [img for o in out.values() for img in o.get("images", []) if img.get("type") == "output"]
     assert saved and np.asarray(Image.open(comfy.output_path(saved[0]))).std() > 0
+
+
+def test_missing_description_names_the_instance_from_1(comfy, id_files):
+    """Issue 10 item 5: Apply InstanceDiffusion encodes every enabled description, so it refuses an empty one and
+    names the instance as the editor and the preview number it."""
+    lay = copy.deepcopy(LAYOUT)
+    lay["instances"].append({"description": "   ", "regions": [{"kind": "point", "point": [250, 200]}]})
+    with pytest.raises(GraphError, match=r"instance 3: missing description; InstanceDiffusion encodes"):
+        comfy.run(id_graph(layout=lay))

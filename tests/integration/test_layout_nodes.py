@@ -129,7 +129,7 @@ def test_layout_from_json_rejects_bad_input_with_named_field(comfy):
     bad["instances"][0]["regions"][0]["box"] = [32, 200, 9999, 352]
     g = {"txt": {"class_type": "IFALayoutFromJSON", "inputs": {"json_text": json.dumps(bad), "file": "(none)"}},
          "p": {"class_type": "IFALayoutPreview", "inputs": {"layout": ["txt", 0], "opacity": 0.5, "legend": True}}}
-    with pytest.raises(GraphError, match=r"instance 0 \("):
+    with pytest.raises(GraphError, match=r"instance 1 \("):
         comfy.run(g)
     g["txt"]["inputs"]["json_text"] = "{not json"
     with pytest.raises(GraphError, match="not valid JSON"):
@@ -187,3 +187,71 @@ def test_instance_layout_reports_its_underlay_for_the_editor(comfy):
     assert under.shape == (48, 64, 3) and tuple(under[0, 0]) == (0x33, 0x66, 0xCC)
     prev = _saved(comfy, out, "save")[0]
     assert prev.shape == (384, 512, 3) and tuple(prev[383, 0]) == (0x33, 0x66, 0xCC)  # underlay scaled in
+
+
+def test_undescribed_instances_preview_and_rasterise(comfy):
+    """Issue 10 item 5: instances drawn but not described yet (the editor's default) are a valid layout for the
+    layout, preview and mask nodes; only the text-encoding back-ends ask for descriptions."""
+    lay = json.loads(json.dumps(LAYOUT))
+    for inst in lay["instances"]:
+        inst["description"] = ""
+    g = {
+        "lay": _layout_node(lay),
+        "prev": {"class_type": "IFALayoutPreview", "inputs": {"layout": ["lay", 0], "opacity": 0.5, "legend": True}},
+        "masks": {"class_type": "IFALayoutToMasks", "inputs": {"layout": ["lay", 0], "width": 64, "height": 48}},
+        "fm": {"class_type": "IFALayoutFromMasks", "inputs": {"masks": ["masks", 0], "descriptions": "",
+                                                              "prompt": ""}},
+        "prev2": {"class_type": "IFALayoutPreview", "inputs": {"layout": ["fm", 0], "opacity": 0.5,
+                                                               "legend": True}},
+        "mimg": {"class_type": "MaskToImage", "inputs": {"mask": ["masks", 0]}},
+        "save": {"class_type": "SaveImage", "inputs": {"images": ["mimg", 0], "filename_prefix": "t_nodesc"}},
+    }
+    out = comfy.run(g)
+    assert len(out["save"]["images"]) == 3
+    assert out["prev"]["images"] and out["prev2"]["images"]
+
+
+def test_deeply_nested_json_is_a_layout_error(comfy):
+    """Issue 8 item 4: JSON nested past what Python can parse, or past the format's limit, is a clear error."""
+    g = {"txt": {"class_type": "IFALayoutFromJSON", "inputs": {"file": "(none)", "json_text": (
+             '{"format": "instance-layout", "version": 1, "x": ' + "[" * 100_000 + "]" * 100_000 + "}")}},
+         "p": {"class_type": "IFALayoutPreview", "inputs": {"layout": ["txt", 0], "opacity": 0.5, "legend": True}}}
+    with pytest.raises(GraphError, match="nested too deeply") as e:
+        comfy.run(g)
+    assert "RecursionError" not in str(e.value)
+    deep = json.loads(json.dumps(LAYOUT))
+    deep["instances"][0]["note"] = json.loads("[" * 200 + "]" * 200)
+    g["txt"]["inputs"]["json_text"] = json.dumps(deep)
+    with pytest.raises(GraphError, match=r"nested 65\+ levels deep; at most 64 allowed"):
+        comfy.run(g)
+
+
+def test_previously_pathological_layouts_are_refused_by_validation(comfy):
+    """Issue 8 item 3: inputs that used to stall the server (a 100 kB description, 10,000 boxes, a 100,000-point
+    polygon) are refused at the Instance Layout node with a message naming the instance and the field."""
+    box = {"kind": "box", "box": [1, 1, 9, 9]}
+    cases = [
+        ([{"description": "y" * 100_000, "regions": [box]}],
+         r"instance 1 \(.*\): the length of 'description' in characters is 100000; at most 2000"),
+        ([{"description": "x", "regions": [box]}] * 10_000, r"the number of 'instances' is 10000; at most 64"),
+        ([{"description": "a", "regions": [box]},
+          {"description": "p", "regions": [{"kind": "polygon", "points": [[k % 500, (k * 7) % 380]
+                                                                           for k in range(100_000)]}]}],
+         r'instance 2 \("p"\): regions\[0\] \(polygon\): the number of points is 100000; at most 1024'),
+    ]
+    for instances, message in cases:
+        lay = {**LAYOUT, "instances": instances}
+        g = {"lay": _layout_node(lay),
+             "p": {"class_type": "IFALayoutPreview", "inputs": {"layout": ["lay", 0], "opacity": 0.5,
+                                                              "legend": True}}}
+        with pytest.raises(GraphError, match=message):
+            comfy.run(g)
+
+
+def test_layout_to_masks_output_is_bounded(comfy):
+    g = {"lay": _layout_node(),
+         "m": {"class_type": "IFALayoutToMasks", "inputs": {"layout": ["lay", 0], "width": 16384, "height": 16384}},
+         "img": {"class_type": "MaskToImage", "inputs": {"mask": ["m", 0]}},
+         "save": {"class_type": "SaveImage", "inputs": {"images": ["img", 0], "filename_prefix": "t_big"}}}
+    with pytest.raises(GraphError, match=r"3 masks of 16384x16384 would be 805 M values; at most 268 M"):
+        comfy.run(g)

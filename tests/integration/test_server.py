@@ -5,13 +5,15 @@ import inspect
 import io
 import json
 import re
+import time
 import urllib.request
 from pathlib import Path
 
 import comfy_env
 import numpy as np
 import pytest
-from comfy_env import GraphError, launch_server
+from comfy_env import REPO_ROOT, GraphError, launch_server
+from file_watch import InotifyWatch, inotify_available
 from PIL import Image
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -37,10 +39,24 @@ def test_object_info_lists_the_pack_nodes(server):
 
 def test_extensions_serve_the_editor_js(server):
     exts = server.get_json("/extensions")
-    ours = [e for e in exts if e.startswith("/extensions/comfyui-ifadapter/")]
+    ours = [e for e in exts if e.startswith(f"/extensions/{server.pack_name}/")]
     assert ours, f"the pack's web directory is not served: {exts}"
     with urllib.request.urlopen(server.url + ours[0]) as r:
         assert r.status == 200 and "javascript" in r.headers.get("Content-Type", "")
+
+
+def test_scripts_are_served_once_under_any_folder_name(tmp_path):
+    """Installed as GitHub's ZIP unpacks it (comfyui-ifadapter-main), every script is listed exactly once, under
+    that folder name: newer ComfyUI also serves a pyproject ``[tool.comfy] web`` folder under the project name,
+    which loaded every script twice and registered the editor extension twice."""
+    srv = launch_server(tmp_path, pack_name="comfyui-ifadapter-main")
+    try:
+        exts = srv.get_json("/extensions")
+    finally:
+        srv.stop()
+    files = sorted(p.name for p in (Path(REPO_ROOT) / "web" / "js").glob("*.js"))
+    ours = [e for e in exts if e.rsplit("/", 1)[-1] in files and not e.startswith("/extensions/core/")]
+    assert sorted(ours) == sorted(f"/extensions/comfyui-ifadapter-main/js/{f}" for f in files), ours
 
 
 def test_prompt_runs_and_image_is_served(server):
@@ -64,14 +80,37 @@ def test_prompt_runs_and_image_is_served(server):
 
 def test_invalid_layout_is_reported_by_the_server(server):
     bad = json.loads(json.dumps(LAYOUT))
-    bad["instances"][0]["description"] = ""
+    bad["instances"][0]["regions"] = [{"kind": "box", "box": [0, 0, 400, 10]}]  # (an empty description is valid)
     prompt = {"1": {"class_type": "IFAInstanceLayout", "inputs": {"width": 320, "height": 256,
                                                                   "layout": json.dumps(bad)}},
               "2": {"class_type": "IFALayoutPreview", "inputs": {"layout": ["1", 0], "opacity": 1.0,
                                                                  "legend": False}}}
     pid = server.post_prompt(prompt)
-    with pytest.raises(GraphError, match="description"):
+    with pytest.raises(GraphError, match=r"instance 1 .*x1=400 is outside the canvas 0\.\.320"):
         server.wait_history(pid)
+
+
+@pytest.mark.skipif(not inotify_available(), reason="needs Linux inotify to watch the server's opens")
+def test_layout_file_outside_the_input_folder_is_refused_unopened_over_http(server):
+    secret = server.work_dir / "secret.json"
+    secret.write_text(json.dumps({"api_key": "sk-do-not-leak"}))
+    link = server.input_dir / "leak.json"
+    if not link.is_symlink():
+        link.symlink_to(secret)
+    watch = InotifyWatch([str(secret)])
+    try:
+        for value in (str(secret), "../secret.json", "leak.json", "/etc/passwd", "/dev/zero"):
+            prompt = {"1": {"class_type": "IFALayoutFromJSON", "inputs": {"json_text": "", "file": value}},
+                      "2": {"class_type": "IFALayoutPreview", "inputs": {"layout": ["1", 0], "opacity": 1.0,
+                                                                         "legend": False}}}
+            with pytest.raises(GraphError) as err:
+                server.post_prompt(prompt)
+            body = str(err.value)
+            assert "cannot be read" in body and "sk-do-not-leak" not in body and "api_key" not in body, body
+        time.sleep(0.3)
+        assert watch.events() == [], "the server opened the file outside its input folder"
+    finally:
+        watch.close()
 
 
 # ------------------------------------------------------------------------------------------- node documentation

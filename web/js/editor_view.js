@@ -12,6 +12,8 @@ import { cloneMask, createMask, encodeRLE, maskArea, maskSizeFor, paintLine } fr
 import * as R from "./editor_render.js";
 import { renderLayers } from "./editor_layers.js";
 import { ensureStyles } from "./editor_styles.js";
+import { strokeTarget } from "./stroke_target.js";
+import { HANDLE_DRAW_PX, HANDLE_HIT_PX, SHORTCUTS, VERTEX_HIT_PX, shortcutsTitle } from "./editor_shortcuts.js";
 
 export const TOOLS = Object.freeze([
   ["select", "Select", "V"],
@@ -144,7 +146,10 @@ export class LayoutEditor {
     this.settings[name] = value;
     this.host.onSettings?.({ ...this.settings });
     if (name === "underlaySource") this.refreshUnderlay();
-    if (name === "tool") this.cancelPending();
+    if (name === "tool") {
+      this.cancelPending();
+      this.lastStroke = null;
+    }
     this.refresh();
   }
 
@@ -186,8 +191,8 @@ export class LayoutEditor {
     sep();
     this.undoBtn = this.toolButton("↶", "Undo (Ctrl+Z)", () => this.undo());
     this.redoBtn = this.toolButton("↷", "Redo (Ctrl+Shift+Z)", () => this.redo());
-    this.toolButton("dup", "Duplicate (Ctrl+D)", () => this.duplicate());
-    this.toolButton("del", "Delete (Del)", () => this.deleteSelection());
+    this.toolButton("dup", "Duplicate the selection (Ctrl+D)", () => this.duplicate());
+    this.toolButton("del", "Delete the selection (Delete)", () => this.deleteSelection());
     sep();
     this.snapInput = labelled("snap", el("input", "", { type: "checkbox", checked: this.settings.snap }), "Snap to the grid");
     this.snapInput.addEventListener("change", () => this.setSetting("snap", this.snapInput.checked));
@@ -220,6 +225,12 @@ export class LayoutEditor {
     this.toolButton("import", "Import layout JSON (this format, InstanceDiffusion, bounding boxes)", () => this.jsonInput.click());
     this.toolButton("export", "Download the layout JSON", () => this.exportFile());
     this.fullBtn = this.toolButton("fullscreen", "Fullscreen editor (Esc to leave)", () => this.toggleFullscreen());
+    this.helpBtn = this.toolButton("keys", `Keyboard shortcuts (click the canvas first):\n${shortcutsTitle()}`, () => {
+      this.help.hidden = !this.help.hidden;
+      this.helpBtn.classList.toggle("ifa-on", !this.help.hidden);
+    });
+    this.help = el("div", "ifa-help", { hidden: true });
+    for (const [k, what] of SHORTCUTS) this.help.append(el("div", "", { textContent: `${k} — ${what}` }));
 
     this.body = el("div", "ifa-body");
     this.stage = el("div", "ifa-stage");
@@ -233,7 +244,7 @@ export class LayoutEditor {
     // Timeline (editor_timeline.js): frame count in the toolbar, slider and keyframe bar under the canvas.
     this.timeline = new TimelineBar(this);
     this.toolbar.appendChild(this.timeline.countLabel);
-    this.root.append(this.toolbar, this.body, this.timeline.bar, this.promptInput, this.status);
+    this.root.append(this.toolbar, this.help, this.body, this.timeline.bar, this.promptInput, this.status);
 
     this.canvas.addEventListener("pointerdown", (e) => this.onPointerDown(e));
     this.canvas.addEventListener("pointermove", (e) => this.onPointerMove(e));
@@ -275,6 +286,24 @@ export class LayoutEditor {
     this.root.remove();
   }
 
+  /**
+   * Height (CSS px) at which the editor shows its whole canvas at `width`, for hosts that size their content
+   * instead of giving it a height (Vue nodes): the canvas then keeps its place while the layer list fills, and
+   * grows when the node is made wider.
+   */
+  naturalHeight(width) {
+    const narrow = width <= 720; // the stylesheet's container query puts the layer list under the canvas
+    const canvasW = Math.max(120, narrow ? width : width - 256);
+    const canvasH = clamp(Math.round((canvasW * this.layout.height) / this.layout.width), 200, 1200);
+    const rest = [this.toolbar, this.help, this.timeline?.bar, this.promptInput, this.status].filter(Boolean).reduce((a, el) => a + (el.hidden ? 0 : el.offsetHeight + 4), 0);
+    return Math.round(rest + canvasH + (narrow ? 174 : 0) + 4);
+  }
+
+  /** Open the editor in a page-filling dialog (works wherever the node cannot show it); Esc closes it. */
+  openDialog() {
+    if (!this.fullscreen) this.toggleFullscreen();
+  }
+
   toggleFullscreen() {
     this.fullscreen = !this.fullscreen;
     if (this.fullscreen) {
@@ -283,7 +312,8 @@ export class LayoutEditor {
       this.root.classList.add("ifa-fullscreen");
     } else {
       this.root.classList.remove("ifa-fullscreen");
-      this.homeParent?.appendChild(this.root);
+      if (this.homeParent) this.homeParent.appendChild(this.root);
+      else this.root.remove();
     }
     this.fullBtn.classList.toggle("ifa-on", this.fullscreen);
     this.focusKeys();
@@ -389,7 +419,7 @@ export class LayoutEditor {
     if (this.pendingPoly.length) R.drawPendingPolygon(ctx, view, this.pendingPoly, this.hover);
     if (!this.settings.cells) {
       const ext = this.selectionExtent();
-      R.drawSelection(ctx, view, ext, this.selection.every((i) => !this.layout.instances[i]?.locked), 9 * (view.scale * this.layout.width) / Math.max(1, this.canvas.clientWidth || this.canvas.width));
+      R.drawSelection(ctx, view, ext, this.selection.every((i) => !this.layout.instances[i]?.locked), HANDLE_DRAW_PX * (view.scale * this.layout.width) / Math.max(1, this.canvas.clientWidth || this.canvas.width));
     }
     if ((this.settings.tool === "brush" || this.settings.tool === "eraser") && this.hover) R.drawBrushCursor(ctx, view, this.hover, this.settings.brush, this.settings.tool === "eraser");
     if (this.invalid) {
@@ -614,7 +644,7 @@ export class LayoutEditor {
     const base = this.layout;
     if (tool === "polygon") {
       const q = this.snapP(p);
-      if (this.pendingPoly.length >= 3 && Math.hypot(q[0] - this.pendingPoly[0][0], q[1] - this.pendingPoly[0][1]) <= this.screenToLayout(8)) {
+      if (this.pendingPoly.length >= 3 && Math.hypot(q[0] - this.pendingPoly[0][0], q[1] - this.pendingPoly[0][1]) <= this.screenToLayout(VERTEX_HIT_PX / 2)) {
         this.finishPolygon(e.altKey || this.settings.attach);
       } else {
         this.pendingPoly.push(q.map((v) => clamp(v, 0, 1e9)));
@@ -633,7 +663,7 @@ export class LayoutEditor {
       return;
     }
     // select / box: handles first, then instances (unless Ctrl starts a new box on top), then empty space.
-    const handleTol = this.screenToLayout(6);
+    const handleTol = this.screenToLayout(HANDLE_HIT_PX / 2);
     const h = hitHandle(base, this.selection, p, Math.min(handleTol, handleSize(this.selectionExtent() || [0, 0, 1, 1], handleTol * 2) / 2 + 1));
     if (h && !(tool === "box" && (e.ctrlKey || e.metaKey))) {
       this.drag = { type: "resize", base, handle: h.handle, rect: h.rect, sel: [...this.selection], start: p };
@@ -645,7 +675,7 @@ export class LayoutEditor {
         const sel = this.selection.includes(hit.index) ? this.selection.filter((i) => i !== hit.index) : [...this.selection, hit.index];
         this.setSelection(sel);
       } else if (!this.selection.includes(hit.index)) this.setSelection([hit.index]);
-      const vertex = this.selection.length === 1 ? hitVertex(base.instances[hit.index].regions[hit.region], p, this.screenToLayout(6)) : -1;
+      const vertex = this.selection.length === 1 ? hitVertex(base.instances[hit.index].regions[hit.region], p, this.screenToLayout(VERTEX_HIT_PX / 2)) : -1;
       if (vertex >= 0) this.drag = { type: "vertex", base, index: hit.index, region: hit.region, vertex, start: p };
       else this.drag = { type: "move", base, sel: [...this.selection], start: p, ext: this.selectionExtent() };
       return;
@@ -776,9 +806,9 @@ export class LayoutEditor {
 
   startBrush(p, erase, attach) {
     const { width: W, height: H } = this.layout;
-    let index = this.selection.length === 1 ? this.selection[0] : -1;
-    if (index >= 0 && this.layout.instances[index].locked) index = -1;
-    // The brush paints into the selected instance's mask; with nothing selected it starts a new instance.
+    const index = strokeTarget({
+      selection: this.selection, locked: (i) => !!this.layout.instances[i]?.locked, erase, attach, lastStroke: this.lastStroke, text: this.text,
+    });
     if (index < 0 && erase) return;
     const inst = index >= 0 ? this.layout.instances[index] : null;
     const regionIndex = inst ? inst.regions.findIndex((r) => r.kind === "mask" && LM.regionMask(r)) : -1;
@@ -793,11 +823,13 @@ export class LayoutEditor {
   finishBrush(dr) {
     const rle = encodeRLE(dr.mask);
     const empty = maskArea(dr.mask) === 0;
+    this.lastStroke = null;
     if (dr.index < 0) {
       if (!empty) {
         const { layout, index } = LM.addInstance(this.layout, [{ kind: "mask", rle }]);
         this.selection = [index];
         this.commit(layout);
+        if (!dr.erase) this.lastStroke = { index, text: this.text };
       } else this.refresh();
       return;
     }
@@ -808,6 +840,7 @@ export class LayoutEditor {
       } else if (!empty) inst.regions.push({ kind: "mask", rle });
       return inst;
     }));
+    if (!dr.erase && !empty) this.lastStroke = { index: dr.index, text: this.text };
   }
 
   /** Inline text field over instance i for its description (Enter/blur saves, Esc cancels). */

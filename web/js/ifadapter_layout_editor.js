@@ -11,9 +11,15 @@
 import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
 import { LayoutEditor } from "./editor_view.js";
+import { inputLink, inputLinkId, outputTargets } from "./graph_links.js";
 
+const EXTENSION_NAME = "ifadapter.InstanceLayoutEditor";
 const CLIPBOARD_KEY = "ifadapter.layout.clipboard";
 const EDITOR_WIDGET = "layout_editor";
+const DIALOG_BUTTON = "editor"; // the name some Vue renderers print above the button
+const DIALOG_LABEL = "✎ open layout editor";
+/** Default size of a new Instance Layout node: a canvas large enough to draw on, labels uncut. */
+export const NODE_SIZE = [640, 900];
 let memoryClipboard = null;
 let lastOutputImage = null; // {filename, subfolder, type} of the newest image any node produced
 
@@ -87,12 +93,6 @@ function inputFileUrl(value) {
 /** Output images of every node that reported some this session, by node id ("executed" events). */
 const outputsByNode = new Map();
 
-function linkById(graph, id) {
-  const links = graph?.links;
-  if (!links || id == null) return null;
-  return typeof links.get === "function" ? links.get(id) : links[id];
-}
-
 /**
  * Image URL of whatever feeds the node's `underlay` input:
  * - a Load Image node: the file its `image` widget names (no run needed);
@@ -103,11 +103,12 @@ function linkById(graph, id) {
  */
 function upstreamUnderlayUrl(node) {
   const slot = node.inputs?.findIndex((i) => i.name === "underlay") ?? -1;
-  if (slot < 0 || node.inputs[slot].link == null) return null;
-  const src = node.getInputNode?.(slot);
+  const link = inputLink(node, slot);
+  if (!link) return null;
+  const src = node.graph?.getNodeById?.(link.origin_id);
   if (!src) return null;
   // What the backend itself received on `underlay` in the last run (reported as ui.ifa_underlay).
-  if (node.ifaInputUnderlay && node.ifaInputUnderlayLink === node.inputs[slot].link) return viewUrl(node.ifaInputUnderlay);
+  if (node.ifaInputUnderlay && node.ifaInputUnderlayLink === link.id) return viewUrl(node.ifaInputUnderlay);
   const imageWidget = src.widgets?.find((w) => w.name === "image" && typeof w.value === "string");
   if (imageWidget?.value && src.type === "LoadImage") {
     return inputFileUrl(imageWidget.value);
@@ -118,12 +119,9 @@ function upstreamUnderlayUrl(node) {
   if (imageWidget?.value) {
     return inputFileUrl(imageWidget.value);
   }
-  const graph = node.graph;
-  const originSlot = linkById(graph, node.inputs[slot].link)?.origin_slot;
-  for (const id of src.outputs?.[originSlot]?.links || []) {
-    const target = linkById(graph, id)?.target_id;
-    if (target == null || String(target) === String(node.id)) continue;
-    const seen = firstImage(outputsByNode.get(String(target)));
+  for (const target of outputTargets(src, link.origin_slot)) {
+    if (String(target.id) === String(node.id)) continue;
+    const seen = firstImage(outputsByNode.get(String(target.id)));
     if (seen) return viewUrl(seen);
   }
   return null;
@@ -198,6 +196,7 @@ function attachEditor(node) {
 
   const host = document.createElement("div");
   host.style.cssText = "display:flex;width:100%;height:100%;min-height:0;box-sizing:border-box;";
+  host.dataset.ifaHost = "1";
   host.appendChild(editor.root);
 
   /** Reload the editor when the widgets changed behind its back (workflow load, graph undo, other code). */
@@ -210,6 +209,39 @@ function attachEditor(node) {
     }
     const { width, height } = dims();
     if (!editor.invalid && (editor.layout.width !== width || editor.layout.height !== height)) editor.setCanvasSize(width, height);
+    fitVueHost();
+  };
+
+  /**
+   * Frontend 1.35's Vue nodes keep a node id's DOM widget slot when the graph is cleared or another workflow is loaded
+   * and a new node gets the same id: the slot then holds the removed node's (empty) host and never mounts this one.
+   * Put this host in its place. Where a Vue renderer shows no DOM widgets at all (frontend 1.27) there is no slot: the
+   * node's "open layout editor" button opens the editor in a dialog instead.
+   */
+  const remountInVueNode = () => {
+    if (host.isConnected || !globalThis.LiteGraph?.vueNodesMode || node.id == null) return;
+    const id = String(node.id).replace(/["\\]/g, "\\$&");
+    const vueNode = document.querySelector(`.lg-node[data-node-id="${id}"]`);
+    const stale = vueNode && [...vueNode.querySelectorAll("[data-ifa-host]")].find((h) => h !== host && !h.querySelector(".ifa-editor"));
+    if (stale) stale.replaceWith(host);
+  };
+
+  /**
+   * Vue node mode sizes the widget row to its content, so the editor gets no height of its own (frontend 1.35 started
+   * it as a 150 px canvas that grew as the layer list filled, moving the drawing area under the cursor). There the host
+   * gets the editor's natural height for the node's width: fixed while drawing, larger when the node is made wider.
+   */
+  const fitVueHost = () => {
+    remountInVueNode();
+    const inVueNode = !!host.parentElement?.closest?.(".lg-node-widgets, .lg-node");
+    if (!inVueNode || editor.fullscreen) {
+      if (host.style.height !== "100%") host.style.height = "100%";
+      return;
+    }
+    const w = host.clientWidth;
+    if (w < 50) return;
+    const h = editor.naturalHeight(w);
+    if (Math.abs(h - (parseFloat(host.style.height) || 0)) > 2) host.style.height = `${h}px`;
   };
 
   const domWidget = node.addDOMWidget(EDITOR_WIDGET, "ifa_layout_editor", host, {
@@ -238,8 +270,16 @@ function attachEditor(node) {
     ownOutput = img;
     editor.refreshUnderlay();
   };
+  // A button that opens the editor in a dialog: works in every frontend and node mode, including Vue node
+  // renderers that do not show DOM widgets (frontend 1.27's).
+  const button = node.addWidget?.("button", DIALOG_BUTTON, null, () => editor.openDialog(), { serialize: false, label: DIALOG_LABEL });
+  if (button) {
+    button.label = DIALOG_LABEL;
+    button.serialize = false;
+    button.tooltip = "Open the layout editor in a dialog (Esc closes it)";
+  }
   const size = node.size || [0, 0];
-  node.setSize?.([Math.max(size[0], 620), Math.max(size[1], 680)]);
+  node.setSize?.([Math.max(size[0], NODE_SIZE[0]), Math.max(size[1], NODE_SIZE[1])]);
   sync(true);
   // The modern frontend does not call onDraw for every DOM widget: poll cheaply while the node lives.
   node.ifaTimer = setInterval(() => {
@@ -253,62 +293,85 @@ function attachEditor(node) {
   }, 500);
 }
 
-app.registerExtension({
-  name: "ifadapter.InstanceLayoutEditor",
+/**
+ * Whether another copy of this script already registered the extension: the pack installed twice (two folders in
+ * custom_nodes), or a ComfyUI that serves the web folder under two names. Registering again would throw in the modern
+ * frontend ("already registered") and attach two editors per node in the legacy one.
+ */
+function alreadyRegistered() {
+  const first = globalThis.__ifadapterLayoutEditor;
+  if (first && first !== import.meta.url) {
+    console.warn(`[comfyui-ifadapter] the layout editor is already loaded from ${first}; ignoring the copy at ${import.meta.url} (is the pack installed twice?)`);
+    return true;
+  }
+  let exts = [];
+  try {
+    exts = Array.isArray(app.extensions) ? app.extensions : [];
+  } catch {
+    /* some frontends expose extensions only through their store */
+  }
+  return exts.some((e) => e?.name === EXTENSION_NAME);
+}
 
-  setup() {
-    api.addEventListener("executed", (e) => {
-      const images = e.detail?.output?.images;
-      if (!Array.isArray(images) || !images.length) return;
-      lastOutputImage = images[images.length - 1];
-      for (const id of [e.detail.node, e.detail.display_node]) if (id != null) outputsByNode.set(String(id), e.detail.output);
-    });
-  },
+if (!alreadyRegistered()) {
+  globalThis.__ifadapterLayoutEditor = import.meta.url;
+  app.registerExtension({
+    name: EXTENSION_NAME,
 
-  async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (!wantsEditor(nodeData)) return;
-    const onNodeCreated = nodeType.prototype.onNodeCreated;
-    nodeType.prototype.onNodeCreated = function (...args) {
-      const r = onNodeCreated?.apply(this, args);
-      try {
-        attachEditor(this);
-      } catch (err) {
-        console.error("[ifadapter] layout editor could not be attached; the raw layout text stays editable", err);
-      }
-      return r;
-    };
-    const onConfigure = nodeType.prototype.onConfigure;
-    nodeType.prototype.onConfigure = function (...args) {
-      const r = onConfigure?.apply(this, args);
-      if (this.ifaEditor) {
-        const s = this.properties?.ifa_editor;
-        if (s) Object.assign(this.ifaEditor.settings, s);
-        // Widget values are applied around onConfigure in either frontend; sync now and once more after.
-        this.ifaSync(true);
-        setTimeout(() => this.ifaSync?.(), 0);
-      }
-      return r;
-    };
-    const onExecuted = nodeType.prototype.onExecuted;
-    nodeType.prototype.onExecuted = function (message) {
-      const r = onExecuted?.apply(this, arguments);
-      const underlay = message?.ifa_underlay;
-      if (Array.isArray(underlay) && underlay.length) {
-        const slot = this.inputs?.findIndex((i) => i.name === "underlay") ?? -1;
-        this.ifaInputUnderlay = underlay[0];
-        this.ifaInputUnderlayLink = slot >= 0 ? this.inputs[slot].link : null;
-        this.ifaEditor?.refreshUnderlay();
-      }
-      const images = message?.images;
-      if (Array.isArray(images) && images.length) this.ifaSetOutput?.(images[0]);
-      return r;
-    };
-    const onRemoved = nodeType.prototype.onRemoved;
-    nodeType.prototype.onRemoved = function (...args) {
-      if (this.ifaTimer) clearInterval(this.ifaTimer);
-      this.ifaTimer = null;
-      this.ifaEditor?.destroy();
-      return onRemoved?.apply(this, args);
-    };
-  },
-});
+    setup() {
+      api.addEventListener("executed", (e) => {
+        const images = e.detail?.output?.images;
+        if (!Array.isArray(images) || !images.length) return;
+        lastOutputImage = images[images.length - 1];
+        for (const id of [e.detail.node, e.detail.display_node]) if (id != null) outputsByNode.set(String(id), e.detail.output);
+      });
+    },
+
+    async beforeRegisterNodeDef(nodeType, nodeData) {
+      if (!wantsEditor(nodeData)) return;
+      const onNodeCreated = nodeType.prototype.onNodeCreated;
+      nodeType.prototype.onNodeCreated = function (...args) {
+        const r = onNodeCreated?.apply(this, args);
+        try {
+          attachEditor(this);
+        } catch (err) {
+          console.error("[ifadapter] layout editor could not be attached; the raw layout text stays editable", err);
+        }
+        return r;
+      };
+      const onConfigure = nodeType.prototype.onConfigure;
+      nodeType.prototype.onConfigure = function (...args) {
+        const r = onConfigure?.apply(this, args);
+        if (this.ifaEditor) {
+          const s = this.properties?.ifa_editor;
+          if (s) Object.assign(this.ifaEditor.settings, s);
+          // Widget values are applied around onConfigure in either frontend; sync now and once more after.
+          this.ifaSync(true);
+          setTimeout(() => this.ifaSync?.(), 0);
+        }
+        return r;
+      };
+      const onExecuted = nodeType.prototype.onExecuted;
+      nodeType.prototype.onExecuted = function (message) {
+        const r = onExecuted?.apply(this, arguments);
+        const underlay = message?.ifa_underlay;
+        if (Array.isArray(underlay) && underlay.length) {
+          const slot = this.inputs?.findIndex((i) => i.name === "underlay") ?? -1;
+          this.ifaInputUnderlay = underlay[0];
+          this.ifaInputUnderlayLink = inputLinkId(this, slot);
+          this.ifaEditor?.refreshUnderlay();
+        }
+        const images = message?.images;
+        if (Array.isArray(images) && images.length) this.ifaSetOutput?.(images[0]);
+        return r;
+      };
+      const onRemoved = nodeType.prototype.onRemoved;
+      nodeType.prototype.onRemoved = function (...args) {
+        if (this.ifaTimer) clearInterval(this.ifaTimer);
+        this.ifaTimer = null;
+        this.ifaEditor?.destroy();
+        return onRemoved?.apply(this, args);
+      };
+    },
+  });
+}

@@ -142,10 +142,11 @@ export async function nodeCopyFlow() {
     return copies.length === 1 ? copies[0].id : null;
   }, srcId, { timeout: 10000 }).then((h) => h.jsonValue());
   assert.equal(await layoutValue(copyId), original, "the pasted node carries the whole layout");
-  // Move the copy clear of the original (the paste lands under the mouse, overlapping it).
+  // Pan the graph to the copy (the paste lands under the mouse, right of the original; Vue nodes are tall).
   await inApp((app, LiteGraph, id) => {
-    app.graph.getNodeById(id).pos = [60, 820];
-    app.canvas.ds.offset = [0, -760];
+    const n = app.graph.getNodeById(id);
+    app.canvas.ds.scale = 1;
+    app.canvas.ds.offset = [60 - n.pos[0], 60 - n.pos[1]];
     app.canvas.setDirty(true, true);
   }, copyId);
   useEditor(copyId);

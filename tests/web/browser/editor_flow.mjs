@@ -186,7 +186,8 @@ export async function editorFlow(t) {
     assert.equal(mask.kind, "mask");
     assert.equal(typeof mask.rle.counts, "string");
     const area = (rle) => page.evaluate(async (r) => {
-      const M = await import("/extensions/comfyui-ifadapter/js/mask.js");
+      // The module next to the editor script, wherever the pack is installed.
+      const M = await import(new URL("./mask.js", globalThis.__ifadapterLayoutEditor).href);
       return M.maskArea(M.decodeRLE(r));
     }, rle);
     const before = await area(mask.rle);

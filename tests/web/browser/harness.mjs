@@ -8,7 +8,7 @@
 // Browser: CHROMIUM (default /usr/bin/chromium), headless, fresh --user-data-dir per launch.
 
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -102,6 +102,9 @@ export async function launchBrowser() {
     args: CHROMIUM_FLAGS,
     viewport: { width: 1400, height: 950 },
   });
+  // The frontends fetch hundreds of assets: keep every resource timing entry (the default buffer holds 250), so the
+  // tests can count how often each of the pack's scripts was fetched.
+  await context.addInitScript(() => performance.setResourceTimingBufferSize(10000));
   const page = context.pages()[0] || (await context.newPage());
   const errors = [];
   // Only errors raised by this pack count; the frontends log plenty of their own.
@@ -122,9 +125,26 @@ export async function launchBrowser() {
   };
 }
 
+/** Path for a test artifact under test-artifacts/web/[IFA_ARTIFACT_PREFIX/] (the backend, when CI runs several). */
 export function artifact(name) {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  return path.join(ARTIFACTS, name);
+  const prefix = (process.env.IFA_ARTIFACT_PREFIX || "").replace(/[^A-Za-z0-9._-]+/g, "_");
+  const file = path.join(ARTIFACTS, prefix, name);
+  mkdirSync(path.dirname(file), { recursive: true });
+  return file;
+}
+
+/** Version of the frontend build at `root` (.../comfyui_frontend_package/static), from the package's dist-info. */
+function frontendVersion(root) {
+  const site = path.dirname(path.dirname(root));
+  try {
+    for (const f of readdirSync(site)) {
+      const m = /^comfyui_frontend_package-(\d+\.\d+\.\d+)\.dist-info$/.exec(f);
+      if (m) return m[1];
+    }
+  } catch {
+    /* not a pip-installed package: fall back to the path */
+  }
+  return /fe-(\d+\.\d+\.\d+)/.exec(root)?.[1];
 }
 
 /**
@@ -143,7 +163,7 @@ export function frontendConfigs(env = process.env) {
       if (root && !existsSync(path.join(root, "index.html"))) {
         throw new Error(`FRONT_END_ROOT entry ${root} is not a frontend build (no index.html there); expected e.g. .../comfyui_frontend_package/static`);
       }
-      const version = /(\d+\.\d+\.\d+)/.exec(root)?.[1];
+      const version = root ? frontendVersion(root) : undefined;
       const label = !root ? "default" : version ? `fe-${version}` : path.basename(root);
       return { label, frontEndRoot: root, vueModes };
     });

@@ -148,10 +148,32 @@ export function workflowAndPrompt() {
   });
 }
 
+/**
+ * Close what an earlier flow may have left open over the graph: the legacy frontend's error dialog (a queued run
+ * that failed on purpose), the modern frontend's dialogs (Escape).
+ */
+export async function dismissDialogs() {
+  await S.page.evaluate(() => {
+    const app = window.comfyAPI?.app?.app ?? window.app;
+    try {
+      app?.ui?.dialog?.close?.();
+    } catch {
+      /* no legacy dialog */
+    }
+    // Modern frontends: PrimeVue dialogs (template browser, error reports) have a close button.
+    for (const b of document.querySelectorAll('[role="dialog"] .p-dialog-close-button, [role="dialog"] button[aria-label="Close"]')) b.click();
+    document.activeElement?.blur?.();
+  });
+  await S.page.keyboard.press("Escape");
+}
+
 /** A fresh graph holding one Instance Layout node (W x H) feeding a Preview Image; returns its id. */
 export async function newLayoutGraph(W, H, pos = [60, 40]) {
+  await dismissDialogs();
   const id = await inApp((app, LiteGraph, { W, H, pos }) => {
     app.graph.clear();
+    app.canvas.ds.scale = 1; // a previous flow may have zoomed or panned
+    app.canvas.ds.offset = [0, 0];
     const node = LiteGraph.createNode("IFAInstanceLayout");
     node.pos = pos;
     app.graph.add(node);

@@ -9,7 +9,7 @@ import path from "node:path";
 import { REPO } from "./harness.mjs";
 import { S, artifact, inApp, openApp } from "./session.mjs";
 
-const PACK = "comfyui-ifadapter"; // the folder name tests/comfy_env.py installs the pack under
+const PACK = process.env.IFA_PACK_DIRNAME || "comfyui-ifadapter"; // the folder name tests/comfy_env.py installs the pack under
 const WORKFLOWS = path.join(REPO, "workflows");
 
 export async function templatesFlow(t) {
@@ -25,7 +25,8 @@ export async function templatesFlow(t) {
 
   await openApp();
   await inApp((app) => app.extensionManager.command.execute("Comfy.BrowseTemplates"));
-  await page.getByText(PACK, { exact: true }).first().click({ timeout: 30000 });
+  // The pack's entry in the template dialog (Vue nodes of the restored workflow show the pack name in their badges).
+  await page.locator('[role="dialog"]').getByText(PACK, { exact: true }).first().click({ timeout: 30000 });
   for (const stem of stems) {
     const card = page.locator(`[data-testid="template-workflow-${stem}"]`);
     await card.waitFor({ state: "visible", timeout: 30000 });

@@ -1,0 +1,80 @@
+"""Token ids of an IFAdapter instance description, as the official pipeline makes them.
+
+The official code runs each description through SDXL's two CLIP tokenizers as raw text: ``padding="max_length",
+max_length=77, truncation=True``. So
+
+- every character is text: ``a (cute) dog``, ``(red:1.3) car`` and ``a \\(escaped\\) word`` keep their ``(``,
+  ``:``, digits and backslashes as tokens (ComfyUI's prompt-weight syntax means nothing there);
+- a description longer than 75 tokens is cut after exactly 75 tokens (then EoT), wherever that falls inside a word.
+
+:func:`description_tokens` reproduces that with the tokenizer ComfyUI loaded for the CLIP (the same vocabulary and
+BPE); ComfyUI's own ``clip.tokenize`` would parse weight syntax and split long prompts at word boundaries. The
+option ``weight_syntax="strip (ComfyUI)"`` instead takes ComfyUI's parse (syntax removed, weights dropped), then
+truncates the same way.
+"""
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("comfyui-ifadapter")
+
+WEIGHT_SYNTAX = ("keep as text (official)", "strip (ComfyUI)")
+MAX_WORDS = 75  # 77 positions: BoS + 75 tokens + EoT
+
+
+def _pad_token(clip, key: str) -> int:
+    """The padding id of encoder ``key`` ("l": EoT, "g": 0 for SDXL), read from ComfyUI's tokenisation of ""."""
+    chunk = clip.tokenize("")[key][0]
+    return int(chunk[-1][0])
+
+
+def _content_ids_raw(sd_tokenizer, text: str) -> list[int]:
+    """The raw text through the CLIP BPE tokenizer, without BoS / EoT."""
+    return [int(i) for i in sd_tokenizer.tokenizer(text, add_special_tokens=False)["input_ids"]]
+
+
+def _content_ids_comfy(clip, key: str, text: str, end_token: int) -> list[int]:
+    """ComfyUI's parse (weight syntax removed, long prompts chunked): the tokens of every chunk, BoS/EoT/pad left
+    out."""
+    out = []
+    for chunk in clip.tokenize(text)[key]:
+        for t in chunk[1:]:
+            tid = t[0]
+            if not isinstance(tid, int):
+                raise ValueError(f"description {text!r}: textual-inversion embeddings are not supported in IFAdapter "
+                                 "descriptions; write the words instead")
+            if tid == end_token:
+                break
+            out.append(tid)
+    return out
+
+
+def description_tokens(clip, text: str, weight_syntax: str = WEIGHT_SYNTAX[0]) -> tuple[dict, str]:
+    """77-token ids per SDXL encoder for ``text``, and the text that did not fit ("" when nothing was cut).
+
+    Returns ({"l": [(id, 1.0)] * 77, "g": [(id, 1.0)] * 77}, cut) in the form ``clip.encode_from_tokens`` takes
+    (one chunk per encoder): BoS, the first 75 content tokens, EoT, then each encoder's padding.
+    """
+    if weight_syntax not in WEIGHT_SYNTAX:
+        raise ValueError(f"weight_syntax must be one of {', '.join(WEIGHT_SYNTAX)}; got {weight_syntax!r}")
+    tok = getattr(clip, "tokenizer", None)
+    if tok is None or not (hasattr(tok, "clip_l") and hasattr(tok, "clip_g")):
+        raise ValueError("IFAdapter descriptions need an SDXL CLIP (tokenizers clip_l and clip_g)")
+    out: dict = {}
+    cut = ""
+    for key, sd_tok in (("l", tok.clip_l), ("g", tok.clip_g)):
+        start, end = int(sd_tok.start_token), int(sd_tok.end_token)
+        if weight_syntax == WEIGHT_SYNTAX[0]:
+            ids = _content_ids_raw(sd_tok, text)
+        else:
+            ids = _content_ids_comfy(clip, key, text, end)
+        if len(ids) > MAX_WORDS and not cut:
+            cut = sd_tok.tokenizer.decode(ids[MAX_WORDS:]).strip()
+        ids = ids[:MAX_WORDS]
+        pad = _pad_token(clip, key)
+        row = [start, *ids, end] + [pad] * (MAX_WORDS - len(ids))
+        out[key] = [[(i, 1.0) for i in row]]
+    if cut:
+        log.warning("[comfyui-ifadapter] description %r is longer than %d tokens; IFAdapter (like the official code) "
+                    "reads the first %d, so this was cut: %r", text, MAX_WORDS, MAX_WORDS, cut)
+    return out, cut

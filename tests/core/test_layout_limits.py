@@ -1,0 +1,133 @@
+"""The documented limits (docs/layout-format.md#limits): refused while parsing, before anything big is decoded or
+drawn, and by validate() for layouts built in code; each message names the instance (from 1) and the field."""
+
+import json
+
+import numpy as np
+import pytest
+
+from core import layout as L
+from core.layout import Instance, Layout, LayoutError, Region, from_instancediffusion_json
+from core.rle import rle_encode
+
+BOX = {"kind": "box", "box": [1, 1, 9, 9]}
+
+
+def doc(instances, **kw) -> dict:
+    return {"format": "instance-layout", "version": 1, "width": 512, "height": 512, "instances": instances, **kw}
+
+
+def err(d) -> str:
+    with pytest.raises(LayoutError) as e:
+        Layout.from_json(d if isinstance(d, str) else json.dumps(d))
+    return str(e.value)
+
+
+def test_every_limit_points_to_the_docs_section():
+    text = open(L.__file__.replace("core/layout.py", "docs/layout-format.md"), encoding="utf-8").read()
+    assert "## Limits" in text
+    for name in ("MAX_INSTANCES", "MAX_REGIONS_PER_INSTANCE", "MAX_REGIONS", "MAX_DESCRIPTION_CHARS",
+                 "MAX_LABEL_CHARS", "MAX_PROMPT_CHARS", "MAX_POINTS_PER_REGION", "MAX_POINTS", "MAX_MASK_PIXELS",
+                 "MAX_MASK_PIXELS_TOTAL", "MAX_RLE_CHARS", "MAX_JSON_CHARS", "MAX_JSON_DEPTH", "MAX_CANVAS"):
+        assert f"{getattr(L, name):,}" in text, f"{name} = {getattr(L, name):,} is not in docs/layout-format.md"
+    assert "see docs/layout-format.md#limits" in err(doc([{"description": "x", "regions": [BOX]}] * 65))
+
+
+def test_100kb_description_is_refused_naming_instance_and_field():
+    msg = err(doc([{"description": "a", "regions": [BOX]}, {"description": "y" * 100_000, "regions": [BOX]}]))
+    assert msg.startswith('instance 2 ("yyyy')
+    assert "the length of 'description' in characters is 100000; at most 2000 allowed" in msg
+
+
+def test_10000_boxes_are_refused_before_the_instances_are_parsed():
+    assert "layout: the number of 'instances' is 10000; at most 64 allowed" in err(
+        doc([{"description": "x", "regions": [BOX]}] * 10_000))
+    # 10,000 boxes in one instance: the regions limit
+    msg = err(doc([{"description": "a cat", "regions": [BOX] * 10_000}]))
+    assert msg.startswith('instance 1 ("a cat"): the number of \'regions\' is 10000; at most 16')
+
+
+def test_100000_point_polygon_is_refused():
+    pts = [[k % 500, (k * 7) % 500] for k in range(100_000)]
+    msg = err(doc([{"description": "a", "regions": [BOX]},
+                   {"description": "p", "regions": [BOX, {"kind": "polygon", "points": pts}]}]))
+    assert msg == ('instance 2 ("p"): regions[1] (polygon): the number of points is 100000; at most 1024 allowed '
+                   "(see docs/layout-format.md#limits)")
+
+
+def test_layout_wide_totals():
+    poly = {"kind": "scribble", "points": [[k % 500, k % 400] for k in range(1000)]}
+    msg = err(doc([{"description": f"s{k}", "regions": [poly]} for k in range(3)]))
+    assert msg.startswith('instance 3 ("s2"): regions[0] (scribble): the number of points in the layout (with this '
+                          "one) is 3000; at most 2048")
+    many = [{"description": f"i{k}", "regions": [BOX] * 16} for k in range(17)]
+    assert "the number of regions in the layout (with this one) is 272; at most 256" in err(doc(many))
+
+
+def test_masks_are_checked_before_they_are_decoded():
+    huge = {"kind": "mask", "rle": {"size": [16384, 16384], "counts": [0, 16384 * 16384]}}
+    msg = err(doc([{"description": "wall", "regions": [huge]}]))
+    assert "regions[0] (mask): the size of the mask in 'rle' (16384x16384) in pixels is 268435456; at most 16777216" \
+        in msg
+    m = np.zeros((4096, 4096), dtype=bool)
+    m[0, 0] = True
+    big = {"kind": "mask", "rle": rle_encode(m)}
+    msg = err(doc([{"description": f"m{k}", "regions": [big]} for k in range(5)]))
+    assert msg.startswith('instance 5 ("m4"): regions[0] (mask): the number of mask pixels in the layout')
+    long_rle = {"kind": "mask", "rle": {"size": [600, 500], "counts": [1] * 300_000}}
+    assert "the length of the RLE counts in 'rle' is 300000; at most 262144" in err(doc([
+        {"description": "z", "regions": [long_rle]}]))
+
+
+def test_texts_and_json_size():
+    assert "layout: the length of 'prompt' in characters is 10001; at most 10000" in err(
+        doc([], prompt="p" * 10_001))
+    assert "the length of 'label' in characters is 201" in err(doc([{"description": "d", "label": "l" * 201,
+                                                                     "regions": [BOX]}]))
+    assert "the length of the JSON text is" in err(" " * (L.MAX_JSON_CHARS + 1))
+
+
+def test_deep_json_is_a_layout_error_never_a_recursion_error():
+    assert "nested too deeply to read" in err("[" * 100_000 + "]" * 100_000)
+    d = doc([{"description": "d", "regions": [BOX], "note": json.loads("[" * 500 + "]" * 500)}])
+    assert "nested 65+ levels deep; at most 64 allowed" in err(d)
+    with pytest.raises(LayoutError, match="nested 65"):
+        Layout.from_json(d)  # a dict, as Layout from JSON hands it over
+    ok = doc([{"description": "d", "regions": [BOX], "note": json.loads("[" * 50 + "]" * 50)}])
+    assert Layout.from_json(ok).instances[0].extra["note"]
+
+
+def test_importers_apply_the_limits():
+    anno = {"caption": "c", "bbox": [0, 0, 10, 10]}
+    with pytest.raises(LayoutError, match="the number of 'annos' is 65; at most 64"):
+        from_instancediffusion_json({"width": 64, "height": 64, "annos": [anno] * 65})
+    scr = {"caption": "s", "scribble": [[1, 1]] * 1025}
+    with pytest.raises(LayoutError, match=r'instance 1 \("s"\): scribble: the number of points is 1025; at most 1024'):
+        from_instancediffusion_json({"width": 64, "height": 64, "annos": [scr]})
+
+
+def test_validate_applies_the_limits_to_layouts_built_in_code():
+    box = Region("box", box=(0, 0, 5, 5))
+    with pytest.raises(LayoutError, match=r'^instance 1 \("x+\.\.\."\): the length of \'description\''):
+        Layout(64, 64, instances=[Instance("x" * 5000, regions=[box])]).validate()
+    with pytest.raises(LayoutError, match="the number of 'instances' is 65"):
+        Layout(64, 64, instances=[Instance("x", regions=[box])] * 65).validate()
+    pts = [(k % 60, (k * 3) % 60) for k in range(1025)]
+    with pytest.raises(LayoutError, match=r"instance 2: regions\[0\] \(scribble\): the number of points is 1025"):
+        Layout(64, 64, instances=[Instance("a", regions=[box]), Instance("", regions=[Region("scribble", points=pts)])
+                                  ]).validate()
+    with pytest.raises(LayoutError, match=r"the size of the mask \(5000x4000\) in pixels is 20000000"):
+        Layout(64, 64, instances=[Instance("m", regions=[Region("mask", mask=np.ones((5000, 4000), bool))])]).validate()
+
+
+def test_a_layout_at_every_limit_is_valid():
+    """The limits themselves are allowed (and the benchmark times such layouts)."""
+    pts = [[k % 500, (k * 7) % 500] for k in range(L.MAX_POINTS_PER_REGION)]
+    d = doc([{"description": "d" * L.MAX_DESCRIPTION_CHARS, "label": "l" * L.MAX_LABEL_CHARS,
+              "regions": [{"kind": "scribble", "points": pts}] * 2 + [BOX] * 14}]
+            + [{"description": "x", "regions": [BOX] * 16}] * 15 + [{"description": "y", "regions": []}] * 48,
+            prompt="p" * L.MAX_PROMPT_CHARS)
+    for inst in d["instances"][16:]:
+        inst["enabled"] = False
+    layout = Layout.from_json(d)
+    assert len(layout.instances) == L.MAX_INSTANCES and sum(len(i.regions) for i in layout.instances) == L.MAX_REGIONS
