@@ -14,6 +14,7 @@ import torch
 from ..core.layout import MAX_JSON_DEPTH, Instance, Layout, LayoutError, Region, from_masks
 from ..core.paths import PathRefused
 from ..core.render import render_layout, to_comfy_image
+from ..core.timeline import at_frame
 from . import paths
 from .common import CATEGORY_LAYOUT, LAYOUT, save_preview
 
@@ -24,6 +25,11 @@ EMPTY_LAYOUT = json.dumps({"format": "instance-layout", "version": 1, "width": 1
 
 def _underlay_np(image: torch.Tensor | None) -> np.ndarray | None:
     return None if image is None else image[0, ..., :3].detach().cpu().float().numpy()
+
+
+def _static(layout: Layout) -> Layout:
+    """Frame 0 of a layout over time (nodes that show one picture), else the layout itself."""
+    return at_frame(layout, 0) if layout.timed else layout
 
 
 def _resized(layout: Layout, width: int, height: int) -> Layout:
@@ -77,7 +83,7 @@ class InstanceLayout:
             raise LayoutError("layout: 'underlay' must be {\"filename\", \"subfolder\", \"type\"} naming an image "
                               "inside ComfyUI's input, output or temp folder; upload the image again in the editor")
         lay = _resized(lay, width, height).validate()
-        preview = render_layout(lay, underlay=_underlay_np(underlay))
+        preview = render_layout(_static(lay), underlay=_underlay_np(underlay))
         # The editor draws what the node really received as its underlay (any upstream IMAGE, not only a
         # Load Image it can see); a custom UI key, so frontends do not show it as a node preview.
         ui = {"ifa_underlay": save_preview(underlay[:1], "ifa_underlay")} if underlay is not None else {}
@@ -294,6 +300,7 @@ class LayoutPreview:
     CATEGORY = CATEGORY_LAYOUT
 
     def preview(self, layout, opacity, legend, underlay=None, instancediffusion_view="off"):
+        layout = _static(layout)
         overlays = None
         if instancediffusion_view != "off" and layout.active():
             from ..core.instancediffusion.inputs import received_overlays
@@ -328,6 +335,7 @@ class LayoutToMasks:
     CATEGORY = CATEGORY_LAYOUT
 
     def masks(self, layout, width=0, height=0):
+        layout = _static(layout)
         h, w = (height or layout.height), (width or layout.width)
         n = max(1, len(layout.active()))
         if n * h * w > MAX_MASK_OUTPUT:
