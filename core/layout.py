@@ -2,7 +2,8 @@
 
 This is the one object every back-end reads (IFAdapter boxes, InstanceDiffusion boxes/masks/scribbles/points)
 and the one the editor widget writes. Coordinates are canvas pixels: origin top-left, x right, y down.
-The JSON format is documented in docs/layout-format.md ("format": "instance-layout", "version": 1).
+The JSON format is documented in docs/layout-format.md ("format": "instance-layout", "version": 1, or 2 when the
+layout is time-aware: instance ``keyframes`` / ``frames`` and the layout's ``frames``; core/timeline.py reads them).
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ from .raster import box_cells, rasterize_boxes  # noqa: F401  (part of this modu
 from .rle import MAX_SIDE, RLEError, rle_decode, rle_encode, rle_size
 
 FORMAT = "instance-layout"
-VERSION = 1
+VERSION = 1  # written for static layouts, so that they keep loading in older builds
+VERSION_TIMED = 2  # written when any time field (keyframes, visible frames, frame count) is used
+READ_VERSIONS = (1, 2)
+MAX_FRAMES = 1024  # frame indices are 0..MAX_FRAMES-1; a layout's "frames" count is 1..MAX_FRAMES
+MAX_KEYFRAMES = MAX_FRAMES  # per instance (frames are unique, so this is also implied by MAX_FRAMES)
 REGION_KINDS = ("box", "polygon", "mask", "scribble", "point")
 MAX_CANVAS = MAX_SIDE
 DEFAULT_WIDTH = 4.0
@@ -57,8 +62,8 @@ _REGION_KEYS = {
     "scribble": ("kind", "points", "width"),
     "point": ("kind", "point", "width"),
 }
-_INSTANCE_KEYS = ("description", "label", "enabled", "weight", "z", "color", "regions")
-_LAYOUT_KEYS = ("format", "version", "width", "height", "prompt", "instances")
+_INSTANCE_KEYS = ("description", "label", "enabled", "weight", "z", "color", "regions", "keyframes", "frames")
+_LAYOUT_KEYS = ("format", "version", "width", "height", "prompt", "instances", "frames")
 
 
 class LayoutError(ValueError):
@@ -323,6 +328,15 @@ class Instance:
     enabled: bool = True
     color: str | None = None  # "#rrggbb"
     extra: dict = field(default_factory=dict)
+    # time (version 2): [(frame, regions), ...] sorted by unique frame, or None (the plain regions on every frame);
+    # and the visible range (first, last) inclusive, last None = to the end, or None (always visible)
+    keyframes: list[tuple[int, list[Region]]] | None = None
+    frames: tuple[int, int | None] | None = None
+
+    @property
+    def timed(self) -> bool:
+        """Whether this instance uses a time field (keyframes or a visible range)."""
+        return self.keyframes is not None or self.frames is not None
 
     def region(self, kind: str) -> Region | None:
         """The first region of that kind, or None."""
@@ -357,6 +371,10 @@ class Instance:
             "color": self.color,
             "regions": [r.to_dict() for r in self.regions],
         }
+        if self.keyframes is not None:
+            d["keyframes"] = [{"frame": int(f), "regions": [r.to_dict() for r in regs]} for f, regs in self.keyframes]
+        if self.frames is not None:
+            d["frames"] = [int(self.frames[0]), None if self.frames[1] is None else int(self.frames[1])]
         d.update(copy.deepcopy(self.extra))
         return d
 
@@ -389,7 +407,7 @@ class Instance:
         color = d.get("color")
         if color is not None and (not isinstance(color, str) or not _COLOR_RE.match(color)):
             raise LayoutError(f"{who}: 'color' must be '#rrggbb' or null, got {color!r}")
-        regions = d.get("regions")
+        regions = d.get("regions", [] if "keyframes" in d else None)  # keyframed instances may omit it
         if not isinstance(regions, (list, tuple)):
             raise LayoutError(f"{who}: 'regions' must be a list of region objects, got {regions!r}")
         if len(regions) > MAX_REGIONS_PER_INSTANCE:
@@ -397,8 +415,39 @@ class Instance:
         if budget is not None:
             budget.take("regions", len(regions), who)
         regs = [Region.from_dict(r, f"{who}: regions[{i}]", budget) for i, r in enumerate(regions)]
+        keyframes = _keyframes_from_json(d["keyframes"], who) if "keyframes" in d else None
+        frames = _frame_range_from_json(d["frames"], who) if "frames" in d else None
         extra = _jsonable({k: v for k, v in d.items() if k not in _INSTANCE_KEYS}, who)
-        return cls(desc, label, regs, z, weight, enabled, color, extra)
+        return cls(desc, label, regs, z, weight, enabled, color, extra, keyframes, frames)
+
+
+def _frame_index(v: Any, where: str) -> int:
+    if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)) or not 0 <= v < MAX_FRAMES:
+        raise LayoutError(f"{where} is {v!r}; expected an integer frame index in 0..{MAX_FRAMES - 1}")
+    return int(v)
+
+
+def _keyframes_from_json(kfs: Any, who: str) -> list[tuple[int, list[Region]]]:
+    """Parse an instance's "keyframes" list (types only; order and limits are checked by validate())."""
+    if not isinstance(kfs, (list, tuple)):
+        raise LayoutError(f"{who}: 'keyframes' must be a list of {{\"frame\", \"regions\"}} objects, got {kfs!r}")
+    if len(kfs) > MAX_KEYFRAMES:
+        raise LayoutError(f"{who}: {len(kfs)} keyframes; at most {MAX_KEYFRAMES} per instance")
+    out = []
+    for k, kf in enumerate(kfs):
+        where = f"{who}: keyframes[{k}]"
+        if not isinstance(kf, dict) or "frame" not in kf or not isinstance(kf.get("regions"), (list, tuple)):
+            raise LayoutError(f"{where} must be an object {{\"frame\": int, \"regions\": [...]}}, got {kf!r}")
+        f = _frame_index(kf["frame"], f"{where} 'frame'")
+        out.append((f, [Region.from_dict(r, f"{where} (frame {f}) regions[{i}]") for i, r in enumerate(kf["regions"])]))
+    return out
+
+
+def _frame_range_from_json(v: Any, who: str) -> tuple[int, int | None]:
+    if not isinstance(v, (list, tuple)) or len(v) != 2:
+        raise LayoutError(f"{who}: 'frames' must be [first, last] (inclusive; last may be null), got {v!r}")
+    return (_frame_index(v[0], f"{who}: 'frames' first"),
+            None if v[1] is None else _frame_index(v[1], f"{who}: 'frames' last"))
 
 
 @dataclass
@@ -410,6 +459,12 @@ class Layout:
     prompt: str = ""
     instances: list[Instance] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    frames: int | None = None  # the frame count the layout was drawn for (version 2), or None
+
+    @property
+    def timed(self) -> bool:
+        """Whether this layout uses a time field (written as version 2; core.timeline resolves frames)."""
+        return self.frames is not None or any(inst.timed for inst in self.instances)
 
     # JSON ---------------------------------------------------------------------------------------------------
     @classmethod
@@ -451,10 +506,12 @@ class Layout:
 
     @classmethod
     def from_dict(cls, d: dict) -> Layout:
-        """Parse a native version-1 dict (types only; call validate() for the geometry checks)."""
+        """Parse a native version-1 or -2 dict (types only; call validate() for the geometry checks)."""
         version = d.get("version")
-        if version != VERSION or isinstance(version, bool):
-            raise LayoutError(f"layout 'version' is {version!r}; this build reads version {VERSION}")
+        if version not in READ_VERSIONS or isinstance(version, bool):
+            newer = _is_num(version) and version > max(READ_VERSIONS)
+            raise LayoutError(f"layout 'version' is {version!r}; this build reads versions 1 and 2"
+                              + ("; the layout was written by a newer build, update this pack" if newer else ""))
         size = []
         for key in ("width", "height"):
             v = d.get(key)
@@ -473,13 +530,20 @@ class Layout:
             raise _over("layout", "the number of 'instances'", len(insts), MAX_INSTANCES)
         budget = _Budget()
         instances = [Instance.from_dict(x, i, budget) for i, x in enumerate(insts)]
+        frames = d.get("frames")
+        if frames is not None and (not isinstance(frames, int) or isinstance(frames, bool)
+                                   or not 1 <= frames <= MAX_FRAMES):
+            raise LayoutError(f"layout 'frames' is {frames!r}; expected the frame count, an integer in 1..{MAX_FRAMES}")
         extra = _jsonable({k: v for k, v in d.items() if k not in _LAYOUT_KEYS}, "layout")
-        return cls(size[0], size[1], prompt, instances, extra)
+        return cls(size[0], size[1], prompt, instances, extra, frames)
 
     def to_dict(self) -> dict:
-        """The layout as a version-1 JSON object; instances without a colour get their palette colour."""
-        d = {"format": FORMAT, "version": VERSION, "width": int(self.width), "height": int(self.height),
-             "prompt": self.prompt, "instances": []}  # fmt: skip
+        """The layout as a JSON object (version 1, or 2 when it uses time fields); instances without a colour get
+        their palette colour."""
+        d = {"format": FORMAT, "version": VERSION_TIMED if self.timed else VERSION, "width": int(self.width),
+             "height": int(self.height), "prompt": self.prompt, "instances": []}  # fmt: skip
+        if self.frames is not None:
+            d["frames"] = int(self.frames)
         for i, inst in enumerate(self.instances):
             di = inst.to_dict()
             if di["color"] is None:
@@ -502,6 +566,9 @@ class Layout:
         for key, v in (("width", self.width), ("height", self.height)):
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or not 1 <= v <= MAX_CANVAS:
                 raise LayoutError(f"layout '{key}' is {v!r}; expected an integer number of pixels in 1..{MAX_CANVAS}")
+        if self.frames is not None and (not isinstance(self.frames, (int, np.integer)) or isinstance(self.frames, bool)
+                                        or not 1 <= self.frames <= MAX_FRAMES):
+            raise LayoutError(f"layout 'frames' is {self.frames!r}; expected an integer in 1..{MAX_FRAMES}")
         if not isinstance(self.prompt, str):
             raise LayoutError(f"layout 'prompt' must be a string, got {type(self.prompt).__name__}")
         if len(self.prompt) > MAX_PROMPT_CHARS:
@@ -544,13 +611,44 @@ class Layout:
             raise LayoutError(f"{who}: 'enabled' must be a bool, got {inst.enabled!r}")
         if inst.color is not None and (not isinstance(inst.color, str) or not _COLOR_RE.match(inst.color)):
             raise LayoutError(f"{who}: 'color' must be '#rrggbb' or null, got {inst.color!r}")
-        if inst.enabled and not inst.regions:
+        if inst.enabled and not inst.regions and not inst.keyframes:
             raise LayoutError(f"{who}: 'regions' is empty; give at least one box, polygon, mask, scribble or point")
         if len(inst.regions) > MAX_REGIONS_PER_INSTANCE:
             raise _over(who, "the number of 'regions'", len(inst.regions), MAX_REGIONS_PER_INSTANCE)
         budget.take("regions", len(inst.regions), who)
         for j, r in enumerate(inst.regions):
             self._validate_region(f"{who}: regions[{j}]", r, budget)
+        self._validate_time(who, inst, budget)
+
+    def _validate_time(self, who: str, inst: Instance, budget=None) -> None:
+        """Keyframes: at most MAX_KEYFRAMES, frames unique, ascending, in range, regions valid (non-empty when
+        enabled); visible range: first <= last, both frame indices."""
+        if inst.frames is not None:
+            if not isinstance(inst.frames, (list, tuple)) or len(inst.frames) != 2:
+                raise LayoutError(f"{who}: 'frames' must be (first, last), got {inst.frames!r}")
+            first = _frame_index(inst.frames[0], f"{who}: 'frames' first")
+            if inst.frames[1] is not None and _frame_index(inst.frames[1], f"{who}: 'frames' last") < first:
+                raise LayoutError(f"{who}: 'frames' [{first}, {inst.frames[1]}] ends before it starts; expected "
+                                  "first <= last")
+        if inst.keyframes is None:
+            return
+        if not isinstance(inst.keyframes, (list, tuple)):
+            raise LayoutError(f"{who}: 'keyframes' must be a list of (frame, regions), got {inst.keyframes!r}")
+        if len(inst.keyframes) > MAX_KEYFRAMES:
+            raise LayoutError(f"{who}: {len(inst.keyframes)} keyframes; at most {MAX_KEYFRAMES} per instance")
+        prev = -1
+        for k, kf in enumerate(inst.keyframes):
+            if not isinstance(kf, (list, tuple)) or len(kf) != 2 or not isinstance(kf[1], (list, tuple)):
+                raise LayoutError(f"{who}: keyframes[{k}] must be (frame, [regions]), got {kf!r}")
+            f = _frame_index(kf[0], f"{who}: keyframes[{k}] 'frame'")
+            if f <= prev:
+                raise LayoutError(f"{who}: keyframes[{k}] is at frame {f} after frame {prev}; keyframes must be "
+                                  "sorted by frame with no frame twice")
+            prev = f
+            if inst.enabled and not kf[1]:
+                raise LayoutError(f"{who}: keyframes[{k}] (frame {f}) has no region; give at least one")
+            for j, r in enumerate(kf[1]):
+                self._validate_region(f"{who}: keyframes[{k}] (frame {f}) regions[{j}]", r, budget)
 
     def _validate_region(self, where: str, r: Region, budget: _Budget) -> None:
         W, H = self.width, self.height
@@ -637,7 +735,7 @@ class Layout:
         out = copy.deepcopy(self)
         out.width, out.height = int(width), int(height)
         for inst in out.instances:
-            for r in inst.regions:
+            for r in inst.regions + [r for _, regs in (inst.keyframes or []) for r in regs]:
                 if r.box is not None:
                     x0, y0, x1, y1 = r.box
                     r.box = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)

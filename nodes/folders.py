@@ -10,6 +10,8 @@ import os
 
 import folder_paths
 
+from ..core.paths import model_name_ok
+
 FOLDERS = ("ifadapter", "instancediffusion")
 EXTENSIONS = {".safetensors", ".bin", ".pth", ".pt", ".ckpt"}
 
@@ -42,9 +44,30 @@ def model_list(name: str) -> list[str]:
 
 
 def model_path(name: str, filename: str) -> str:
-    """Full path of ``filename`` in the model folder ``name``, or a clear error naming where it was looked for."""
+    """Full path of ``filename`` in the model folder ``name``, or a clear error naming where it was looked for.
+
+    ``filename`` must be a relative name that stays inside the folder (ComfyUI's validation already limits it to
+    the folder's file list); only regular files are returned (no devices, FIFOs or directories). Symlinks that the
+    server's owner placed inside a model folder are followed, as ComfyUI does for every model folder."""
+    if not model_name_ok(filename):
+        raise ValueError(f"{name} model name {str(filename)[:200]!r} is not allowed: pick a file from the list")
     path = folder_paths.get_full_path(name, filename)
-    if path is None or not os.path.isfile(path):
+    inside = path is not None and any(_within(d, path) for d in folder_paths.get_folder_paths(name))
+    if path is None or not inside or not os.path.isfile(path):
         where = ", ".join(folder_paths.get_folder_paths(name))
         raise FileNotFoundError(f"{name} model {filename!r} not found; looked in: {where}")
     return path
+
+
+def _within(folder: str, path: str) -> bool:
+    try:
+        return os.path.commonpath([os.path.abspath(folder), os.path.abspath(path)]) == os.path.abspath(folder)
+    except ValueError:  # another drive on Windows
+        return False
+
+
+def output_folder(name: str) -> str:
+    """The first folder registered for ``name`` (where converters write), created if missing."""
+    folder = folder_paths.get_folder_paths(name)[0]
+    os.makedirs(folder, exist_ok=True)
+    return folder

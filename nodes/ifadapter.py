@@ -23,13 +23,17 @@ from ..core.ifadapter import (
     load_ifadapter,
 )
 from ..core.ifadapter.adapter import TEXT_DEPTHS
+from ..core.ifadapter.frames import FramesRuntime, FrameTokens
 from ..core.ifadapter.runtime import IFAdapterRuntime, InstanceTokens, eot_and_word_mask, token_grid
 from ..core.ifadapter.semantic_map import MAX_OBJ, InstanceGeometry
 from ..core.layout import Layout
+from ..core.paths import PathRefused, output_file, write_into
 from ..core.render import hex_to_rgb, preview_size
+from ..core.timeline import Timeline, at_frame, frame_count, frame_span
 from . import folders
 from .common import CATEGORY_IFADAPTER, CATEGORY_UTILS, LAYOUT, load_once, save_preview
 from .description_tokens import WEIGHT_SYNTAX, description_tokens
+from .frames import FrameTable, chunk_frames
 from .patches import add_attn2_contribution, rows_by_cond
 from .steps import StepWindow
 
@@ -107,17 +111,16 @@ class IFAdapterConvert:
     def convert(self, ifadapter_name, output_name="", dtype="keep", overwrite=False):
         src = folders.model_path("ifadapter", ifadapter_name)
         name = output_name.strip() or os.path.splitext(os.path.basename(ifadapter_name))[0]
-        if not name.endswith(".safetensors"):
-            name += ".safetensors"
-        if os.path.basename(name) != name:
-            raise ValueError(f"output_name {output_name!r} must be a file name, not a path")
-        dst = os.path.join(os.path.dirname(src), name)
+        try:
+            dst = output_file(os.path.dirname(src), name, ".safetensors", overwrite)
+        except PathRefused as e:
+            raise ValueError(f"IFAdapter convert: {e}") from None
         if os.path.realpath(dst) == os.path.realpath(src):
             raise ValueError(f"{ifadapter_name} is already a .safetensors file; choose another output_name")
-        if os.path.exists(dst) and not overwrite:
-            raise FileExistsError(f"{dst} exists; set overwrite to replace it")
-        n = convert_to_safetensors(src, dst, dtype=None if dtype == "keep" else DTYPES[dtype])
-        msg = f"wrote {n} tensors to {dst}"
+        counts = []
+        write_into(dst, lambda tmp: counts.append(
+            convert_to_safetensors(src, tmp, dtype=None if dtype == "keep" else DTYPES[dtype])), overwrite)
+        msg = f"wrote {counts[0]} tensors to {dst}"
         log.info("[comfyui-ifadapter] %s", msg)
         return {"ui": {"text": [msg]}, "result": (dst,)}
 
@@ -258,14 +261,33 @@ class EncodeAppearanceTokens:
     def encode(self, clip, ifadapter, layout, weight_syntax=WEIGHT_SYNTAX[0]):
         layout = _layout_for_ifadapter(layout)
         texts = [inst.description.strip() for inst in layout.active()]
-        boxes = layout.boxes_normalized()
         hidden, eot, mask = encode_descriptions(clip, texts, weight_syntax)
+        if layout.timed:
+            return (self._encode_frames(ifadapter, layout, texts, hidden, eot, mask),)
+        boxes = layout.boxes_normalized()
         ref = ifadapter.text_proj_model.proj_in.weight
         with torch.no_grad():
             cond = ifadapter.encode_instances(hidden.to(ref.device, ref.dtype), mask.to(ref.device),
                                               eot.to(ref.device, ref.dtype), boxes.to(ref.device))
             uncond = ifadapter.encode_uncond(boxes.to(ref.device), seq_len=hidden.shape[2])
         return (InstanceTokens(cond.cpu(), uncond.cpu(), boxes, tuple(texts)),)
+
+    @staticmethod
+    def _encode_frames(ifadapter, layout, texts, hidden, eot, mask) -> FrameTokens:
+        """Tokens of every distinct frame of a layout over time, in one batch (the box embedding differs)."""
+        tl = Timeline(layout, frame_span(layout))
+        n, u = len(texts), len(tl)
+        boxes = torch.stack([lay.boxes_normalized() for lay in tl.layouts])  # [U, n, 4]
+        ref = ifadapter.text_proj_model.proj_in.weight
+        flat = boxes.reshape(u * n, 4).to(ref.device)
+        with torch.no_grad():
+            cond = ifadapter.encode_instances(hidden.repeat(u, 1, 1, 1).to(ref.device, ref.dtype),
+                                              mask.repeat(u, 1).to(ref.device),
+                                              eot.repeat(u, 1).to(ref.device, ref.dtype), flat)
+            uncond = ifadapter.encode_uncond(flat, seq_len=hidden.shape[2])
+        cond, uncond = cond.cpu().view(u, n, *cond.shape[1:]), uncond.cpu().view(u, n, *uncond.shape[1:])
+        frames = tuple(InstanceTokens(cond[i], uncond[i], boxes[i], tuple(texts)) for i in range(u))
+        return FrameTokens(frames, tl.index, tl.visible, frame_count(layout))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -306,7 +328,7 @@ class BuildInstanceSemanticMap:
     CATEGORY = CATEGORY_IFADAPTER
 
     def build(self, layout, level, latent=None):
-        layout = _layout_for_ifadapter(layout, descriptions=False)  # boxes only
+        layout = _layout_for_ifadapter(at_frame(layout, 0) if layout.timed else layout, descriptions=False)
         if latent is not None:
             lh, lw = latent["samples"].shape[-2:]
         else:
@@ -378,9 +400,11 @@ class IFAdapterLayer:
     ``ModelPatcher.clone()`` never duplicates the adapter weights or the token caches.
     """
 
-    def __init__(self, runtime: IFAdapterRuntime, key: tuple, window: StepWindow, aspect: float | None = None):
+    def __init__(self, runtime: IFAdapterRuntime | FramesRuntime, key: tuple, window: StepWindow,
+                 aspect: float | None = None, frames: FrameTable | None = None):
         self.runtime, self.key = runtime, tuple(key)
         self.window = window  # official: on while i < steps · control_ratio (end_percent), counted in steps
+        self.frames = frames
         self.aspect = aspect
         self.calls = 0
 
@@ -396,8 +420,12 @@ class IFAdapterLayer:
         act = extra_options.get("activations_shape")
         grid = token_grid(q.shape[1], list(shape)[2:4] if shape is not None and len(shape) >= 4 else None,
                           list(act)[2:4] if act is not None and len(act) >= 4 else None, self.aspect)
-        positive, _ = rows_by_cond(extra_options, q.shape[0])
+        positive, chunk = rows_by_cond(extra_options, q.shape[0])
         self.calls += 1
+        if self.frames is not None:  # a layout over time: row r of each chunk is a frame (or a window's frame)
+            per = q.shape[0] // (chunk[-1] + 1)
+            rows = self.frames.rows(chunk_frames(extra_options, per))
+            return self.runtime.layer_delta(self.key, q, positive, grid, [rows[r - c * per] for r, c in enumerate(chunk)])
         return self.runtime.layer_delta(self.key, q, positive, grid)
 
 
@@ -438,7 +466,15 @@ class ApplyIFAdapter:
         if refusal:
             raise ValueError(refusal)
         layout = _layout_for_ifadapter(layout)
-        boxes = layout.boxes_normalized()
+        timed = isinstance(tokens, FrameTokens)
+        if timed != layout.timed:
+            raise ValueError("the appearance tokens and the layout disagree: one is a layout over time and the other "
+                             "is not; connect the same layout to Encode Appearance Tokens and Apply IFAdapter")
+        if timed:
+            tl = Timeline(layout, frame_span(layout))
+            boxes = torch.stack([lay.boxes_normalized() for lay in tl.layouts])
+        else:
+            boxes = layout.boxes_normalized()
         if boxes.shape != tokens.boxes.shape or not torch.allclose(boxes, tokens.boxes.float(), atol=1e-6):
             raise ValueError(
                 f"the appearance tokens were encoded for a different layout ({len(tokens)} instances) than the one "
@@ -446,12 +482,17 @@ class ApplyIFAdapter:
                 "Appearance Tokens and Apply IFAdapter")
         if end_percent < start_percent:
             raise ValueError(f"end_percent {end_percent} is before start_percent {start_percent}")
-        runtime = IFAdapterRuntime(ifadapter, tokens, scale)
+        frames = None
+        if timed:
+            runtime = FramesRuntime(ifadapter, tokens, scale)
+            frames = FrameTable(tokens.index, tokens.covered, "Apply IFAdapter")
+        else:
+            runtime = IFAdapterRuntime(ifadapter, tokens, scale)
         window = StepWindow.for_model(model, start_percent, end_percent, "ratio")
         m = model.clone()
         aspect = layout.width / layout.height
         for key in IFADAPTER_KEYS:
-            add_attn2_contribution(m, key, IFAdapterLayer(runtime, key, window, aspect))
+            add_attn2_contribution(m, key, IFAdapterLayer(runtime, key, window, aspect, frames))
         return (m,)
 
 

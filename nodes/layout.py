@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 
-import folder_paths
 import numpy as np
 import torch
 
 from ..core.layout import MAX_JSON_DEPTH, Instance, Layout, LayoutError, Region, from_masks
+from ..core.paths import PathRefused
 from ..core.render import render_layout, to_comfy_image
+from ..core.timeline import at_frame
+from . import paths
 from .common import CATEGORY_LAYOUT, LAYOUT, save_preview
 
 MAX_MASK_OUTPUT = 1 << 28  # values in Layout to Masks' output: one 16384 x 16384 mask, or 64 masks of 2048 x 2048
@@ -24,6 +25,11 @@ EMPTY_LAYOUT = json.dumps({"format": "instance-layout", "version": 1, "width": 1
 
 def _underlay_np(image: torch.Tensor | None) -> np.ndarray | None:
     return None if image is None else image[0, ..., :3].detach().cpu().float().numpy()
+
+
+def _static(layout: Layout) -> Layout:
+    """Frame 0 of a layout over time (nodes that show one picture), else the layout itself."""
+    return at_frame(layout, 0) if layout.timed else layout
 
 
 def _resized(layout: Layout, width: int, height: int) -> Layout:
@@ -70,8 +76,14 @@ class InstanceLayout:
 
     def build(self, width, height, layout, underlay=None):
         lay = Layout.from_json(layout or EMPTY_LAYOUT)
+        ref = lay.extra.get("underlay")
+        if ref is not None and not paths.input_ref_ok(ref):
+            # only the browser fetches the underlay (through ComfyUI's /view); a reference that climbs out of
+            # ComfyUI's folders is refused here so that no workflow carries one
+            raise LayoutError("layout: 'underlay' must be {\"filename\", \"subfolder\", \"type\"} naming an image "
+                              "inside ComfyUI's input, output or temp folder; upload the image again in the editor")
         lay = _resized(lay, width, height).validate()
-        preview = render_layout(lay, underlay=_underlay_np(underlay))
+        preview = render_layout(_static(lay), underlay=_underlay_np(underlay))
         # The editor draws what the node really received as its underlay (any upstream IMAGE, not only a
         # Load Image it can see); a custom UI key, so frontends do not show it as a node preview.
         ui = {"ifa_underlay": save_preview(underlay[:1], "ifa_underlay")} if underlay is not None else {}
@@ -80,24 +92,28 @@ class InstanceLayout:
 
 class LayoutFromJSON:
     """A layout from JSON text or a ``.json`` file in ComfyUI's input folder (ours, InstanceDiffusion demo JSON,
-    or an IFAdapter sample layout; the format is detected)."""
+    or an IFAdapter sample layout; the format is detected).
 
-    DESCRIPTION = ("Reads a layout from JSON text or from a .json file in ComfyUI's input folder: this pack's format, "
+    Only regular files inside the input folder (or its subfolders) of at most 16 MB are read, symlinks resolved;
+    any other name is refused at validation, before anything is opened (see nodes/paths.py)."""
+
+    NO_FILE = "(none)"
+
+    DESCRIPTION = ("Reads a layout from JSON text or from a .json file in ComfyUI's input folder (nothing outside "
+                   "it is ever read): this pack's format, "
                    "InstanceDiffusion demo JSON (caption, annos with bbox, COCO RLE mask, point, scribble) or an "
                    "IFAdapter sample layout (annotations with [x, y, w, h] boxes); the format is detected. Returns "
                    "the layout, optionally scaled to width x height, for any node with a layout input.")
 
     @classmethod
     def INPUT_TYPES(cls):
-        files = ["(none)"] + sorted(f for f in os.listdir(folder_paths.get_input_directory())
-                                    if f.lower().endswith(".json")) if os.path.isdir(
-            folder_paths.get_input_directory()) else ["(none)"]
         return {
             "required": {"json_text": ("STRING", {"default": "", "multiline": True, "dynamicPrompts": False,
                                                   "tooltip": "Layout JSON to read; when empty, the file below is "
                                                              "read instead."}),
-                         "file": (files, {"tooltip": "A .json file in ComfyUI's input folder, used when json_text "
-                                                     "is empty."})},
+                         "file": ([cls.NO_FILE] + paths.input_files(".json"), {
+                             "tooltip": "A .json file in ComfyUI's input folder or its subfolders (at most 16 MB), "
+                                        "used when json_text is empty."})},
             "optional": {"width": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 8,
                                            "tooltip": "Scale the layout to this canvas width (0-16384, step 8); "
                                                       "0 keeps the canvas of the JSON. Scaling needs both width "
@@ -113,19 +129,35 @@ class LayoutFromJSON:
     CATEGORY = CATEGORY_LAYOUT
 
     @classmethod
-    def VALIDATE_INPUTS(cls, json_text, file, **kw):
-        if not (json_text or "").strip() and file in ("(none)", "", None):
+    def VALIDATE_INPUTS(cls, json_text, file):
+        # Naming `file` here makes ComfyUI skip its own list check for it, so the rule the list is built with runs
+        # here instead (a .json regular file inside the input folder); no **kwargs, so ComfyUI still checks the
+        # other inputs.
+        if json_text is None or (json_text or "").strip():  # None: linked from another node, checked at run time
+            return True
+        if file in (cls.NO_FILE, "", None):
             return "give the layout as json_text or pick a file from the input folder"
+        try:
+            paths.check_input_file(file, extension=".json")
+        except PathRefused as e:
+            return str(e)
         return True
 
     def load(self, json_text, file, width=0, height=0):
         if (json_text or "").strip():
             src, text = "json_text", json_text
         else:
-            path = os.path.join(folder_paths.get_input_directory(), file)
-            src = path
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
+            if file in (self.NO_FILE, "", None):
+                raise LayoutError("give the layout as json_text or pick a file from the input folder")
+            src = f"file {file!r}"
+            try:
+                raw = paths.read_input_file(file, extension=".json")
+            except PathRefused as e:
+                raise LayoutError(str(e)) from None
+            try:
+                text = raw.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise LayoutError(f"{src}: not UTF-8 text; a layout file is JSON") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
@@ -268,6 +300,7 @@ class LayoutPreview:
     CATEGORY = CATEGORY_LAYOUT
 
     def preview(self, layout, opacity, legend, underlay=None, instancediffusion_view="off"):
+        layout = _static(layout)
         overlays = None
         if instancediffusion_view != "off" and layout.active():
             from ..core.instancediffusion.inputs import received_overlays
@@ -302,6 +335,7 @@ class LayoutToMasks:
     CATEGORY = CATEGORY_LAYOUT
 
     def masks(self, layout, width=0, height=0):
+        layout = _static(layout)
         h, w = (height or layout.height), (width or layout.width)
         n = max(1, len(layout.active()))
         if n * h * w > MAX_MASK_OUTPUT:

@@ -5,7 +5,11 @@ Accepted files:
 - ``.safetensors`` with flat keys ``text_proj_model.*``, ``pos_net.*``, ``adapter_modules.<i>.*`` (what
   :func:`convert_to_safetensors` writes; preferred: no pickle, memory-mapped);
 - the released ``spd_adapter.bin`` (a torch pickle of ``{"text_proj_model": sd, "adapter_modules": sd,
-  "pos_net": sd}``), read with ``torch.load(weights_only=True, mmap=True)`` so no pickled code can run.
+  "pos_net": sd}``), read by :mod:`core.checkpoints` so no pickled code can run.
+
+Nothing is allocated before the file has passed: sizes read from it within the official ones
+(:func:`check_config_bounds`), every key and shape as that configuration expects, every tensor floating point and a
+dense view of its own bytes. NaN / Inf weights are refused. Errors name the file and the tensor.
 """
 
 from __future__ import annotations
@@ -13,66 +17,103 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..checkpoints import (
+    CheckpointError,
+    LazyTensor,
+    TorchArchive,
+    check_tensors,
+    check_total,
+    materialise,
+    open_torch,
+    read_safetensors,
+    safetensors_header,
+)
 from .adapter import PATCHED_INDICES, IFAdapter
 
 SECTIONS = ("text_proj_model", "adapter_modules", "pos_net")
 CONFIG_METADATA_KEY = "ifadapter_config"  # safetensors metadata: JSON of IFAdapter(...) kwargs
+# safetensors metadata: the resampler word mask the weights were trained with ("official-quirk" or "all-words")
+MASK_METADATA_KEY = "ifadapter_resampler_mask"
+MASK_MODES = {"official-quirk": True, "all-words": False}
 OFFICIAL_CONFIG = {"hidden_size": 1280, "heads": 20, "context_dim": 2048, "resampler_kwargs": {}}
+OFFICIAL_RESAMPLER = {"dim": 2560, "depth": 4, "dim_head": 128, "heads": 20, "ff_mult": 4}
+OFFICIAL_PARAMS = 519_750_464  # the released spd_adapter.bin (255 tensors)
+MAX_PARAMS = OFFICIAL_PARAMS + OFFICIAL_PARAMS // 20  # headroom 5 %; sizes are capped at the official ones anyway
 SDXL_CONTEXT_DIM = 2048
 _MODEL_NAMES = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL", 4096: "a T5-conditioned model"}
 
 
-class IFAdapterCheckpointError(ValueError):
+class IFAdapterCheckpointError(CheckpointError):
     """The file is not a loadable IFAdapter checkpoint; the message says what was wrong and what was expected."""
 
 
-def _flatten(sd: Mapping, prefix: str = "") -> dict[str, Tensor]:
-    flat: dict[str, Tensor] = {}
+def _flatten(sd: Mapping, source: str, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
     for key, value in sd.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(_flatten(value, name + "."))
-        elif isinstance(value, Tensor):
+            flat.update(_flatten(value, source, name + "."))
+        elif isinstance(value, (Tensor, LazyTensor)):
             flat[name] = value
         else:
-            raise IFAdapterCheckpointError(f"entry {name!r} is a {type(value).__name__}, expected a tensor")
+            raise IFAdapterCheckpointError(f"{source}: entry {name!r} is a {type(value).__name__}, expected a tensor")
     return flat
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
-    """Read a checkpoint into a flat ``{key: tensor}`` dict without executing pickled code.
+def _shapes(state_dict: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(int(d) for d in (v.shape if hasattr(v, "shape") else v)) for k, v in state_dict.items()}
 
-    safetensors files are memory-mapped; pickles go through ``torch.load(weights_only=True)`` (memory-mapped when
-    the file is in the zip format). Nested dicts (the official layout) are flattened with ``.``-joined keys.
+
+def _check_layout(shapes: Mapping[str, tuple[int, ...]], metadata: Mapping[str, str], source: str) -> dict:
+    """The file's configuration, after the bounds, the strict key/shape check and the size cap; nothing allocated."""
+    check_total(shapes, source, MAX_PARAMS, "IFAdapter")
+    config = adapter_config(shapes, metadata, source)
+    with torch.device("meta"):
+        model = IFAdapter(**config)
+    check_state_dict(model, shapes, source=source)
+    return config
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
+    """Read and check a checkpoint into a flat ``{key: tensor}`` dict, without executing pickled code.
+
+    Nested dicts (the official layout) are flattened with ``.``-joined keys. Before any tensor is read, the layout
+    is checked (configuration within the official sizes, exact keys and shapes) and, for pickles, every tensor must
+    be a dense view of bytes the file really holds and shares with no other tensor. Raises
+    :class:`IFAdapterCheckpointError` naming the file (and the tensor) otherwise.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"IFAdapter checkpoint not found: {path}")
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(path, device="cpu")
     try:
+        if path.endswith(".safetensors"):
+            shapes, _dtypes, metadata = safetensors_header(path)
+            _check_layout(shapes, metadata, path)
+            return read_safetensors(path)
+        root, arc = open_torch(path)
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:  # legacy (non-zip) pickles cannot be memory-mapped
-            if "mmap" not in str(exc):
-                raise
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # UnpicklingError and friends: never fall back to an unsafe load
-        raise IFAdapterCheckpointError(
-            f"{path}: refused to load: the pickle holds objects outside torch's safe allow-list or is corrupt "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). IFAdapter weights are plain "
-            "tensors; if you trust the file, convert it once with convert_to_safetensors() in a separate Python "
-            "session and load the .safetensors file instead."
-        ) from exc
-    if not isinstance(obj, Mapping):
-        raise IFAdapterCheckpointError(f"{path}: expected a dict of tensors, found a {type(obj).__name__}")
-    return _flatten(obj)
+            return _read_pickled(root, arc, path)
+        finally:
+            if arc is not None:
+                arc.close()
+    except IFAdapterCheckpointError:
+        raise
+    except CheckpointError as e:
+        raise IFAdapterCheckpointError(str(e)) from None
+
+
+def _read_pickled(root: Any, arc: TorchArchive | None, path: str) -> dict[str, Tensor]:
+    if not isinstance(root, Mapping):
+        raise IFAdapterCheckpointError(f"{path}: expected a dict of tensors, found a {type(root).__name__}")
+    flat = _flatten(root, path)
+    _check_layout(_shapes(flat), {}, path)
+    check_tensors(flat, path, arc)
+    return materialise(flat, arc, None, path)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -80,62 +121,96 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     path = os.fspath(path)
     if not path.endswith(".safetensors"):
         return {}
-    from safetensors import safe_open
+    try:
+        return safetensors_header(path)[2]
+    except CheckpointError as e:
+        raise IFAdapterCheckpointError(str(e)) from None
 
-    with safe_open(path, framework="pt") as f:
-        return dict(f.metadata() or {})
 
-
-def adapter_config(state_dict: Mapping[str, Tensor], metadata: Mapping[str, str] | None = None) -> dict:
+def adapter_config(state_dict: Mapping[str, Any], metadata: Mapping[str, str] | None = None,
+                   source: str = "checkpoint") -> dict:
     """The ``IFAdapter(...)`` configuration a checkpoint was saved with.
 
     Order: the ``ifadapter_config`` JSON in safetensors metadata (written by :func:`save_ifadapter` and
     :func:`convert_to_safetensors`); otherwise the official configuration, with the per-layer width and head count
     read from the shapes of the first patched processor (``to_k_ap.weight`` ``[hidden, context]`` and
     ``q_norm.weight`` ``[hidden / heads]``). A file lacking those keys gets the official values, so the strict
-    check then lists exactly what is missing.
+    check then lists exactly what is missing. Either way the sizes must lie within the official ones
+    (:func:`check_config_bounds`): a file cannot make the loader describe, let alone allocate, a bigger model.
     """
+    shapes = _shapes(state_dict)
     raw = (metadata or {}).get(CONFIG_METADATA_KEY)
     if raw:
         try:
             cfg = json.loads(raw)
         except ValueError as exc:
-            raise IFAdapterCheckpointError(f"metadata {CONFIG_METADATA_KEY!r} is not valid JSON: {exc}") from None
+            raise IFAdapterCheckpointError(
+                f"{source}: metadata {CONFIG_METADATA_KEY!r} is not valid JSON: {exc}") from None
+        if not isinstance(cfg, dict):
+            raise IFAdapterCheckpointError(f"{source}: metadata {CONFIG_METADATA_KEY!r} is not a JSON object")
         unknown = sorted(set(cfg) - set(OFFICIAL_CONFIG))
         if unknown:
             raise IFAdapterCheckpointError(
-                f"metadata {CONFIG_METADATA_KEY!r} has unknown fields {unknown}; expected {sorted(OFFICIAL_CONFIG)}"
+                f"{source}: metadata {CONFIG_METADATA_KEY!r} has unknown fields {unknown}; expected "
+                f"{sorted(OFFICIAL_CONFIG)}"
             )
-        return {**OFFICIAL_CONFIG, **cfg}
-    cfg = dict(OFFICIAL_CONFIG)
-    first = f"adapter_modules.{PATCHED_INDICES[0]}."
-    to_k, q_norm = state_dict.get(first + "to_k_ap.weight"), state_dict.get(first + "q_norm.weight")
-    if to_k is not None and q_norm is not None and to_k.dim() == 2 and q_norm.dim() == 1 and q_norm.shape[0]:
-        hidden, context = int(to_k.shape[0]), int(to_k.shape[1])
-        if hidden % int(q_norm.shape[0]) == 0:
-            cfg.update(hidden_size=hidden, heads=hidden // int(q_norm.shape[0]), context_dim=context)
-    cfg["resampler_kwargs"] = _resampler_config(state_dict)
+        cfg = {**OFFICIAL_CONFIG, **cfg}
+    else:
+        cfg = dict(OFFICIAL_CONFIG)
+        first = f"adapter_modules.{PATCHED_INDICES[0]}."
+        to_k, q_norm = shapes.get(first + "to_k_ap.weight"), shapes.get(first + "q_norm.weight")
+        if to_k is not None and q_norm is not None and len(to_k) == 2 and len(q_norm) == 1 and q_norm[0]:
+            hidden, context = int(to_k[0]), int(to_k[1])
+            if hidden % int(q_norm[0]) == 0:
+                cfg.update(hidden_size=hidden, heads=hidden // int(q_norm[0]), context_dim=context)
+        cfg["resampler_kwargs"] = _resampler_config(shapes)
+    check_config_bounds(cfg, source)
     return cfg
 
 
-def _resampler_config(sd: Mapping[str, Tensor]) -> dict:
+def check_config_bounds(cfg: Mapping, source: str) -> None:
+    """Refuse sizes outside the official ones: hidden size 1..1280 divisible into 1..20 heads, context 2048 (SDXL),
+    resampler dim 1..2560, depth 1..4, heads 1..20, dim_head 1..128, ff_mult 1..4. Smaller adapters pass (tests)."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise IFAdapterCheckpointError(f"{source}: {what}; refused before allocating")
+
+    def is_int(v: object) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    hidden, heads, ctx = cfg.get("hidden_size"), cfg.get("heads"), cfg.get("context_dim")
+    need(is_int(hidden) and 1 <= hidden <= 1280, f"hidden size {hidden!r}: an IFAdapter layer is 1..1280 wide")
+    need(is_int(heads) and 1 <= heads <= 20 and hidden % heads == 0,
+         f"{heads!r} heads: an IFAdapter layer has 1..20 heads dividing its width {hidden}")
+    need(ctx == SDXL_CONTEXT_DIM, f"context width {ctx!r}: IFAdapter reads SDXL's {SDXL_CONTEXT_DIM}-wide text")
+    rk = cfg.get("resampler_kwargs") or {}
+    need(isinstance(rk, Mapping) and set(rk) <= set(OFFICIAL_RESAMPLER),
+         f"resampler settings {sorted(rk) if isinstance(rk, Mapping) else rk!r}: only "
+         f"{sorted(OFFICIAL_RESAMPLER)} may differ from the official ones")
+    for key, top in OFFICIAL_RESAMPLER.items():
+        v = rk.get(key, top)
+        need(is_int(v) and 1 <= v <= top, f"resampler {key} {v!r}: an IFAdapter resampler has 1..{top}")
+
+
+def _resampler_config(shapes: Mapping[str, tuple[int, ...]]) -> dict:
     """Resampler sizes that differ from the official ones, read from the shapes (the query count stays 4: the
     token layout 3 x 4 + EoT is fixed). Empty for the official file or when the keys to read are missing."""
     p = "text_proj_model."
-    latents, to_q = sd.get(p + "latents"), sd.get(p + "layers.0.0.to_q.weight")
-    q_norm, gate = sd.get(p + "layers.0.0.q_norm.weight"), sd.get(p + "layers.0.1.gate_proj.weight")
-    if any(t is None for t in (latents, to_q, q_norm, gate)) or latents.dim() != 3 or q_norm.dim() != 1:
+    latents, to_q = shapes.get(p + "latents"), shapes.get(p + "layers.0.0.to_q.weight")
+    q_norm, gate = shapes.get(p + "layers.0.0.q_norm.weight"), shapes.get(p + "layers.0.1.gate_proj.weight")
+    if any(t is None for t in (latents, to_q, q_norm, gate)) or len(latents) != 3 or len(q_norm) != 1:
         return {}
-    dim, dim_head = int(latents.shape[2]), int(q_norm.shape[0])
+    if len(to_q) < 1 or len(gate) < 1:
+        return {}
+    dim, dim_head = int(latents[2]), int(q_norm[0])
     found = {
         "dim": dim,
-        "depth": len({k.split(".")[2] for k in sd if k.startswith(p + "layers.")}),
+        "depth": len({k.split(".")[2] for k in shapes if k.startswith(p + "layers.")}),
         "dim_head": dim_head,
-        "heads": int(to_q.shape[0]) // max(dim_head, 1),
-        "ff_mult": int(gate.shape[0]) // max(dim, 1),
+        "heads": int(to_q[0]) // max(dim_head, 1),
+        "ff_mult": int(gate[0]) // max(dim, 1),
     }
-    official = {"dim": 2560, "depth": 4, "dim_head": 128, "heads": 20, "ff_mult": 4}
-    if found == official or min(found.values()) < 1:
+    if found == OFFICIAL_RESAMPLER or min(found.values()) < 1:
         return {}
     return found
 
@@ -145,19 +220,20 @@ def _describe(keys: list[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, Tensor], source: str = "checkpoint") -> None:
+def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, Any], source: str = "checkpoint") -> None:
     """Strictly compare a flat state dict with ``model.state_dict()``; raise listing every problem.
 
     The error names the missing keys, the unexpected keys and each shape mismatch (expected vs found) so a user
     can tell a wrong file (e.g. an IP-Adapter or an InstanceDiffusion checkpoint) from a truncated one.
     """
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    state_dict = _shapes(state_dict)
     missing = sorted(k for k in expected if k not in state_dict)
     unexpected = sorted(k for k in state_dict if k not in expected)
     mismatched = sorted(
-        f"{k}: expected {list(expected[k])}, found {list(state_dict[k].shape)}"
+        f"{k}: expected {list(expected[k])}, found {list(state_dict[k])}"
         for k in expected
-        if k in state_dict and tuple(state_dict[k].shape) != expected[k]
+        if k in state_dict and state_dict[k] != expected[k]
     )
     if not (missing or unexpected or mismatched):
         return
@@ -180,16 +256,21 @@ def load_ifadapter(
     path: str | os.PathLike,
     dtype: torch.dtype | None = None,
     device: torch.device | str = "cpu",
-    official_mask_quirk: bool = True,
+    official_mask_quirk: bool | None = None,
 ) -> IFAdapter:
     """Load an IFAdapter checkpoint (``.safetensors`` or the official ``.bin``) into :class:`IFAdapter`.
 
     The module is built on the meta device and the file's tensors are assigned to it (no 2 GB random init, and the
-    memory map is kept where possible). ``dtype`` None keeps the file's dtype. Raises
-    :class:`IFAdapterCheckpointError` if any key or shape differs from the official layout.
+    memory map is kept where possible). ``dtype`` None keeps the file's dtype. ``official_mask_quirk`` None takes
+    the resampler mask mode the file was trained with (``ifadapter_resampler_mask`` metadata, written by the
+    trainer), else the released code's quirk. Raises :class:`IFAdapterCheckpointError` if any key or shape differs
+    from the official layout.
     """
     state_dict = read_state_dict(path)
-    config = adapter_config(state_dict, read_metadata(path))
+    metadata = read_metadata(path)
+    config = adapter_config(state_dict, metadata, os.fspath(path))
+    if official_mask_quirk is None:
+        official_mask_quirk = resampler_mask_quirk(metadata)
     with torch.device("meta"):
         model = IFAdapter(official_mask_quirk=official_mask_quirk, **config)
     check_state_dict(model, state_dict, source=os.fspath(path))
@@ -205,11 +286,8 @@ def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike, dtype
     """
     from safetensors.torch import save_file
 
-    state_dict = read_state_dict(src)
-    config = adapter_config(state_dict, read_metadata(src))
-    with torch.device("meta"):
-        model = IFAdapter(**config)
-    check_state_dict(model, state_dict, source=os.fspath(src))
+    state_dict = read_state_dict(src)  # checked: layout, sizes, storages, dtypes, finite values
+    config = adapter_config(state_dict, read_metadata(src), os.fspath(src))
     out = {}
     for key, value in state_dict.items():
         value = value.to(dtype) if dtype is not None and value.is_floating_point() else value
@@ -218,19 +296,34 @@ def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike, dtype
     return len(out)
 
 
+def resampler_mask_quirk(metadata: Mapping[str, str]) -> bool:
+    """Whether a file's resampler was trained with the official word-mask quirk (True when the metadata is silent,
+    as for the released weights)."""
+    mode = metadata.get(MASK_METADATA_KEY)
+    if mode is None:
+        return True
+    if mode not in MASK_MODES:
+        raise IFAdapterCheckpointError(f"metadata {MASK_METADATA_KEY!r} is {mode!r}; expected one of {list(MASK_MODES)}")
+    return MASK_MODES[mode]
+
+
 def _metadata(config: Mapping) -> dict[str, str]:
     return {"format": "pt", "model": "ifadapter-sdxl", CONFIG_METADATA_KEY: json.dumps(dict(config), sort_keys=True)}
 
 
-def save_ifadapter(model: IFAdapter, path: str | os.PathLike) -> int:
+def save_ifadapter(model: IFAdapter, path: str | os.PathLike, metadata: Mapping[str, str] | None = None) -> int:
     """Write ``model`` as a flat ``.safetensors`` file with its configuration in the metadata; returns #tensors.
 
-    Non-official sizes (e.g. a tiny test adapter) therefore load through :func:`load_ifadapter` unchanged.
+    Non-official sizes (e.g. a tiny test adapter) therefore load through :func:`load_ifadapter` unchanged. The
+    resampler mask mode is recorded too; ``metadata`` adds more string entries (e.g. the trainer's provenance).
     """
     from safetensors.torch import save_file
 
     out = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(out, os.fspath(path), metadata=_metadata(model.config))
+    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    meta.update(_metadata(model.config))
+    meta[MASK_METADATA_KEY] = "official-quirk" if model.official_mask_quirk else "all-words"
+    save_file(out, os.fspath(path), metadata=meta)
     return len(out)
 
 

@@ -9,258 +9,42 @@ Accepted files:
   :func:`convert_to_safetensors`, or a torch zip file);
 - logtd's split files ``position_net.ckpt`` + ``fusers.ckpt`` + ``scaleu.ckpt``.
 
-No pickle code is ever executed. Torch zip checkpoints are parsed by :class:`_RestrictedUnpickler`: tensor-rebuild
-functions and ``OrderedDict`` are allow-listed; every other global (OmegaConf classes, ``os.system``, ...) resolves
-to an inert placeholder that only records its arguments. Storages are not read while unpickling: each tensor stays
-a :class:`LazyTensor` pointing into the memory-mapped archive, and only the selected adapter tensors are copied out.
+No pickle code is ever executed (see :mod:`core.checkpoints`: allow-listed tensor rebuilds, dangerous globals refused,
+other classes such as OmegaConf's read as inert placeholders). Only the selected adapter tensors are copied out, and
+only after the widths read from the file are within the released model's (:func:`check_config_bounds`) and every
+tensor is a dense view of its own bytes (:func:`core.checkpoints.check_tensors`); NaN / Inf weights are refused.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
-import pickle
-import struct
-import warnings
-import zipfile
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import fields
 from typing import Any
 
 import torch
 
+from ..checkpoints import (
+    CheckpointError,
+    LazyTensor,
+    Opaque,
+    StorageRef,
+    TorchArchive,
+    check_tensors,
+    check_total,
+    materialise,
+    open_torch,
+    read_safetensors,
+    safetensors_header,
+)
 from .fuser import FUSER_BLOCKS, FUSER_PREFIXES
 from .model import AdapterConfig, InstanceDiffusion, from_official_key, is_adapter_key
 
 PathLike = str | os.PathLike
+__all__ = ["CheckpointError", "LazyTensor", "Opaque", "StorageRef", "TorchArchive"]  # re-exported for callers
 
-
-class CheckpointError(ValueError):
-    """A checkpoint is unreadable, truncated, or does not hold the expected InstanceDiffusion tensors."""
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# restricted unpickler for torch zip archives
-
-
-class Opaque:
-    """Inert stand-in for any non-allow-listed pickled global (e.g. an OmegaConf DictConfig). Never executes code."""
-
-    _qualname = "?"
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Opaque:
-        obj = object.__new__(cls)
-        obj.__dict__["_args"] = args
-        obj.__dict__["_kwargs"] = kwargs
-        obj.__dict__["_state"] = None
-        return obj
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __setstate__(self, state: Any) -> None:
-        self.__dict__["_state"] = state
-
-    def __setitem__(self, key: Any, value: Any) -> None:  # SETITEM(S) on a placeholder
-        self.__dict__.setdefault("_items", {})[key] = value
-
-    def append(self, value: Any) -> None:  # APPEND(S) on a placeholder
-        self.__dict__.setdefault("_list", []).append(value)
-
-    def extend(self, values: Iterable[Any]) -> None:
-        self.__dict__.setdefault("_list", []).extend(values)
-
-    def __repr__(self) -> str:
-        return f"<opaque {self._qualname}>"
-
-
-def _placeholder(module: str, name: str) -> type:
-    return type(f"Opaque[{module}.{name}]", (Opaque,), {"_qualname": f"{module}.{name}"})
-
-
-@dataclass(frozen=True)
-class _StorageType:
-    dtype: torch.dtype
-
-
-@dataclass(frozen=True)
-class StorageRef:
-    """A storage record ``data/<key>`` of the archive: ``numel`` elements of ``dtype``."""
-
-    key: str
-    dtype: torch.dtype
-    numel: int
-
-
-@dataclass(frozen=True)
-class LazyTensor:
-    """A tensor not yet read: a strided view into one storage of the archive."""
-
-    storage: StorageRef
-    offset: int
-    size: tuple[int, ...]
-    stride: tuple[int, ...]
-
-    @property
-    def shape(self) -> torch.Size:
-        return torch.Size(self.size)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.storage.dtype
-
-
-_STORAGE_DTYPES = {
-    "FloatStorage": torch.float32,
-    "DoubleStorage": torch.float64,
-    "HalfStorage": torch.float16,
-    "BFloat16Storage": torch.bfloat16,
-    "LongStorage": torch.int64,
-    "IntStorage": torch.int32,
-    "ShortStorage": torch.int16,
-    "CharStorage": torch.int8,
-    "ByteStorage": torch.uint8,
-    "BoolStorage": torch.bool,
-    "ComplexFloatStorage": torch.complex64,
-    "ComplexDoubleStorage": torch.complex128,
-    "UntypedStorage": torch.uint8,
-}
-
-
-def _rebuild_tensor(storage: Any, storage_offset: int, size: Any, stride: Any, *rest: Any) -> LazyTensor:
-    if not isinstance(storage, StorageRef):
-        raise CheckpointError(f"malformed checkpoint: tensor rebuilt from {type(storage).__name__}, not a storage")
-    return LazyTensor(storage, int(storage_offset), tuple(int(s) for s in size), tuple(int(s) for s in stride))
-
-
-def _rebuild_parameter(data: Any, requires_grad: Any = False, hooks: Any = None, *state: Any) -> Any:
-    return data
-
-
-def _rebuild_from_type(func: Any, new_type: Any, args: Any, state: Any) -> Any:
-    # only tensor-producing rebuild functions are callable here; anything else yields a placeholder
-    if func in (_rebuild_tensor, _rebuild_parameter):
-        return func(*args)
-    return Opaque(func, new_type, args, state)
-
-
-_ALLOWED: dict[tuple[str, str], Any] = {
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-    ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type,
-    ("collections", "OrderedDict"): OrderedDict,
-}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickles a torch ``data.pkl`` without importing or calling anything outside the allow-list."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED:
-            return _ALLOWED[(module, name)]
-        if module in ("torch", "torch.storage") and name in _STORAGE_DTYPES:
-            return _StorageType(_STORAGE_DTYPES[name])
-        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
-            return getattr(torch, name)
-        return _placeholder(module, name)
-
-    def persistent_load(self, pid: Any) -> Any:
-        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
-            raise CheckpointError(f"malformed checkpoint: unsupported persistent id {pid!r:.80}")
-        stype, key, _location, numel = pid[1], pid[2], pid[3], pid[4]
-        dtype = stype.dtype if isinstance(stype, _StorageType) else stype if isinstance(stype, torch.dtype) else None
-        if dtype is None:
-            raise CheckpointError(f"malformed checkpoint: storage {key!r} has unknown type {stype!r:.80}")
-        return StorageRef(str(key), dtype, int(numel))
-
-
-class TorchArchive:
-    """A torch zip checkpoint opened read-only and memory-mapped; ``root`` is the unpickled object tree in which
-    every tensor is a :class:`LazyTensor`. Use :meth:`read` to materialise one. Close (or use ``with``) when done."""
-
-    def __init__(self, path: PathLike) -> None:
-        self.path = os.fspath(path)
-        try:
-            self._zip = zipfile.ZipFile(self.path)
-        except zipfile.BadZipFile as e:
-            raise CheckpointError(
-                f"{self.path}: not a PyTorch zip checkpoint, or the file is truncated ({e})"
-            ) from None
-        names = self._zip.namelist()
-        pkl = [n for n in names if n.endswith("data.pkl") and n.count("/") == 1]
-        if len(pkl) != 1:
-            raise CheckpointError(f"{self.path}: no single '<name>/data.pkl' record; not a torch.save zip file")
-        self._prefix = pkl[0][: -len("data.pkl")]
-        bo = self._prefix + "byteorder"
-        if bo in names and self._zip.read(bo).strip() not in (b"little", b""):
-            raise CheckpointError(f"{self.path}: big-endian checkpoints are not supported")
-        self._file = open(self.path, "rb")
-        self._mm = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
-        try:
-            self.root = _RestrictedUnpickler(self._zip.open(pkl[0])).load()
-        except CheckpointError:
-            self.close()
-            raise
-        except Exception as e:  # corrupt pickle stream
-            self.close()
-            raise CheckpointError(f"{self.path}: cannot parse data.pkl ({type(e).__name__}: {e})") from None
-
-    def _data_offset(self, key: str) -> tuple[int, int]:
-        name = f"{self._prefix}data/{key}"
-        try:
-            info = self._zip.getinfo(name)
-        except KeyError:
-            raise CheckpointError(f"{self.path}: storage record {name!r} is missing (truncated file?)") from None
-        if info.compress_type != zipfile.ZIP_STORED:
-            raise CheckpointError(f"{self.path}: storage {name!r} is compressed; torch.save writes them stored")
-        header = self._mm[info.header_offset : info.header_offset + 30]
-        if len(header) < 30 or header[:4] != b"PK\x03\x04":
-            raise CheckpointError(f"{self.path}: bad local zip header for {name!r} (corrupt or truncated file)")
-        n_name, n_extra = struct.unpack("<HH", header[26:30])
-        start = info.header_offset + 30 + n_name + n_extra
-        if start + info.file_size > len(self._mm):
-            raise CheckpointError(f"{self.path}: storage {name!r} runs past the end of the file (truncated)")
-        return start, info.file_size
-
-    def read(self, t: LazyTensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """Copy one tensor out of the mapped file (optionally cast); no other storage is touched."""
-        start, nbytes = self._data_offset(t.storage.key)
-        itemsize = torch.empty(0, dtype=t.dtype).element_size()
-        numel = nbytes // itemsize
-        if numel < t.storage.numel:
-            raise CheckpointError(
-                f"{self.path}: storage {t.storage.key!r} holds {numel} elements, the header says {t.storage.numel}"
-            )
-        if t.size and min(t.size) > 0:
-            last = t.offset + sum((n - 1) * s for n, s in zip(t.size, t.stride))
-            if t.offset < 0 or last >= numel:
-                raise CheckpointError(f"{self.path}: tensor view exceeds its storage {t.storage.key!r}")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # read-only buffer: we copy before anyone can write
-            flat = (
-                torch.frombuffer(self._mm, dtype=t.dtype, count=numel, offset=start)
-                if numel
-                else torch.empty(0, dtype=t.dtype)
-            )
-            out = torch.as_strided(flat, t.size, t.stride, t.offset).clone(memory_format=torch.contiguous_format)
-        return out if dtype is None else out.to(dtype)
-
-    def close(self) -> None:
-        for obj in (getattr(self, "_mm", None), getattr(self, "_file", None), getattr(self, "_zip", None)):
-            if obj is not None:
-                try:
-                    obj.close()
-                except (BufferError, ValueError):
-                    pass
-
-    def __enter__(self) -> TorchArchive:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+OFFICIAL_PARAMS = 368_812_473  # the released SD1.5 adapter (513 tensors)
+MAX_PARAMS = OFFICIAL_PARAMS + OFFICIAL_PARAMS // 20  # headroom 5 %; widths are capped at the official ones anyway
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -306,6 +90,21 @@ def infer_config(shapes: Mapping[str, tuple[int, ...]]) -> AdapterConfig:
     return AdapterConfig(fusers, scaleu, mid, dims, tuple(depths))
 
 
+def check_config_bounds(config: AdapterConfig, source: str) -> None:
+    """Refuse widths or depths read from a file that exceed the released model's (or are not positive), before a
+    model of that size is even described: a tiny file must not make the loader build or allocate a huge one.
+    Smaller adapters (test models, the tiny SD1.5-layout ones) pass."""
+    official = AdapterConfig()
+    for f in fields(AdapterConfig):
+        got, top = getattr(config, f.name), getattr(official, f.name)
+        for i, (g, t) in enumerate(zip(got, top) if isinstance(top, tuple) else [(got, top)]):
+            if not 1 <= int(g) <= t:
+                where = f"{f.name}[{i}]" if isinstance(top, tuple) else f.name
+                raise CheckpointError(
+                    f"{source}: its tensor shapes give {where} = {g}; an InstanceDiffusion adapter has 1..{t} there "
+                    "(the released SD1.5 model's value is the largest); refused before allocating")
+
+
 def _fmt_keys(keys: Iterable[str], limit: int = 8) -> str:
     keys = sorted(keys)
     shown = ", ".join(keys[:limit])
@@ -322,6 +121,7 @@ def check_adapter_keys(
     config = None
     if expected is None:
         config = infer_config(shapes)
+        check_config_bounds(config, source)
         expected = expected_shapes(config)
     missing = set(expected) - set(shapes)
     unexpected = set(shapes) - set(expected)
@@ -402,65 +202,30 @@ def select_adapter_tensors(root: Any, source: str) -> tuple[dict[str, Any], str]
     return sub, "state_dict"
 
 
-def _open_any(path: PathLike) -> tuple[Any, TorchArchive | None]:
-    """(root object, archive or None). Torch zip -> restricted lazy reader; legacy pickle -> weights_only load."""
-    p = os.fspath(path)
-    if not os.path.isfile(p):
-        raise CheckpointError(f"{p}: file not found")
-    with open(p, "rb") as f:
-        magic = f.read(4)
-    if zipfile.is_zipfile(p):
-        arc = TorchArchive(p)
-        return arc.root, arc
-    if magic == b"PK\x03\x04":
-        raise CheckpointError(f"{p}: zip checkpoint without a central directory: the file is truncated or corrupt")
-    try:
-        return torch.load(p, map_location="cpu", weights_only=True), None
-    except Exception as e:
-        raise CheckpointError(
-            f"{p}: cannot be read safely as a legacy torch checkpoint with weights_only=True ({type(e).__name__}: {e})"
-        ) from None
-
-
-def _materialise(
-    tensors: Mapping[str, Any], arc: TorchArchive | None, dtype: torch.dtype | None
-) -> dict[str, torch.Tensor]:
-    out = {}
-    for k, v in tensors.items():
-        if isinstance(v, LazyTensor):
-            if arc is None:
-                raise CheckpointError("internal: lazy tensor without archive")
-            out[k] = arc.read(v, dtype)
-        else:
-            out[k] = v if dtype is None else v.to(dtype)
-    return out
-
-
 def load_adapter_state_dict(path: PathLike, dtype: torch.dtype | None = None) -> tuple[dict[str, torch.Tensor], str]:
     """Read the adapter tensors (official key names) from a ``.safetensors``, an official ``.pth`` or an
     adapter-only torch file. Returns (state dict, origin: "ema" | "model" | "state_dict" | "safetensors")."""
     p = os.fspath(path)
     if p.endswith(".safetensors"):
-        from safetensors import safe_open
-
-        try:
-            with safe_open(p, framework="pt", device="cpu") as f:
-                keys = list(f.keys())
-                shapes = {k: tuple(f.get_slice(k).get_shape()) for k in keys}
-                check_adapter_keys(shapes, p)
-                sd = {k: f.get_tensor(k) for k in keys}
-        except CheckpointError:
-            raise
-        except Exception as e:
-            raise CheckpointError(f"{p}: unreadable safetensors file ({type(e).__name__}: {e})") from None
-        return ({k: v.to(dtype) for k, v in sd.items()} if dtype is not None else sd), "safetensors"
-    root, arc = _open_any(p)
+        shapes, _dtypes, _meta = safetensors_header(p)
+        check_total(shapes, p, MAX_PARAMS, "InstanceDiffusion adapter")
+        check_adapter_keys(shapes, p)
+        return read_safetensors(p, dtype), "safetensors"
+    root, arc = open_torch(p)
     try:
         lazy, origin = select_adapter_tensors(root, p)
-        return _materialise(lazy, arc, dtype), origin
+        return _read_checked(lazy, arc, dtype, p), origin
     finally:
         if arc is not None:
             arc.close()
+
+
+def _read_checked(tensors: Mapping[str, Any], arc: TorchArchive | None, dtype: torch.dtype | None,
+                  source: str) -> dict[str, torch.Tensor]:
+    """The selected tensors, copied out only after the size, dtype, storage-bounds and aliasing checks."""
+    check_total({k: tuple(v.shape) for k, v in tensors.items()}, source, MAX_PARAMS, "InstanceDiffusion adapter")
+    check_tensors(tensors, source, arc)
+    return materialise(tensors, arc, dtype, source)
 
 
 def _logtd_position_net(root: Mapping, path: PathLike) -> dict:
@@ -505,11 +270,11 @@ def load_logtd_split(
         (fusers_path, "a dict of blocks", _logtd_fusers),
         (scaleu_path, "a dict of 12 blocks", _logtd_scaleu),
     ):
-        root, arc = _open_any(path)
+        root, arc = open_torch(path)
         try:
             if not isinstance(root, Mapping):
                 raise CheckpointError(f"{path}: expected {what}, got {type(root).__name__}")
-            out.update(_materialise(extract(root, path), arc, dtype))
+            out.update(_read_checked(extract(root, path), arc, dtype, os.fspath(path)))
         finally:
             if arc is not None:
                 arc.close()

@@ -4,8 +4,11 @@ from __future__ import annotations
 import torch
 
 from ...core.instancediffusion import MISSING_BOX, PRESET_NAMES, from_layout
+from ...core.instancediffusion.frames import frame_inputs
 from ...core.layout import LayoutError
+from ...core.timeline import Timeline, frame_count, frame_span
 from ..common import CATEGORY_INSTANCEDIFFUSION, LAYOUT
+from ..frames import FrameTable
 from ..steps import StepWindow
 from .adapter import ADAPTER, Adapter, check_model, load_adapter  # noqa: F401  (load_adapter: tests, benchmarks)
 from .grounding import FuserPatch, GroundingState, ScaleUPatch, find_state  # noqa: F401  (find_state: tests)
@@ -71,10 +74,16 @@ class ApplyInstanceDiffusion:
                                  "(CLIP-L, 768) is needed")
             pooled.append(pool.reshape(-1).float().cpu())
             captions.append(cond.float().cpu())
-        inputs = from_layout(layout, torch.stack(pooled), preset=preset, missing_box=missing_box)
+        frames = None
+        if layout.timed:  # one input row per distinct frame; batch row i is frame i
+            timeline = Timeline(layout, frame_span(layout))
+            inputs = frame_inputs(timeline, torch.stack(pooled), preset=preset, missing_box=missing_box)
+            frames = FrameTable(timeline.index, frame_count(layout), "Apply InstanceDiffusion")
+        else:
+            inputs = from_layout(layout, torch.stack(pooled), preset=preset, missing_box=missing_box)
         window = StepWindow.for_model(model, 0.0, alpha, "int")
         state = GroundingState(adapter, inputs, captions, strength, alpha, window, scaleu,
-                               [inst.description for inst in active])
+                               [inst.description for inst in active], frames=frames)
         m = model.clone()
         m.set_model_patch(FuserPatch(state), "middle_patch")
         if scaleu:

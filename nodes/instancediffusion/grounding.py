@@ -16,6 +16,7 @@ import math
 import torch
 
 from ...core.instancediffusion import null_inputs, single_instance_inputs
+from ..frames import FrameTable, chunk_frames
 from ..patches import rows_by_cond
 from ..steps import SCHEDULE_KEY, StepWindow
 from .adapter import Adapter
@@ -31,7 +32,7 @@ class GroundingState:
     """
 
     def __init__(self, adapter: Adapter, inputs: dict, captions: list, strength: float, alpha: float,
-                 window: StepWindow, scaleu: bool, names: list[str]):
+                 window: StepWindow, scaleu: bool, names: list[str], frames: FrameTable | None = None):
         self.adapter = adapter
         self.inputs = inputs
         self.captions = captions  # per instance: CLIP hidden states [1, 77·k, 768] of its description
@@ -41,6 +42,8 @@ class GroundingState:
         self.scaleu = bool(scaleu)
         self.names = names
         self.n = len(names)
+        # a layout over time: self.inputs holds one row per distinct frame, token row 1 + frames.rows(...)
+        self.frames = frames
         self._tokens: dict = {}
         self._rows: dict = {}
         self.position_net_runs = 0  # how many times the position net ran (once per device/dtype)
@@ -50,7 +53,7 @@ class GroundingState:
 
     def tokens(self, device: torch.device, dtype: torch.dtype, instances: bool = False) -> torch.Tensor:
         """Table [2 (+ n), 184, 768]: 0 = null grounding, 1 = the full layout, 2 + i = instance i alone (MIS only,
-        ``instances=True``).
+        ``instances=True``). For a layout over time: [1 + U, 184, 768], row 1 + u = distinct frame u.
 
         Computed once per (device, dtype) and cached: the position net never runs per block or per step."""
         key = (str(device), dtype)
@@ -68,7 +71,11 @@ class GroundingState:
                 return module.encode({**batch, "drop": flags})
 
         if t is None:
-            t = torch.cat([encode(null_inputs(), torch.zeros(4, dtype=torch.bool)), encode(self.inputs, drop)], 0)
+            rows = self.inputs["masks"].shape[0]  # 1, or the distinct frames: all at once, 4 frames per pass
+            parts = [self.inputs] if rows == 1 else [
+                {k: (v if k == "drop" else v[s:s + 4]) for k, v in self.inputs.items()} for s in range(0, rows, 4)]
+            t = torch.cat([encode(null_inputs(), torch.zeros(4, dtype=torch.bool))]
+                          + [encode(p, drop) for p in parts], 0)
         else:
             t = t.float()
         if instances:  # one instance at a time: 30 mask stacks of 30x512x512 at once would be ~1 GB
@@ -78,20 +85,29 @@ class GroundingState:
         return t
 
     def row_index(self, extra_options: dict, batch: int) -> torch.Tensor:
-        """Per-row index into :meth:`tokens`: null for negative rows, full (or the MIS branch) for positive rows."""
+        """Per-row index into :meth:`tokens`: null for negative rows, full (or the MIS branch) for positive rows;
+        for a layout over time, positive row p of each chunk gets its frame's row (frame p, or the context window's
+        p-th frame)."""
         cou = tuple(extra_options.get("cond_or_uncond") or [0])
         mis = extra_options.get(MIS_KEY)
         branches = tuple(mis["branches"]) if mis else (0,)
-        key = (cou, batch, branches)
+        if mis and self.frames is not None:
+            raise ValueError("the InstanceDiffusion MIS sampler works on single images, not on a layout over time; "
+                             "use KSampler with the time-aware layout, or Layout at Frame for one frame")
+        frames = None if self.frames is None else chunk_frames(extra_options, batch // len(cou))
+        key = (cou, batch, branches, frames)
         idx = self._rows.get(key)
         if idx is None:
             positive, chunk = rows_by_cond(extra_options, batch)
             per_chunk = batch // len(cou)
             per_branch = max(1, per_chunk // len(branches))
             rows = []
+            frame_rows = None if frames is None else self.frames.rows(frames)
             for r in range(batch):
                 if not bool(positive[r]):
                     rows.append(0)
+                elif frame_rows is not None:
+                    rows.append(1 + frame_rows[r - chunk[r] * per_chunk])
                 else:
                     b = branches[min((r - chunk[r] * per_chunk) // per_branch, len(branches) - 1)]
                     rows.append(1 + b)  # branch 0 = full -> 1; branch i+1 = instance i -> 2 + i
@@ -129,7 +145,7 @@ class FuserPatch:
             return x
         st.adapter.to_device(x.device)
         idx = st.row_index(extra_options, x.shape[0])
-        table = st.tokens(x.device, torch.float32, instances=bool((idx >= 2).any()))
+        table = st.tokens(x.device, torch.float32, instances=st.frames is None and bool((idx >= 2).any()))
         objs = table[idx.to(x.device)]
         return st.adapter.module.fuse(x, objs, int(extra_options["transformer_index"]), scale)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 import logging
 import os
 
-import folder_paths
 import torch
 
 from ...core.instancediffusion.loading import CheckpointError, convert_to_safetensors
+from ...core.paths import PathRefused, output_file, write_into
 from ..common import CATEGORY_INSTANCEDIFFUSION, CATEGORY_UTILS
-from ..folders import model_list, model_path
+from ..folders import model_list, model_path, output_folder
 from .adapter import ADAPTER, load_adapter
 
 log = logging.getLogger("comfyui-ifadapter")
@@ -62,7 +62,10 @@ class InstanceDiffusionConvert:
                                        "tooltip": "File name to write in models/instancediffusion (a name, not a "
                                                   "path; .safetensors is added if missing)."}),
             "fp16": ("BOOLEAN", {"default": True,
-                                 "tooltip": "Store the tensors as float16 (half the size); off keeps their dtype."})}}
+                                 "tooltip": "Store the tensors as float16 (half the size); off keeps their dtype."})},
+                "optional": {"overwrite": ("BOOLEAN", {"default": False,
+                                                       "tooltip": "Replace an existing file of that name; off "
+                                                                  "refuses instead."})}}
 
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("path",)
@@ -71,17 +74,20 @@ class InstanceDiffusionConvert:
     OUTPUT_NODE = True
     CATEGORY = CATEGORY_UTILS
 
-    def convert(self, model_name, output_name, fp16):
+    def convert(self, model_name, output_name, fp16, overwrite=False):
         src = model_path("instancediffusion", model_name)
-        name = os.path.basename(output_name.strip())
-        if not name.endswith(".safetensors"):
-            name += ".safetensors"
-        dst = os.path.join(folder_paths.get_folder_paths("instancediffusion")[0], name)
-        if os.path.abspath(dst) == os.path.abspath(src):
-            raise ValueError(f"InstanceDiffusion convert: output {name!r} would overwrite the source")
         try:
-            meta = convert_to_safetensors(src, dst, torch.float16 if fp16 else None)
+            dst = output_file(output_folder("instancediffusion"), output_name, ".safetensors", overwrite)
+        except PathRefused as e:
+            raise ValueError(f"InstanceDiffusion convert: {e}") from None
+        if os.path.realpath(dst) == os.path.realpath(src):
+            raise ValueError(f"InstanceDiffusion convert: output {os.path.basename(dst)!r} would overwrite the "
+                             "source")
+        metas = []
+        try:
+            write_into(dst, lambda tmp: metas.append(
+                convert_to_safetensors(src, tmp, torch.float16 if fp16 else None)), overwrite)
         except CheckpointError as e:
             raise ValueError(f"InstanceDiffusion convert: {e}") from None
-        msg = f"wrote {dst} ({os.path.getsize(dst) / 2**20:.1f} MiB, from {meta['origin']})"
+        msg = f"wrote {dst} ({os.path.getsize(dst) / 2**20:.1f} MiB, from {metas[0]['origin']})"
         return {"ui": {"text": [msg]}, "result": (dst,)}

@@ -5,6 +5,7 @@ Loaded next to the pack by the test harness (``tests/comfy_env.py``); never ship
 from __future__ import annotations
 
 from .attn2_protocol import apply_ipadapter_style_patch
+from .context_windows import NODE_CLASS_MAPPINGS as _WINDOWS
 from .ifa_helpers import NODE_CLASS_MAPPINGS as _IFA_HELPERS
 from .tiny_models import tiny_checkpoint, tiny_controlnet
 
@@ -62,3 +63,4 @@ NODE_CLASS_MAPPINGS = {
     "IFATest_IPAdapterStyleAttn2": IPAdapterStyleAttn2,
 }
 NODE_CLASS_MAPPINGS.update(_IFA_HELPERS)
+NODE_CLASS_MAPPINGS.update(_WINDOWS)

@@ -1,8 +1,9 @@
-"""Builders for InstanceDiffusion checkpoint fixtures with the official key set and exact shapes.
+"""Builders for InstanceDiffusion checkpoint fixtures with the official key set (all 513 keys, same names and
+nesting) at the small widths of :data:`FIXTURE_CONFIG` (the loader reads widths back from the shapes).
 
-Every tensor is an exact-shape strided view into one shared random pool, so a file with all 513 adapter tensors at
-their real shapes (368.8 M elements when materialised) is only a few hundred KB on disk: ``torch.save`` stores a
-storage once, and views keep their size/stride. The training snapshot mimics ``utils/checkpoint.save_ckpt_and_result``:
+Every tensor has its own storage, as ``torch.save`` of a real state dict writes it: the loader refuses tensors that
+view bytes their storage does not hold or that share bytes with another tensor (see :func:`pool_views_state` for
+that hostile layout). The training snapshot mimics ``utils/checkpoint.save_ckpt_and_result``:
 ``model``, ``ema``, ``opt``, ``scheduler``, ``iters``, ``config_dict`` (an object of a class outside any allow-list,
 pickled under OmegaConf's module name, plus an optional payload whose ``__reduce__`` would create a directory),
 ``text_encoder``, ``autoencoder``, ``diffusion``.
@@ -18,8 +19,18 @@ from collections import OrderedDict
 
 import torch
 
+from core.instancediffusion import AdapterConfig
 from core.instancediffusion.fuser import FUSER_BLOCKS
 from core.instancediffusion.loading import expected_shapes
+
+B = 16  # base width: fusers 16/32/64, ScaleU 64/32/16 (SD1.5's layout at 1/20 of its widths)
+FIXTURE_CONFIG = AdapterConfig(
+    fuser_channels=(B, B, 2 * B, 2 * B, 4 * B, 4 * B, 4 * B, 4 * B, 4 * B, 4 * B, 2 * B, 2 * B, 2 * B, B, B, B),
+    scaleu_channels=(4 * B,) * 7 + (2 * B,) * 3 + (B,) * 2,
+    mid_dim=48,
+    convnext_dims=(8, 16, 24, 32),
+    convnext_depths=(1, 1, 2, 1),
+)
 
 # A few base-UNet keys with their SD1.5 shapes: present in the real file, must be ignored by the loader.
 BASE_UNET_KEYS = {
@@ -50,6 +61,7 @@ class Pool:
         self.data = torch.randn(size, generator=g) * std
 
     def view(self, shape: tuple[int, ...], salt: int) -> torch.Tensor:
+        """A strided view into the pool (shares its storage: the hostile layout, see :func:`pool_views_state`)."""
         stride = _strides(shape)
         ext = _extent(shape, stride) if shape else 1
         room = self.data.numel() - ext
@@ -57,16 +69,27 @@ class Pool:
         offset = (salt * 7919) % (room + 1)
         return self.data.as_strided(shape, stride, offset)
 
+    def tensor(self, shape: tuple[int, ...], salt: int) -> torch.Tensor:
+        """Deterministic pseudo-random values of ``shape`` in a storage of their own."""
+        return self.view(shape, salt).clone(memory_format=torch.contiguous_format)
 
-def adapter_state(pool: Pool, salt: int = 0, drop: int = 0, reshape: str | None = None) -> OrderedDict:
-    """Official-named adapter tensors (views). ``drop``: omit the last n keys; ``reshape``: give that key a wrong
-    shape."""
-    shapes = expected_shapes()
+
+def pool_views_state(pool: Pool, config: AdapterConfig | None = None) -> OrderedDict:
+    """Every adapter key at its shape as a view into the one small pool: a tiny file that claims the whole model
+    (with the official widths: 368.8 M values from a few hundred KB). The loader must refuse it unallocated."""
+    return OrderedDict((k, pool.view(s, i)) for i, (k, s) in enumerate(expected_shapes(config).items()))
+
+
+def adapter_state(pool: Pool, salt: int = 0, drop: int = 0, reshape: str | None = None,
+                  config: AdapterConfig = FIXTURE_CONFIG) -> OrderedDict:
+    """Official-named adapter tensors at ``config``'s widths, each in its own storage. ``drop``: omit the last n
+    keys; ``reshape``: give that key a wrong shape."""
+    shapes = expected_shapes(config)
     out = OrderedDict()
     for i, (k, shape) in enumerate(shapes.items()):
         if reshape == k:
             shape = tuple(shape[:-1]) + (shape[-1] + 1,) if shape else (2,)
-        out[k] = pool.view(shape, salt * 100_003 + i)
+        out[k] = pool.tensor(shape, salt * 100_003 + i)
     if drop:
         for k in list(out)[-drop:]:
             del out[k]
@@ -112,7 +135,7 @@ def write_training_snapshot(
     pool = Pool(seed)
     ema = adapter_state(pool, salt=1, drop=ema_drop or adapter_kw.get("drop", 0), reshape=adapter_kw.get("reshape"))
     model = adapter_state(pool, salt=2, **adapter_kw)
-    base = OrderedDict((k, pool.view(s, 500 + i)) for i, (k, s) in enumerate(BASE_UNET_KEYS.items()))
+    base = OrderedDict((k, pool.tensor(s, 500 + i)) for i, (k, s) in enumerate(BASE_UNET_KEYS.items()))
     base.update(extra or {})
     mod, DictConfig = _fake_omegaconf()
     names = ("omegaconf", "omegaconf.dictconfig")
@@ -139,8 +162,8 @@ def write_training_snapshot(
             "scheduler": {"last_epoch": 100, "_step_count": 101},
             "iters": 100,
             "config_dict": DictConfig(cfg_items),
-            "text_encoder": {"transformer.text_model.final_layer_norm.weight": pool.view((768,), 900)},
-            "autoencoder": {"decoder.conv_out.weight": pool.view((3, 128, 3, 3), 901)},
+            "text_encoder": {"transformer.text_model.final_layer_norm.weight": pool.tensor((768,), 900)},
+            "autoencoder": {"decoder.conv_out.weight": pool.tensor((3, 128, 3, 3), 901)},
             "diffusion": {"alphas_cumprod": torch.cumprod(1 - torch.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2, 0)},
         }
         torch.save(ckpt, path)

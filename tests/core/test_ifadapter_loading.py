@@ -1,5 +1,6 @@
 """Official checkpoint layout (full key/shape set), parameter counts, processor indices, safe/strict loading."""
 
+import os
 import pickle
 
 import pytest
@@ -98,16 +99,24 @@ def test_wrong_model_file_is_named(tmp_path):
 
 
 class Exploit:
+    def __init__(self, path):
+        self.path = path
+
     def __reduce__(self):
-        return (print, ("pwned",))
+        return (os.mkdir, (self.path,))
 
 
 def test_pickle_with_code_is_refused(tmp_path):
-    path = tmp_path / "evil.bin"
+    path, pwn = tmp_path / "evil.bin", tmp_path / "pwned"
     with open(path, "wb") as f:
-        pickle.dump({"text_proj_model": Exploit()}, f)
-    with pytest.raises(IFAdapterCheckpointError, match="refused to load"):
-        read_state_dict(path)
+        pickle.dump({"text_proj_model": Exploit(str(pwn))}, f)
+    with pytest.raises(IFAdapterCheckpointError, match=r"evil.bin: refused: the pickle references (posix|os)"):
+        read_state_dict(path)  # a bare pickle
+    for legacy in (False, True):
+        torch.save({"text_proj_model": Exploit(str(pwn))}, path, _use_new_zipfile_serialization=not legacy)
+        with pytest.raises(IFAdapterCheckpointError, match=r"evil.bin: refused: the pickle references (posix|os)"):
+            read_state_dict(path)
+    assert not pwn.exists()
 
 
 def test_full_official_layout_roundtrip_bin_and_safetensors(tmp_path):

@@ -205,4 +205,4 @@ def test_optimised_equals_reference_property(proc, boxes, h, w, seed):
     geo = InstanceGeometry.from_boxes(torch.tensor([boxes]), h, w)
     with torch.no_grad():
         fast, ref = proc(q, tok, geo), proc(q, tok, geo, reference=True)
-    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=5e-5)  # float32 sums over 1280 channels in another order

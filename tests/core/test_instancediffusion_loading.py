@@ -1,7 +1,8 @@
 """Strict, safe loading of the official training snapshot, logtd's split files and converted safetensors.
 
-Fixtures carry every adapter key at its real shape (strided views into one small random pool, see
-id_checkpoint_fixtures), so these tests exercise the real 368.8 M-parameter layout.
+Fixtures carry every official adapter key (same names and nesting) at small widths, each tensor in its own storage
+(see id_checkpoint_fixtures); the widths are read back from the shapes exactly as for the released 368.8 M-parameter
+file.
 """
 
 import os
@@ -10,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from id_checkpoint_fixtures import Payload, write_logtd_split, write_training_snapshot
+from id_checkpoint_fixtures import FIXTURE_CONFIG, Payload, write_logtd_split, write_training_snapshot
 from safetensors import safe_open
 
 from core.instancediffusion import (
@@ -22,29 +23,41 @@ from core.instancediffusion import (
     load_logtd_split,
     null_inputs,
 )
-from core.instancediffusion.loading import TorchArchive
+from core.instancediffusion.loading import TorchArchive, expected_shapes
+
+N_KEYS = len(expected_shapes(FIXTURE_CONFIG))  # every official key (513 at the released depths, 396 here)
 
 
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory):
     d = tmp_path_factory.mktemp("snap")
     path, pwn = str(d / "instancediffusion_sd15.pth"), str(d / "pwned")
-    states = write_training_snapshot(path, payload_path=pwn)
+    states = write_training_snapshot(path)
     return path, pwn, states
 
 
-def test_payload_is_live_but_never_executed_by_the_loader(snapshot, tmp_path):
-    path, pwn, states = snapshot
+def test_payload_is_live_but_refused_outright_and_never_executed(tmp_path):
+    path, pwn = str(tmp_path / "instancediffusion_sd15.pth"), str(tmp_path / "pwned")
+    write_training_snapshot(path, payload_path=pwn)
     live = str(tmp_path / "live")
     pickle.loads(pickle.dumps(Payload(live)))  # an unrestricted unpickler would run it
     assert os.path.isdir(live)
+    with pytest.raises(CheckpointError, match=r"instancediffusion_sd15.pth: refused: the pickle references "
+                                              r"(posix|nt|os)\.mkdir"):
+        load_adapter_state_dict(path)
+    assert not os.path.exists(pwn)
+
+
+def test_unknown_classes_become_logged_placeholders_and_never_import(snapshot, caplog):
+    path, pwn, states = snapshot
     with pytest.raises(pickle.UnpicklingError):
         torch.load(path, weights_only=True)  # the OmegaConf-like config_dict is outside torch's allow-list
     had_omegaconf = "omegaconf" in sys.modules
-    sd, origin = load_adapter_state_dict(path)
-    assert not os.path.exists(pwn)
+    with caplog.at_level("INFO", logger="comfyui-ifadapter"):
+        sd, origin = load_adapter_state_dict(path)
+    assert "inert placeholders" in caplog.text and "omegaconf.dictconfig.DictConfig" in caplog.text
     assert ("omegaconf" in sys.modules) == had_omegaconf
-    assert origin == "ema" and len(sd) == 513
+    assert origin == "ema" and len(sd) == N_KEYS
     for k in (
         "position_net.linears_list.3.0.weight",
         "middle_block.1.transformer_blocks.0.fuser.alpha_attn",
@@ -90,7 +103,7 @@ def test_incomplete_wrong_unexpected_and_truncated_files(tmp_path):
         load_adapter_state_dict(p)
     write_training_snapshot(p, reshape="position_net.null_seg_feature")
     with pytest.raises(
-        CheckpointError, match=r"shape mismatch.*position_net.null_seg_feature: \(3073,\) \(expected \(3072,\)\)"
+        CheckpointError, match=r"shape mismatch.*position_net.null_seg_feature: \(129,\) \(expected \(128,\)\)"
     ):
         load_adapter_state_dict(p)
     write_training_snapshot(p, extra={"position_net.linears.4.weight": torch.zeros(2)})
@@ -114,7 +127,7 @@ def test_incomplete_wrong_unexpected_and_truncated_files(tmp_path):
 def test_logtd_split_files(tmp_path):
     pn, fu, su, state = write_logtd_split(str(tmp_path))
     sd = load_logtd_split(pn, fu, su)
-    assert len(sd) == 513
+    assert len(sd) == N_KEYS
     for k in (
         "position_net.pos_embedding",
         "output_blocks.6.1.transformer_blocks.0.fuser.ff.net.2.weight",
@@ -134,7 +147,7 @@ def test_convert_to_fp16_safetensors_and_run_the_loaded_model(snapshot, tmp_path
     meta = convert_to_safetensors(path, out, torch.float16)
     assert meta["origin"] == "ema"
     with safe_open(out, "pt") as f:
-        assert len(list(f.keys())) == 513 and f.metadata()["origin"] == "ema"
+        assert len(list(f.keys())) == N_KEYS and f.metadata()["origin"] == "ema"
         assert f.get_tensor("scaleu_b_0").dtype == torch.float16
     model = load_instancediffusion(out, dtype=torch.float32)
     assert not model.training and not any(p.requires_grad for p in model.parameters())
@@ -143,10 +156,10 @@ def test_convert_to_fp16_safetensors_and_run_the_loaded_model(snapshot, tmp_path
     assert torch.equal(w, ref.half().float())
     objs = model.encode(null_inputs())
     assert objs.shape == (1, 184, 768) and torch.isfinite(objs).all()
-    x = torch.randn(2, 64, 320)
+    x = torch.randn(2, 64, 16)  # fuser 0 of the fixture widths
     y = model.fuse(x, objs, 0, scale=1.0)
     assert y.shape == x.shape and not torch.equal(y, x)
-    h, hsp = model.scale_u(torch.randn(1, 1280, 8, 8), torch.randn(1, 1280, 8, 8), 0)
-    assert h.shape == (1, 1280, 8, 8)
+    h, hsp = model.scale_u(torch.randn(1, 64, 8, 8), torch.randn(1, 64, 8, 8), 0)
+    assert h.shape == (1, 64, 8, 8)
     with pytest.raises(CheckpointError, match="missing"):
         build_model({k: v for k, v in load_adapter_state_dict(out)[0].items() if k != "scaleu_b_0"})

@@ -161,8 +161,8 @@ def test_error_wrong_format_and_version():
     d["format"] = "other"
     assert "'format' is 'other'; expected 'instance-layout'" in err(d)
     d = canonical()
-    d["version"] = 2
-    assert "'version' is 2; this build reads version 1" in err(d)
+    d["version"] = 3
+    assert "'version' is 3; this build reads versions 1 and 2; the layout was written by a newer build" in err(d)
 
 
 def test_error_unrecognised_json():

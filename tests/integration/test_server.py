@@ -5,6 +5,7 @@ import inspect
 import io
 import json
 import re
+import time
 import urllib.request
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import comfy_env
 import numpy as np
 import pytest
 from comfy_env import REPO_ROOT, GraphError, launch_server
+from file_watch import InotifyWatch, inotify_available
 from PIL import Image
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -86,6 +88,29 @@ def test_invalid_layout_is_reported_by_the_server(server):
     pid = server.post_prompt(prompt)
     with pytest.raises(GraphError, match=r"instance 1 .*x1=400 is outside the canvas 0\.\.320"):
         server.wait_history(pid)
+
+
+@pytest.mark.skipif(not inotify_available(), reason="needs Linux inotify to watch the server's opens")
+def test_layout_file_outside_the_input_folder_is_refused_unopened_over_http(server):
+    secret = server.work_dir / "secret.json"
+    secret.write_text(json.dumps({"api_key": "sk-do-not-leak"}))
+    link = server.input_dir / "leak.json"
+    if not link.is_symlink():
+        link.symlink_to(secret)
+    watch = InotifyWatch([str(secret)])
+    try:
+        for value in (str(secret), "../secret.json", "leak.json", "/etc/passwd", "/dev/zero"):
+            prompt = {"1": {"class_type": "IFALayoutFromJSON", "inputs": {"json_text": "", "file": value}},
+                      "2": {"class_type": "IFALayoutPreview", "inputs": {"layout": ["1", 0], "opacity": 1.0,
+                                                                         "legend": False}}}
+            with pytest.raises(GraphError) as err:
+                server.post_prompt(prompt)
+            body = str(err.value)
+            assert "cannot be read" in body and "sk-do-not-leak" not in body and "api_key" not in body, body
+        time.sleep(0.3)
+        assert watch.events() == [], "the server opened the file outside its input folder"
+    finally:
+        watch.close()
 
 
 # ------------------------------------------------------------------------------------------- node documentation

@@ -1,0 +1,102 @@
+"""Hostile and broken weight files, as an attacker or a bad conversion would make them (issue 8, items 2 and 4).
+
+Each builder writes a small file and returns its path. Used by tests/core/test_checkpoint_safety.py and by
+benchmarks/bench_hostile_checkpoints.py (time and memory to refuse each one).
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from collections import OrderedDict
+
+import torch
+
+from core.ifadapter import IFAdapter
+from core.instancediffusion import AdapterConfig
+from core.instancediffusion.loading import expected_shapes
+
+IFA_SECTIONS = ("text_proj_model", "adapter_modules", "pos_net")
+
+
+def _one_value_views(shapes: dict[str, tuple[int, ...]]) -> OrderedDict:
+    """Every tensor a stride-0 view of one shared 1-element storage: the file stays tiny whatever the shapes."""
+    one = torch.full((1,), 0.01)
+    return OrderedDict((k, one.reshape([1] * len(s)).expand(s) if s else one.reshape(())) for k, s in shapes.items())
+
+
+def id_wide(path: str, width: int = 4096) -> str:
+    """An InstanceDiffusion .pth of ~48 KiB whose 513 tensors view one 1-element storage, at widths of ``width``:
+    the shapes agree with each other, so a loader that trusts them materialises ~17 GiB."""
+    cfg = AdapterConfig(fuser_channels=(width,) * 16, scaleu_channels=(width,) * 12, mid_dim=width)
+    torch.save({"state_dict": _one_value_views(expected_shapes(cfg))}, path)
+    return path
+
+
+def id_official_views(path: str) -> str:
+    """The released widths (368.8 M values) as stride-0 views of one 1-element storage: ~48 KiB on disk."""
+    torch.save(_one_value_views(expected_shapes()), path)
+    return path
+
+
+def _ifa_nested(shapes: dict[str, tuple[int, ...]], make) -> dict:
+    nested: dict = {sec: OrderedDict() for sec in IFA_SECTIONS}
+    for k, s in shapes.items():
+        sec, rest = k.split(".", 1)
+        nested[sec][rest] = make(k, s)
+    return nested
+
+
+def ifa_shapes(**config) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):
+        model = IFAdapter(**config)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def ifa_big(path: str) -> str:
+    """An IFAdapter .bin of ~24 KiB claiming 1.1 G parameters (a resampler twice the official width), every tensor
+    a view of one 1-element storage."""
+    shapes = ifa_shapes(resampler_kwargs={"dim": 5120})
+    views = _one_value_views(shapes)
+    torch.save(_ifa_nested(shapes, lambda k, s: views[k]), path)
+    return path
+
+
+def ifa_official_views(path: str) -> str:
+    """The official IFAdapter shapes (519.75 M values) as stride-0 views of one 1-element storage."""
+    shapes = ifa_shapes()
+    views = _one_value_views(shapes)
+    torch.save(_ifa_nested(shapes, lambda k, s: views[k]), path)
+    return path
+
+
+def short_storages(src: str, dst: str, keep: int = 4) -> str:
+    """A copy of the torch zip ``src`` whose storage records hold only ``keep`` bytes each: every tensor declares
+    more bytes than its storage holds (a truncated or forged archive with an intact central directory)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if "/data/" in info.filename:
+                data = data[:keep]
+            zout.writestr(info.filename, data)
+    return dst
+
+
+def tiny_ifa_state(**overrides) -> dict[str, torch.Tensor]:
+    """A small random IFAdapter state dict (flat keys), each tensor in its own storage."""
+    config = dict(hidden_size=64, heads=2, context_dim=2048,
+                  resampler_kwargs=dict(dim=32, depth=1, heads=2, dim_head=16, ff_mult=1))
+    config.update(overrides)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = IFAdapter(**config)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def save_ifa_nested(state: dict[str, torch.Tensor], path: str, legacy: bool = False) -> str:
+    torch.save(_ifa_nested({k: tuple(v.shape) for k, v in state.items()}, lambda k, s: state[k]), path,
+               _use_new_zipfile_serialization=not legacy)
+    return path
+
+
+def file_kib(path: str) -> float:
+    return os.path.getsize(path) / 1024

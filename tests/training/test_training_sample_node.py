@@ -1,0 +1,48 @@
+"""The Save Training Sample node writes the trainer's dataset format inside ComfyUI's output folder, never
+overwriting, and refuses folders outside it."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from comfy_env import GraphError
+
+from train.data import list_samples, prepare_sample
+
+pytestmark = pytest.mark.integration
+
+LAYOUT = {"format": "instance-layout", "version": 1, "width": 128, "height": 64, "prompt": "two shapes",
+          "instances": [{"description": "a red circle", "regions": [{"kind": "box", "box": [8, 8, 56, 56]}]},
+                        {"description": "a blue square", "regions": [{"kind": "box", "box": [64, 16, 120, 60]}]}]}
+
+
+def graph(folder: str, width: int = 64, height: int = 32, batch: int = 1) -> dict:
+    return {
+        "img": {"class_type": "EmptyImage", "inputs": {"width": width, "height": height, "batch_size": batch,
+                                                      "color": 0x3366CC}},
+        "lay": {"class_type": "IFALayoutFromJSON", "inputs": {"json_text": json.dumps(LAYOUT), "file": "",
+                                                             "width": 0, "height": 0}},
+        "save": {"class_type": "IFASaveTrainingSample", "inputs": {"images": ["img", 0], "layout": ["lay", 0],
+                                                                  "folder": folder, "prefix": "shot"}},
+    }
+
+
+def test_saves_samples_the_trainer_reads_and_never_overwrites(comfy):
+    comfy.run(graph("datasets/set1", batch=2))
+    comfy.run(graph("datasets/set1"))
+    folder = comfy.output_dir / "datasets" / "set1"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        f"shot_{i:05d}.{ext}" for i in (1, 2, 3) for ext in ("json", "png")]
+    saved = json.loads((folder / "shot_00001.json").read_text())
+    assert (saved["width"], saved["height"]) == (64, 32)  # the layout scaled to the image
+    assert saved["instances"][1]["regions"][0]["box"] == [32, 8, 60, 30]
+    files, missing = list_samples(str(folder))
+    assert [f.name for f in files] == ["shot_00001", "shot_00002", "shot_00003"] and not missing
+    s = prepare_sample(files[0], [(64, 32)], 0.01, random_crop=False, seed=0)
+    assert s.descriptions == ["a red circle", "a blue square"] and s.prompt == "two shapes"
+
+
+@pytest.mark.parametrize("folder", ["../escape", "/tmp/abs", "a/../../b", ""])
+def test_refuses_folders_outside_the_output_folder(comfy, folder):
+    with pytest.raises(GraphError, match="output folder"):
+        comfy.run(graph(folder))
