@@ -42,7 +42,7 @@ def video(classes: dict) -> dict:
     w, h = VIDEO_LAYOUT["width"], VIDEO_LAYOUT["height"]
     nodes = [
         {"id": 1, "type": "CheckpointLoaderSimple", "pos": [20, 40], "widgets": {"ckpt_name": CKPT}},
-        {"id": 2, "type": "IFAInstanceLayout", "pos": [20, 220], "size": [480, 560],
+        {"id": 2, "type": "IFAInstanceLayout", "pos": [20, 220], "size": [500, 980],
          "widgets": {"width": w, "height": h, "layout": json.dumps(VIDEO_LAYOUT)}},
         {"id": 3, "type": "IFAInstanceDiffusionLoader", "pos": [540, 40], "widgets": {"model_name": ID_WEIGHTS}},
         {"id": 4, "type": "CLIPTextEncode", "pos": [540, 160], "inputs": {"clip": [1, 1]},
