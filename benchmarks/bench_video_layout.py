@@ -139,7 +139,8 @@ def bench_ifadapter(env, args, static, moving) -> None:
                 uncond = adapter.encode_uncond(boxes)
             runtime = runtime_mod.IFAdapterRuntime(adapter, runtime_mod.InstanceTokens(cond, uncond, boxes))
             frames = None
-        layers = [ifa.IFAdapterLayer(runtime, key, 1e9, 0.0, 1.0, frames) for key in ifa.IFADAPTER_KEYS]
+        always_on = ifa.StepWindow(0.0, 1.0, "ratio", 1e9, 0.0)
+        layers = [ifa.IFAdapterLayer(runtime, key, always_on, 1.0, frames) for key in ifa.IFADAPTER_KEYS]
         for layer in layers:  # K/V projections and cells: once per run
             layer(q, q, opts)
         once[name] = time.perf_counter() - t0
