@@ -890,9 +890,11 @@ export class LayoutEditor {
     const inText = e.target !== this.keySink && (tag === "TEXTAREA" || (tag === "INPUT" && !["checkbox", "button", "file", "color"].includes(e.target.type)) || tag === "SELECT");
     const mod = e.ctrlKey || e.metaKey;
     const k = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+    // a focused slider (the timeline's frame) keeps its arrow keys but has no undo of its own: Ctrl+Z is the editor's
+    const history = !inText || (tag === "INPUT" && e.target.type === "range");
     let handled = true;
-    if (mod && k === "z" && !inText) e.shiftKey ? this.redo() : this.undo();
-    else if (mod && k === "y" && !inText) this.redo();
+    if (mod && k === "z" && history) e.shiftKey ? this.redo() : this.undo();
+    else if (mod && k === "y" && history) this.redo();
     else if (inText) handled = false;
     else if (mod && k === "c") handled = this.copy();
     else if (mod && k === "v") handled = this.paste();

@@ -161,6 +161,12 @@ export async function timelineFlow(t) {
     L.instances[0].keyframes.forEach((k, n) => assert.deepEqual(L.instances[1].keyframes[n].regions[0].box, k.regions[0].box.map((v) => v + 16), `copy of keyframe ${k.frame}`));
     await page.keyboard.press("Control+z");
     assert.equal(await layoutValue(), copied);
+    // with the frame slider focused, Ctrl+Z / Ctrl+Shift+Z still reach the editor's history
+    await gotoFrame(3);
+    await page.keyboard.press("Control+Shift+z");
+    assert.equal((await layout()).instances.length, 2, "redo with the slider focused");
+    await page.keyboard.press("Control+z");
+    assert.equal(await layoutValue(), copied, "undo with the slider focused");
   });
 
   let saved;
