@@ -29,6 +29,23 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 
+def official_size_processors(ifa_cls, sam_std: float | None = None):
+    """An IFAdapter with the 16 official-size processors (gate tanh(0.5)) and a small resampler, random weights
+    (normal 0.02; the CBAM spatial conv at ``sam_std`` when given), built on the meta device then materialised once.
+    ``ifa_cls`` is the pack's ``core.ifadapter.IFAdapter`` as the caller imported it."""
+    with torch.device("meta"):
+        adapter = ifa_cls(resampler_kwargs=dict(dim=64, depth=1, heads=1, dim_head=64, ff_mult=1))
+    adapter = adapter.to_empty(device="cpu")
+    with torch.no_grad():
+        for p in adapter.parameters():
+            p.normal_(0, 0.02)
+        for proc in adapter.processors().values():
+            proc.alpha.fill_(0.5)
+            if sam_std is not None:
+                proc.cbam.sam.conv.weight.normal_(0, sam_std)
+    return adapter.requires_grad_(False)
+
+
 def _boot_comfy():
     import comfy_env
 
@@ -124,16 +141,7 @@ def main() -> None:
     print(f"ComfyUI {version}; SDXL UNet {n_params / 1e9:.2f} B params ({a.dtype}) built in {time.time() - t0:.0f}s; "
           f"torch threads {torch.get_num_threads()}")
 
-    with torch.device("meta"):
-        adapter = IFAdapter(resampler_kwargs=dict(dim=64, depth=1, heads=1, dim_head=64, ff_mult=1))
-    adapter = adapter.to_empty(device="cpu")
-    with torch.no_grad():
-        for p in adapter.parameters():
-            p.normal_(0, 0.02)
-        for proc in adapter.processors().values():
-            proc.alpha.fill_(0.5)
-            proc.cbam.sam.conv.weight.normal_(0, 0.1)
-    adapter.requires_grad_(False)
+    adapter = official_size_processors(IFAdapter, sam_std=0.1)
     proc_params = sum(p.numel() for proc in adapter.processors().values() for p in proc.parameters())
     print(f"IFAdapter processors: 16 x {proc_params // 16:,} params (official size), gate tanh(0.5)")
 

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import comfy_env  # noqa: E402
+from bench_ifadapter import official_size_processors  # noqa: E402
 
 
 def layouts(n: int, size: int, frames: int) -> tuple[dict, dict]:
@@ -103,15 +104,7 @@ def bench_ifadapter(env, args, static, moving) -> None:
     FrameTable = importlib.import_module(f"{pack}.nodes.frames").FrameTable
 
     torch.manual_seed(0)
-    with torch.device("meta"):
-        adapter = IFAdapter(resampler_kwargs=dict(dim=64, depth=1, heads=1, dim_head=64, ff_mult=1))
-    adapter = adapter.to_empty(device="cpu")
-    with torch.no_grad():
-        for p in adapter.parameters():
-            p.normal_(0, 0.02)
-        for proc in adapter.processors().values():
-            proc.alpha.fill_(0.5)
-    adapter.requires_grad_(False)
+    adapter = official_size_processors(IFAdapter)
 
     n = args.instances
     hidden = torch.randn(n, 3, 77, 2048) * 0.5

@@ -108,6 +108,7 @@ def real_sdxl_ifadapter_model():
 
 def register_nodes(env, arch: str) -> None:
     """Script-local loader nodes for the random real-size models (no files for UNet / adapters)."""
+    from bench_ifadapter import official_size_processors
     from bench_instancediffusion import build_sd15_unet, full_adapter
     from comfy_testnodes.tiny_models import tiny_checkpoint
 
@@ -131,15 +132,7 @@ def register_nodes(env, arch: str) -> None:
                 return (build_sd15_unet(), clip, vae, full_adapter(id_mod), None)
             ifa_cls = __import__(f"{pack}.core.ifadapter", fromlist=["IFAdapter"]).IFAdapter
             torch.manual_seed(0)
-            with torch.device("meta"):
-                adapter = ifa_cls(resampler_kwargs=dict(dim=64, depth=1, heads=1, dim_head=64, ff_mult=1))
-            adapter = adapter.to_empty(device="cpu")
-            with torch.no_grad():
-                for p in adapter.parameters():
-                    p.normal_(0, 0.02)
-                for proc in adapter.processors().values():
-                    proc.alpha.fill_(0.5)
-            adapter.requires_grad_(False)
+            adapter = official_size_processors(ifa_cls)
             return (real_sdxl_ifadapter_model(), clip, vae, None, adapter)
 
     classes["IFACheck_RealSize"] = RealSize
