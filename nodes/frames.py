@@ -54,7 +54,7 @@ class FrameWarning:
 class FrameTable:
     """Frame -> row of a per-frame table (distinct frames only), for a layout over time.
 
-    ``index`` ``[n]`` long: frame f's row (``core.timeline.Timeline.index``); frames >= n hold row ``index[n-1]``.
+    ``index`` ``[n]`` long: frame f's row (``core.layout.timeline.Timeline.index``); frames >= n hold row ``index[n-1]``.
     ``covered``: the frame count the layout declares (the warning fires past it).
     """
 

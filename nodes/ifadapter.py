@@ -27,9 +27,9 @@ from ..core.ifadapter.frames import FramesRuntime, FrameTokens
 from ..core.ifadapter.runtime import IFAdapterRuntime, InstanceTokens, eot_and_word_mask, token_grid
 from ..core.ifadapter.semantic_map import MAX_OBJ, InstanceGeometry
 from ..core.layout import Layout
+from ..core.layout.timeline import Timeline, at_frame, frame_count, frame_span
 from ..core.paths import PathRefused, output_file, write_into
 from ..core.render import hex_to_rgb, preview_size
-from ..core.timeline import Timeline, at_frame, frame_count, frame_span
 from . import folders
 from .common import CATEGORY_IFADAPTER, CATEGORY_UTILS, LAYOUT, load_once, save_preview
 from .description_tokens import WEIGHT_SYNTAX, description_tokens

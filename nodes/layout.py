@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from ..core.layout import MAX_JSON_DEPTH, Instance, Layout, LayoutError, Region, from_masks
+from ..core.layout.timeline import at_frame
 from ..core.paths import PathRefused
 from ..core.render import render_layout, to_comfy_image
-from ..core.timeline import at_frame
 from . import paths
 from .common import CATEGORY_LAYOUT, LAYOUT, save_preview
 

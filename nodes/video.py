@@ -2,7 +2,7 @@
 
 A time-aware layout (version 2: instance keyframes and visible ranges, see docs/layout-format.md) travels on the same
 ``INSTANCE_LAYOUT`` socket; both Apply nodes read it frame by frame (batch row i = frame i). The maths lives in
-``core.timeline`` and ``core.tracks``; these nodes only speak ComfyUI.
+``core.layout.timeline`` and ``core.layout.tracks``; these nodes only speak ComfyUI.
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 
 from ..core.layout import MAX_FRAMES, LayoutError
+from ..core.layout.timeline import at_frame, frame_count
+from ..core.layout.tracks import from_box_tracks_json, from_mask_frames, from_tracking
 from ..core.render import render_layout, to_comfy_image
-from ..core.timeline import at_frame, frame_count
-from ..core.tracks import from_box_tracks_json, from_mask_frames, from_tracking
 from .common import CATEGORY_LAYOUT, LAYOUT
 
 TRACKING = "TRACKING"  # logtd's socket type: {class: {tracker_id: [per-frame (x0, y0, x1, y1, W, H) or None]}}

@@ -1,7 +1,7 @@
 """The training data: a folder of images with one layout JSON per image, bucketed and cropped as SDXL expects.
 
 Folder format (docs/training.md): ``<name>.png|.jpg|.jpeg|.webp`` next to ``<name>.json``, in any sub-folder. The
-JSON is a layout in this pack's format (``core/layout.py``: global prompt + instances with boxes and
+JSON is a layout in this pack's format (``core/layout/``: global prompt + instances with boxes and
 descriptions); the official IFAdapter sample format and InstanceDiffusion's format are read too. A layout drawn on
 another canvas size than the image is scaled to the image.
 

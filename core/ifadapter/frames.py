@@ -1,6 +1,6 @@
 """IFAdapter over the frames of a video batch: per-frame appearance tokens and semantic maps, built once.
 
-A layout over time (core.timeline) is grouped into U distinct frames. :class:`FrameTokens` holds one
+A layout over time (core.layout.timeline) is grouped into U distinct frames. :class:`FrameTokens` holds one
 :class:`~.runtime.InstanceTokens` per distinct frame (the box embedding makes the tokens depend on the boxes) and which
 instances are present on it. :class:`FramesRuntime` is what the 16 patched layers share: the K/V of all frames'
 ``[cond; uncond]`` tokens are projected once per (layer, device, dtype) and the per-frame box cells once per grid;

@@ -1,6 +1,6 @@
 """InstanceDiffusion grounding inputs for a layout over time: one input row per distinct frame.
 
-A :class:`core.timeline.Timeline` groups the frames into distinct static layouts. Each becomes one row of the
+A :class:`core.layout.timeline.Timeline` groups the frames into distinct static layouts. Each becomes one row of the
 position-net input (the same slot per instance on every frame); an instance absent on a frame gets a null slot there
 (``masks`` 0 and every field zero, as the official code pads unused slots). The drop flags (the preset) are chosen
 once for the whole clip, so that every frame is read the same way.
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..timeline import Timeline
+from ..layout.timeline import Timeline
 from .inputs import PRESETS, from_layout
 
 

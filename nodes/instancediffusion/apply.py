@@ -6,7 +6,7 @@ import torch
 from ...core.instancediffusion import MISSING_BOX, PRESET_NAMES, from_layout
 from ...core.instancediffusion.frames import frame_inputs
 from ...core.layout import LayoutError
-from ...core.timeline import Timeline, frame_count, frame_span
+from ...core.layout.timeline import Timeline, frame_count, frame_span
 from ..common import CATEGORY_INSTANCEDIFFUSION, LAYOUT
 from ..frames import FrameTable
 from ..steps import StepWindow

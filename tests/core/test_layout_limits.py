@@ -24,7 +24,7 @@ def err(d) -> str:
 
 
 def test_every_limit_points_to_the_docs_section():
-    text = open(L.__file__.replace("core/layout.py", "docs/layout-format.md"), encoding="utf-8").read()
+    text = open(L.__file__.replace("core/layout/__init__.py", "docs/layout-format.md"), encoding="utf-8").read()
     assert "## Limits" in text
     for name in ("MAX_INSTANCES", "MAX_REGIONS_PER_INSTANCE", "MAX_REGIONS", "MAX_DESCRIPTION_CHARS",
                  "MAX_LABEL_CHARS", "MAX_PROMPT_CHARS", "MAX_POINTS_PER_REGION", "MAX_POINTS", "MAX_MASK_PIXELS",

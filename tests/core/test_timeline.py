@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.layout import MAX_FRAMES, Layout, LayoutError
-from core.timeline import Timeline, at_frame, frame_count, frame_span, regions_at, visible
+from core.layout.timeline import Timeline, at_frame, frame_count, frame_span, regions_at, visible
 
 
 def timed() -> dict:

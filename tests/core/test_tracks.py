@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from core.layout import Layout, LayoutError
-from core.timeline import at_frame, frame_count, regions_at, visible
-from core.tracks import from_box_tracks_json, from_mask_frames, from_tracking, parse_captions
+from core.layout.timeline import at_frame, frame_count, regions_at, visible
+from core.layout.tracks import from_box_tracks_json, from_mask_frames, from_tracking, parse_captions
 
 
 def tracking() -> dict:

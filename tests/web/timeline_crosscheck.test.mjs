@@ -1,5 +1,5 @@
-// The editor's timeline (web/js/timeline.js) against the backend's (core/timeline.py): the fixture
-// fixtures/timeline_python.json holds a time-aware layout and, for frames 0..16, what core/timeline.py
+// The editor's timeline (web/js/timeline.js) against the backend's (core/layout/timeline.py): the fixture
+// fixtures/timeline_python.json holds a time-aware layout and, for frames 0..16, what core/layout/timeline.py
 // gives (frame count, visibility, every instance's regions, Layout at Frame's enabled flags).
 // Regenerate it with tests/web/fixtures/make_timeline_fixture.py.
 import { test } from "node:test";
@@ -33,7 +33,7 @@ test("the fixture layout reads without warnings in the editor", () => {
   assert.equal(layout.instances.length, E.regions[0].length);
 });
 
-test("frame count and span equal core/timeline.py", () => {
+test("frame count and span equal core/layout/timeline.py", () => {
   assert.equal(T.frameCount(layout), E.frame_count);
   assert.equal(T.frameSpan(layout), E.frame_span);
   const bare = { ...layout };
@@ -41,11 +41,11 @@ test("frame count and span equal core/timeline.py", () => {
   assert.equal(T.frameCount(bare), E.frame_count_without_frames);
 });
 
-test("visibility on every frame equals core/timeline.py", () => {
+test("visibility on every frame equals core/layout/timeline.py", () => {
   E.frames.forEach((f, n) => assert.deepEqual(layout.instances.map((inst) => T.visibleAt(inst, f)), E.visible[n], `frame ${f}`));
 });
 
-test("every instance's regions on every frame equal core/timeline.py regions_at", () => {
+test("every instance's regions on every frame equal core/layout/timeline.py regions_at", () => {
   let compared = 0;
   E.frames.forEach((f, n) => {
     layout.instances.forEach((inst, i) => {
@@ -59,7 +59,7 @@ test("every instance's regions on every frame equal core/timeline.py regions_at"
   assert.ok(compared >= 190, `${compared} regions compared`);
 });
 
-test("Layout at Frame: regions and enabled flags equal core/timeline.py at_frame", () => {
+test("Layout at Frame: regions and enabled flags equal core/layout/timeline.py at_frame", () => {
   E.frames.forEach((f, n) => {
     const at = T.layoutAtFrame(layout, f);
     assert.equal(at.version, 1);

@@ -1,4 +1,4 @@
-// Which latent cells each region covers: a port of the backend's rule (core/layout.py
+// Which latent cells each region covers: a port of the backend's rule (core/layout/model.py
 // Layout.rasterize) so that the editor's cell overlay shows exactly what the model sees.
 //   box       IFAdapter cell rule: [floor(x0/W*w), ceil(x1/W*w)) (edges within 1e-6 of a cell count as on
 //             it), at least one cell for a non-empty box;

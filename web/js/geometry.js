@@ -258,7 +258,7 @@ export function roundCoord(v) {
 /**
  * Latent cells covered by a pixel box under the IFAdapter cell rule: columns [floor(x0/W*w), ceil(x1/W*w)),
  * rows likewise, clamped to the grid.  box: [x0, y0, x1, y1] pixels on a W x H canvas; grid w x h cells.
- * Returns [y0, y1, x0, x1] (half-open), matching core/layout.py box_cells.
+ * Returns [y0, y1, x0, x1] (half-open), matching core/raster.py box_cells.
  */
 export function boxCells(box, W, H, w, h) {
   const [x0, y0, x1, y1] = normRect(box);

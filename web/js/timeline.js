@@ -2,7 +2,7 @@
 // at that frame) and a visible frame range; the layout may carry a frame count.  This module holds
 // the pure logic the editor needs: which version a layout is written as, the frame count, which
 // instances are visible on a frame, the regions of an instance on a frame (linear interpolation
-// between keyframes, mirroring core/timeline.py), the frame view the editor draws and edits, the
+// between keyframes, mirroring core/layout/timeline.py), the frame view the editor draws and edits, the
 // merge of an edit made on a frame view back into the full layout, and the keyframe edits.  No DOM,
 // no import of layout_model.js (which imports this module).
 //
@@ -78,7 +78,7 @@ export function visibleAt(inst, f) {
 }
 
 /**
- * Frames up to which anything changes (core/timeline.py frame_span): the latest of the last
+ * Frames up to which anything changes (core/layout/timeline.py frame_span): the latest of the last
  * keyframe, the first visible frame and the first frame after a visible range ends, plus one; 1
  * for a static layout.
  */
@@ -95,7 +95,7 @@ export function frameSpan(layout) {
   return Math.min(MAX_FRAMES, last + 1);
 }
 
-/** The frame count (core/timeline.py frame_count): the layout's "frames" when valid, else frameSpan. */
+/** The frame count (core/layout/timeline.py frame_count): the layout's "frames" when valid, else frameSpan. */
 export function frameCount(layout) {
   const n = layout?.frames;
   if (Number.isInteger(n) && n >= 1 && n <= MAX_FRAMES) return n;
@@ -182,7 +182,7 @@ export function regionsAt(inst, f) {
 }
 
 /**
- * The static layout of frame f (core/timeline.py at_frame, the backend's "Layout at Frame"): every
+ * The static layout of frame f (core/layout/timeline.py at_frame, the backend's "Layout at Frame"): every
  * instance with its regions on f and no timeline fields, written as version 1; an instance outside
  * its visible range is kept but disabled, so instance numbers stay the same on every frame.  A
  * static layout comes back as a copy of itself.

@@ -192,7 +192,7 @@ export async function timelineFlow(t) {
     const received = entry.prompt[2][String(S.nodeId)].inputs.layout;
     assert.equal(received, saved, "the backend received the editor's layout verbatim");
     assert.equal(JSON.parse(received).version, 2);
-    // A backend built before layouts over time (core/timeline.py) refuses version 2 by name; any other
+    // A backend built before layouts over time (core/layout/timeline.py) refuses version 2 by name; any other
     // outcome than success is a failure.
     const error = (entry.status.messages || []).find((m) => m[0] === "execution_error")?.[1]?.exception_message || "";
     if (entry.status.status_str !== "success" && /layout 'version' is 2; this build reads version 1\b/.test(error)) {

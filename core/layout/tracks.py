@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .layout import MAX_CANVAS, MAX_FRAMES, Instance, Layout, LayoutError, Region, _is_num
+from .limits import MAX_CANVAS, MAX_FRAMES, LayoutError
+from .model import Instance, Layout, Region
+from .values import _is_num
 
 _CAPTION_LINE = re.compile(r'^\s*"?(-?\d+)\.([^":]+?)"?\s*:\s*"?(.*?)"?\s*,?\s*$')
 

@@ -24,7 +24,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .layout import MAX_FRAMES, Instance, Layout, LayoutError, Region
+from .limits import MAX_FRAMES, LayoutError
+from .model import Instance, Layout, Region
 
 
 def frame_span(layout: Layout) -> int:
