@@ -37,10 +37,28 @@ export async function templatesFlow(t) {
     const size = await img.evaluate((el) => [el.naturalWidth, el.naturalHeight]);
     assert.deepEqual(size, [512, 512], `the thumbnail of ${stem} is shown (not a 404)`);
   }
+  // The screenshot (docs/images/template_browser.png) shows every card: the page grows until the last card is in view.
+  const viewport = page.viewportSize();
   await page.locator('[data-testid^="template-workflow-"]').first().scrollIntoViewIfNeeded();
+  for (let tries = 0; tries < 6; tries++) {
+    const hidden = [];
+    for (const stem of stems) {
+      const box = await page.locator(`[data-testid="template-workflow-${stem}"]`).boundingBox();
+      if (!box || box.y < 0 || box.y + box.height > page.viewportSize().height) hidden.push(stem);
+    }
+    if (!hidden.length) break;
+    await page.setViewportSize({ width: viewport.width, height: page.viewportSize().height + 260 });
+    await page.locator('[data-testid^="template-workflow-"]').first().scrollIntoViewIfNeeded();
+  }
   await page.mouse.move(5, 5); // no card hovered (zoomed) in the screenshot
   await page.waitForTimeout(500); // card hover/fade transitions
+  for (const stem of stems) {
+    const box = await page.locator(`[data-testid="template-workflow-${stem}"]`).boundingBox();
+    assert.ok(box && box.y >= 0 && box.y + box.height <= page.viewportSize().height, `the card of ${stem} is in the screenshot`);
+  }
   await page.screenshot({ path: artifact("templates.png") });
+  await page.locator('[role="dialog"]').first().screenshot({ path: artifact("templates-dialog.png") }); // the docs' picture
+  await page.setViewportSize(viewport);
 
   // Opening a card loads that workflow: its Instance Layout node carries the file's layout.
   const stem = stems.find((s) => s.startsWith("Instance layout")) ?? stems[0];
