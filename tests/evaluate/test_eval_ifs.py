@@ -92,3 +92,16 @@ def test_ifs_rates_per_vlm_and_mean():
     with pytest.raises(ValueError, match="at least one VLM"):
         ifs_rates(localised, {})
     assert np.isclose(ifs_rates([True] * 3, {"a": [True, True, True]})["mean"], 1.0)
+
+
+def test_box_iou_equals_pycocotools():
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        a, b = np.sort(rng.uniform(0, 100, (2, 2, 2)), axis=1)  # [[x0, x1], [y0, y1]] each
+        ab = (a[0, 0], a[1, 0], a[0, 1], a[1, 1])
+        bb = (b[0, 0], b[1, 0], b[0, 1], b[1, 1])
+        xywh = [[x0, y0, x1 - x0, y1 - y0] for x0, y0, x1, y1 in (ab, bb)]
+        ref = float(mask_utils.iou([xywh[0]], [xywh[1]], [0])[0, 0])
+        assert box_iou(ab, bb) == pytest.approx(ref, rel=1e-9, abs=1e-12)

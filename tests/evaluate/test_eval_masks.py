@@ -148,3 +148,13 @@ def test_pim_options_and_errors():
 def test_mean_over_images_drops_nan():
     assert mean_over_images([0.5, float("nan"), None, 1.0]) == 0.75
     assert math.isnan(mean_over_images([float("nan")]))
+
+
+def test_mask_iou_equals_pycocotools():
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        a, b = rng.random((40, 30)) < 0.4, rng.random((40, 30)) < 0.6
+        ra, rb = (mask_utils.encode(np.asfortranarray(m.astype(np.uint8))) for m in (a, b))
+        assert mask_iou(a, b) == pytest.approx(float(mask_utils.iou([ra], [rb], [0])[0, 0]), rel=1e-12)
