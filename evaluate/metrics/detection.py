@@ -102,9 +102,13 @@ def coco_results(detections: Sequence[Sequence[Detection]], cats: dict[str, int]
         for k, d in enumerate(dets, start=1):
             if d.category not in cats:
                 continue
+            box = [float(v) for v in d.box]
+            if len(box) != 4 or not np.isfinite(box + [float(d.score)]).all():
+                raise ValueError(f"image {img_id}, detection {k}: box must be four finite numbers and score finite, "
+                                 f"got box {d.box!r}, score {d.score!r}")  # fmt: skip
             res = {"image_id": img_id, "category_id": cats[d.category], "score": float(d.score)}
             if iou_type == "bbox":
-                x0, y0, x1, y1 = (float(v) for v in d.box)
+                x0, y0, x1, y1 = box
                 res["bbox"] = [x0, y0, x1 - x0, y1 - y0]
             else:
                 m = None if d.mask is None else np.asarray(d.mask)

@@ -129,3 +129,13 @@ def test_mask_ap_reads_the_masks_and_needs_them():
     assert coco_ap([(lay, (100, 80))], [dets], "segm")["AP"] == 0.0
     with pytest.raises(ValueError, match="detection 1: mask AP needs a \\[80, 100\\] mask"):
         coco_ap([(lay, (100, 80))], [[Detection(g.box, 0.9, "blob")]], "segm")
+
+
+def test_refusals_name_the_image_and_detection():
+    lay = two_boxes()
+    with pytest.raises(ValueError, match="image 1, detection 3: box must be four finite numbers"):
+        coco_ap([(lay, SIZE)], [perfect(lay) + [Detection((0, 0, float("nan"), 5), 0.5, "ball")]])
+    with pytest.raises(ValueError, match="one list per image"):
+        coco_ap([(lay, SIZE)], [])
+    with pytest.raises(ValueError, match="iou_type"):
+        coco_ap([(lay, SIZE)], [[]], "keypoints")
