@@ -42,7 +42,7 @@ def _toggles(xy: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     flip = (xmaj & (X > X1)) | (~xmaj & (Y > Y1))
     xs, xe = np.where(flip, X1, X), np.where(flip, X, X1)
     ys, ye = np.where(flip, Y1, Y), np.where(flip, Y, Y1)
-    cols, rows = [], []
+    cols, rows = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
 
     def emit(u0: np.ndarray, u1: np.ndarray, v0: np.ndarray, v1: np.ndarray) -> None:
         step = u0 != u1

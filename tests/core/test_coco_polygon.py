@@ -66,6 +66,7 @@ def test_large_canvas_and_long_edges_equal_ann_to_mask():
     [5, 5, 25, 5, 25, 25, 5, 25, 5, 5, 15, 15, 15, 10],  # a spike back along its own edge
     [-10, -10, 40, 3, 12, 40],  # vertices outside the image
     [3, 3, 3, 3, 9, 3],  # degenerate: no area
+    [3.1, 3.1, 3.3, 3.2, 3.2, 3.3],  # inside one pixel, no column boundary crossed
 ])  # fmt: skip
 def test_special_polygons_equal_ann_to_mask(poly):
     assert np.array_equal(polygons_mask([poly], 32, 32), ann_to_mask([poly], 32, 32))
