@@ -84,14 +84,17 @@ def _toggles(xy: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
             U = lo[a:b][k] + SCALE * i
             x0, y0, s, d = xs_e[a:b][k], ys_e[a:b][k], s_e[a:b][k], dy_e[a:b][k]
             est = np.ceil((U + 0.5 - x0) / s).astype(np.int64)  # about the first t past the boundary
-            done = np.zeros(U.shape, dtype=bool)
-            for off in range(-2, 3):
-                t = np.clip(est + off, 1, d)  # the step (t - 1, t)
-                u0, u1 = _c_int(x0 + s * (t - 1) + 0.5), _c_int(x0 + s * t + 0.5)
-                hit = (u0 != u1) & (np.minimum(u0, u1) == U)
-                hit &= ~done  # clipping can give the same step twice
-                done |= hit
-                emit(u0[hit], u1[hit], y0[hit] + t[hit] - 1, y0[hit] + t[hit])
+            todo = np.arange(U.size)
+            for off in (0, -1, 1, -2, 2):  # the estimate is almost always exact: retry only the rest
+                tt = np.clip(est[todo] + off, 1, d[todo])  # the step (t - 1, t)
+                xx, ss = x0[todo], s[todo]
+                u0, u1 = _c_int(xx + ss * (tt - 1) + 0.5), _c_int(xx + ss * tt + 0.5)
+                hit = (u0 != u1) & (np.minimum(u0, u1) == U[todo])
+                yy = y0[todo][hit] + tt[hit]
+                emit(u0[hit], u1[hit], yy - 1, yy)
+                todo = todo[~hit]
+                if todo.size == 0:
+                    break
     return np.concatenate(cols), np.concatenate(rows)
 
 
