@@ -128,3 +128,18 @@ def test_instancediffusion_inputs_of_an_imported_polygon_are_the_official_ones()
                           InstanceInput(emb[1], box=(5, 5, 15, 15))], 96, 64, preset="masks")
     for k in ("polygons", "segs", "scribbles", "boxes", "points"):
         assert torch.equal(got[k], ref[k]), k
+
+
+def test_vertices_just_outside_the_image_are_clipped_without_changing_the_mask():
+    """int(5x + 0.5) is the same for x in (-0.3, 0] and for x in [W, W + 0.1): COCO's float overshoots at the image
+    border give the official mask after the importer's clipping."""
+    polys = [[-0.25, 10.5, 95.05, -0.2, 96.09, 63.5, 30.7, 64.08]]
+    layout = Layout.from_json(demo(polys, bbox=False))
+    assert layout.instances[0].regions[0].points == [(0, 10.5), (95.05, 0), (96, 63.5), (30.7, 64)]
+    mask = ann_to_mask(polys, 64, 96)
+    assert np.array_equal(layout.rasterize(64, 96)[0].numpy().astype(bool), mask)
+    emb = torch.zeros(2, 768)
+    got = from_layout(layout, emb, preset="masks")
+    ref = prepare_inputs([InstanceInput(emb[0], mask=mask), InstanceInput(emb[1], box=(5, 5, 15, 15))], 96, 64,
+                         preset="masks")
+    assert torch.equal(got["segs"], ref["segs"]) and torch.equal(got["polygons"], ref["polygons"])
