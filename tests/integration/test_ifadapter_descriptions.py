@@ -129,3 +129,20 @@ def test_encode_node_tokenises_the_description_as_written(comfy, sdxl_clip, tiny
     h, e, m = _mod(comfy).encode_descriptions(sdxl_clip, ["\x1ca dog\x1f", "a dog"])
     assert int(m[0].sum()) == 4 and int(m[1].sum()) == 2
     assert not torch.equal(raw.cond, plain.cond)
+
+
+def test_random_texts_with_special_tokens_equal_the_clip_tokenizer(comfy, sdxl_clip, reference_tokenizers):
+    import random
+
+    tok_mod = sys.modules[_mod(comfy).description_tokens.__module__]
+    rnd = random.Random(0)
+    parts = ["!", "!!", "!)", "a", "dog", " ", "  ", "?", "(", ".", "é", "東", "<|endoftext|>", "<|startoftext|>",
+             "\x1c", "\t", "'s", "1", "\u0301"]
+    for _ in range(300):
+        text = "".join(rnd.choice(parts) for _ in range(rnd.randint(0, 40)))
+        got, _, eot = tok_mod.description_tokens(sdxl_clip, text)
+        for key, ref_tok in zip(("l", "g"), reference_tokenizers):
+            ref = ref_tok(text, padding="max_length", max_length=77, truncation=True)
+            assert [t[0] for t in got[key][0]] == ref["input_ids"], (key, text)
+            if key == "l":
+                assert eot == sum(ref["attention_mask"]) - 1, text
