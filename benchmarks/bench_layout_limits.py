@@ -58,6 +58,10 @@ def cases(size: int) -> dict[str, tuple[dict | str, bool]]:
     out["max-points polygons (zigzag, every edge spans the canvas)"] = (_layout(size, [
         {"description": f"polygon {k}", "regions": [{"kind": "polygon", "points": _zigzag(size, half - 1, k)}]}
         for k in range(L.MAX_POINTS // L.MAX_POINTS_PER_REGION)]), True)
+    out["max-points COCO polygons (imported, pycocotools' rule, zigzag)"] = (_layout(size, [
+        {"description": f"polygon {k}", "regions": [{"kind": "polygon", "points": _zigzag(size, half - 1, k),
+                                                     "fill": "coco"}]}
+        for k in range(L.MAX_POINTS // L.MAX_POINTS_PER_REGION)]), True)
     for width in (4, 64, 2 * size):
         out[f"max-points scribbles (zigzag), width {width}"] = (_layout(size, [
             {"description": f"scribble {k}", "regions": [{"kind": "scribble", "points": _zigzag(size, half, k),

@@ -5,7 +5,8 @@ The rule (docs/layout-format.md, "Rasterisation to a grid"): an h x w grid over 
 
 - box: the IFAdapter cell rule (:func:`box_cells`);
 - mask: nearest resize (cell-centre sampling);
-- polygon: cells whose centre is inside (even-odd rule, half-open in y);
+- polygon: cells whose centre is inside (even-odd rule, half-open in y); a polygon imported from COCO
+  (``"fill": "coco"``) by pycocotools' rule instead (:mod:`core.coco_polygon`);
 - scribble / point: cells whose centre is within width / 2 (scribble) or width (point) pixels of the polyline,
   plus every cell the polyline passes through (sampled at under half a cell) or the point lies in;
 - a non-empty region (other than a box) that would cover no cell covers the cell holding its bbox centre.
@@ -156,13 +157,14 @@ def region_cells(r: Any, W: float, H: float, h: int, w: int) -> Crop:
         if r.mask.any() and not crop[2].any():
             return _centre_cell(r.bbox((W, H)), W, H, h, w)
         return crop
-    key = (r.kind, float(W), float(H), h, w, float(r.width) if r.kind != "polygon" else 0.0,
+    fill = polygon_fill(r) if r.kind == "polygon" else ""
+    key = (r.kind, fill, float(W), float(H), h, w, float(r.width) if r.kind != "polygon" else 0.0,
            tuple((float(x), float(y)) for x, y in r.points))
     crop = _cache_get(key)
     if crop is not None:
         return crop
     if r.kind == "polygon":
-        crop = _polygon_cells(np.asarray(r.points, dtype=np.float64).reshape(-1, 2), W, H, h, w)
+        crop = fill_polygon(r.points, fill, W, H, h, w)
     else:
         pts = np.asarray(r.points, dtype=np.float64).reshape(-1, 2)
         radius = float(r.width / 2.0 if r.kind == "scribble" else r.width)
@@ -259,6 +261,32 @@ def _chunks(sizes: np.ndarray, limit: int = _CHUNK):
         yield a, b
         done = int(total[b - 1])
         a = b
+
+
+POLYGON_FILLS = ("even-odd", "coco")  # a polygon region's "fill" (docs/layout-format.md); absent = "even-odd"
+
+
+def polygon_fill(r: Any) -> str:
+    """The fill rule of a polygon region: "coco" for polygons imported from COCO / InstanceDiffusion JSON (the
+    region's ``"fill": "coco"``), else "even-odd" (the editor's cell-centre rule)."""
+    return "coco" if getattr(r, "extra", {}).get("fill") == "coco" else "even-odd"
+
+
+def fill_polygon(points: Any, fill: str, W: float, H: float, h: int, w: int) -> Crop:
+    """A polygon of a W x H canvas on an h x w grid by its fill rule, as a crop (no minimum-cell rule).
+
+    "even-odd": cells whose centre is inside (:func:`polygon_cells`). "coco": pycocotools' ``annToMask`` rule
+    (:mod:`core.coco_polygon`) on the grid, the points scaled by (w / W, h / H); at the canvas size exactly the
+    official mask.
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if fill != "coco":
+        return _polygon_cells(pts, W, H, h, w)
+    from .coco_polygon import polygon_crop  # it builds on this module's crop helpers
+
+    if (w, h) != (W, H):
+        pts = pts * np.array([w / W, h / H])
+    return polygon_crop(pts, h, w)
 
 
 def polygon_cells(pts: np.ndarray, W: float, H: float, h: int, w: int) -> Crop:

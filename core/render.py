@@ -132,6 +132,12 @@ def _elide(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+def drawable(text: str) -> str:
+    """``text`` as the legend draws it: every whitespace character other than " " (tabs, newlines, the separators
+    \\x1c..\\x1f and \\x85, which Pillow's text layout refuses) as " "."""
+    return "".join(" " if c.isspace() else c for c in text) if not text.isprintable() else text
+
+
 def wrap_lines(text: str, chars: int, max_lines: int = LEGEND_LINES) -> list[str]:
     """``text`` wrapped at ``chars`` characters a line, at most ``max_lines`` lines, the last ending in "…" if the
     text goes on. Linear in the text: only its first max_lines * chars characters are ever wrapped."""
@@ -185,7 +191,7 @@ def _legend(layout: Layout, active, numbers: list[int], width: int) -> np.ndarra
         y = 4 + r * line_h
         if idx is not None and idx >= 0:
             draw.rectangle([6, y + 2, 6 + line_h - 8, y + line_h - 6], fill=hex_to_rgb(active[idx].color or "#f00"))
-        draw.text((line_h + 4, y), text, fill=(235, 235, 235), font=font)
+        draw.text((line_h + 4, y), drawable(text), fill=(235, 235, 235), font=font)
     return np.asarray(img, dtype=np.float32) / 255.0
 
 

@@ -24,7 +24,7 @@ from ..core.ifadapter import (
 )
 from ..core.ifadapter.adapter import TEXT_DEPTHS
 from ..core.ifadapter.frames import FramesRuntime, FrameTokens
-from ..core.ifadapter.runtime import IFAdapterRuntime, InstanceTokens, eot_and_word_mask, token_grid
+from ..core.ifadapter.runtime import IFAdapterRuntime, InstanceTokens, token_grid
 from ..core.ifadapter.semantic_map import MAX_OBJ, InstanceGeometry
 from ..core.layout import Layout
 from ..core.layout.timeline import Timeline, at_frame, frame_count, frame_span
@@ -178,9 +178,10 @@ def encode_descriptions(clip, texts: list[str], weight_syntax: str = WEIGHT_SYNT
     if todo:
         chunks_l, chunks_g, masks, eots = [], [], [], []
         for t in todo:
-            tok, _ = description_tokens(clip, t, weight_syntax)
+            tok, _, eot = description_tokens(clip, t, weight_syntax)
             cl, cg = tok["l"][0], tok["g"][0]
-            eot, mask = eot_and_word_mask([i for i, _ in cl])
+            mask = torch.zeros(len(cl), dtype=torch.bool)  # the words: tokenizer 1's attention mask less BoS, EoT
+            mask[1:eot] = True
             chunks_l.append(cl)
             chunks_g.append(cg)
             masks.append(mask)
@@ -260,7 +261,7 @@ class EncodeAppearanceTokens:
 
     def encode(self, clip, ifadapter, layout, weight_syntax=WEIGHT_SYNTAX[0]):
         layout = _layout_for_ifadapter(layout)
-        texts = [inst.description.strip() for inst in layout.active()]
+        texts = [inst.description for inst in layout.active()]  # as written: the official tokenises the raw text
         hidden, eot, mask = encode_descriptions(clip, texts, weight_syntax)
         if layout.timed:
             return (self._encode_frames(ifadapter, layout, texts, hidden, eot, mask),)

@@ -354,12 +354,13 @@ def single_instance_inputs(inputs: dict[str, torch.Tensor], index: int) -> dict[
 
 
 def rasterize_polygon(
-    points: Sequence[tuple[float, float]], mh: int, mw: int, width: float, height: float
+    points: Sequence[tuple[float, float]], mh: int, mw: int, width: float, height: float, fill: str = "even-odd"
 ) -> np.ndarray:
-    """Even-odd fill of a pixel-coordinate polygon on an [mh, mw] grid covering a width x height canvas
-    (pixel centres tested; one scanline pass over the polygon's bounding box, core/raster.py)."""
+    """A pixel-coordinate polygon on an [mh, mw] grid covering a width x height canvas: ``fill="even-odd"`` tests
+    pixel centres (the editor's rule, one scanline pass over the polygon's bounding box); ``fill="coco"`` is
+    pycocotools' ``annToMask`` rule, the official mask of an imported COCO polygon (core/raster.py)."""
     out = np.zeros((mh, mw), dtype=bool)
-    raster.paste(out, raster.polygon_cells(np.asarray(points, dtype=np.float64).reshape(-1, 2), width, height, mh, mw))
+    raster.paste(out, raster.fill_polygon(points, fill, width, height, mh, mw))
     return out
 
 
@@ -381,8 +382,8 @@ def from_layout(
 
     embeddings: [n_active, 768] (or a list of [768]) pooled CLIP embeddings of the instance descriptions.
     Region use: "box" -> box (else derived from the mask / scribble / point); first "point" -> point; first "scribble" ->
-    scribble points; the union of all "mask" and "polygon" regions -> the instance mask (at the first mask's
-    resolution, else at canvas resolution).
+    scribble points; the union of all "mask" and "polygon" regions (polygons by their fill rule) -> the instance
+    mask (at the first mask's resolution, else at canvas resolution).
     """
     active = layout.active()
     if len(embeddings) != len(active):
@@ -391,15 +392,15 @@ def from_layout(
     instances = []
     for number, inst, emb in zip(layout.active_numbers(), active, embeddings):
         masks = [np.asarray(r.mask).astype(bool) for r in inst.regions if r.kind == "mask" and r.mask is not None]
-        polys = [r.points for r in inst.regions if r.kind == "polygon" and r.points]
+        polys = [r for r in inst.regions if r.kind == "polygon" and r.points]
         mask = None
         if masks or polys:
             mh, mw = masks[0].shape if masks else (h, w)
             mask = np.zeros((mh, mw), dtype=bool)
             for m in masks:
                 mask |= _resize_bool(m, mh, mw)
-            for pts in polys:
-                mask |= rasterize_polygon(pts, mh, mw, w, h)
+            for r in polys:  # imported COCO polygons by pycocotools' rule, drawn ones by pixel centres
+                mask |= rasterize_polygon(r.points, mh, mw, w, h, raster.polygon_fill(r))
         pt_r, scr_r = inst.region("point"), inst.region("scribble")
         box_r = inst.region("box")
         box = tuple(box_r.bbox((w, h))) if box_r is not None else None  # else derived by prepare_inputs

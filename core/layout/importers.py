@@ -112,7 +112,8 @@ def from_instancediffusion_json(d: dict) -> Layout:
                 budget.take("points", len(poly) // 2, f"{who}: mask polygon {k}")
                 pts = [_clip_pt((_num(poly[j], f"{who}: mask polygon {k}"), _num(poly[j + 1], f"{who}: mask polygon {k}")),
                                 W, H) for j in range(0, len(poly), 2)]  # fmt: skip
-                regions.append(Region("polygon", points=pts))
+                # rasterised as pycocotools' annToMask does (core/coco_polygon.py), also after a JSON round trip
+                regions.append(Region("polygon", points=pts, extra={"fill": "coco"}))
         elif m not in (None, [], ()):
             raise LayoutError(f"{who}: 'mask' must be a COCO RLE object, a polygon list or [], got {type(m).__name__}")
         if a.get("point") not in (None, [], ()):

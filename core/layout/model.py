@@ -341,8 +341,8 @@ class Layout:
     def rasterize(self, h: int, w: int) -> torch.Tensor:
         """[n_active, h, w] float32 in {0, 1}: each enabled instance's regions (union) on an h x w grid.
 
-        Boxes use the IFAdapter cell rule, masks a nearest resize, polygons fill the cells whose centre is inside,
-        scribbles and points cover the cells whose centre is within width/2 (scribble) or width (point) pixels,
+        Boxes use the IFAdapter cell rule, masks a nearest resize, polygons fill the cells whose centre is inside
+        (imported COCO polygons, ``"fill": "coco"``: pycocotools' rule, core/coco_polygon.py), scribbles and points cover the cells whose centre is within width/2 (scribble) or width (point) pixels,
         plus every cell the stroke passes through or the point lies in. A non-empty region never vanishes on a
         coarse grid: if it would cover no cell, the cell holding its bbox centre is set (core/raster.py).
         Allocates the output only; callers that need a union, counts or one instance at a time use

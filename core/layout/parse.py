@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..raster import POLYGON_FILLS
 from .importers import from_ifadapter_json, from_instancediffusion_json
 from .limits import (
     LIMITS_DOC,
@@ -204,6 +205,8 @@ def region_from_dict(d: Any, where: str = "region", budget: Budget | None = None
         if budget is not None:
             budget.take("points", len(pts), where)
         r.points = [_xy(p, f"{where} points[{i}]") for i, p in enumerate(pts)]
+        if kind == "polygon" and d.get("fill", "even-odd") not in POLYGON_FILLS:  # kept in extra, as written
+            raise LayoutError(f"{where}: 'fill' must be one of {', '.join(map(repr, POLYGON_FILLS))}, got {d['fill']!r}")
     elif kind == "point":
         if budget is not None:
             budget.take("points", 1, where)

@@ -66,3 +66,11 @@ def test_preview_of_a_huge_canvas_is_drawn_scaled_down():
     img = render_layout(layout.validate(), opacity=1.0, legend=False)
     assert img.shape == (PREVIEW_MAX_SIDE // 2, PREVIEW_MAX_SIDE, 3)
     assert _is(img[300, 700], RED) and not _is(img[800, 1500], RED)  # the box is the top-left quarter
+
+
+def test_legend_draws_descriptions_with_separator_characters():
+    """\x1c..\x1f and \x85 are whitespace to Python and tokens to CLIP; Pillow's text layout refuses them."""
+    lay = Layout(64, 64, "a\x85prompt", [Instance("\x1ca dog\x1f\tin\x1d\x1ethe\x85park", "",
+                                                  [Region("box", box=(8, 8, 40, 40))])])
+    img = render_layout(lay)
+    assert img.shape[1] == 64 and img.shape[0] > 64  # the canvas and its legend

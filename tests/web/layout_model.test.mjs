@@ -94,7 +94,7 @@ test("InstanceDiffusion JSON is imported (xywh boxes, RLE masks, points, scribbl
   assert.deepEqual(layout.instances[0].regions.map((r) => r.kind), ["box", "mask", "point", "scribble"]);
   assert.deepEqual(layout.instances[0].regions[0].box, [10, 20, 110, 70]);
   assert.equal(layout.instances[0].category, "bench");
-  assert.deepEqual(layout.instances[1].regions[1], { kind: "polygon", points: [[0, 0], [5, 0], [5, 5]] });
+  assert.deepEqual(layout.instances[1].regions[1], { kind: "polygon", points: [[0, 0], [5, 0], [5, 5]], fill: "coco" }); // COCO polygons keep their fill rule
 });
 
 test("normalised bounding-box lists (native BOUNDING_BOXES) are imported in pixels", () => {

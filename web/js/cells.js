@@ -3,7 +3,8 @@
 //   box       IFAdapter cell rule: [floor(x0/W*w), ceil(x1/W*w)) (edges within 1e-6 of a cell count as on
 //             it), at least one cell for a non-empty box;
 //   mask      nearest resize (cell centre sampled);
-//   polygon   cells whose centre is inside (even-odd);
+//   polygon   cells whose centre is inside (even-odd); a polygon imported from COCO ("fill": "coco") by
+//             pycocotools' annToMask rule instead (core/coco_polygon.py), its points scaled by (w/W, h/H);
 //   scribble  cells whose centre is within width/2 of the stroke, plus every cell the stroke passes through;
 //   point     cells whose centre is within width of the point, plus the cell it lies in;
 //   a non-empty region that covers no cell sets the cell holding its bbox centre.
@@ -61,6 +62,45 @@ function touched(m, pts, W, H, h, w) {
   }
 }
 
+/**
+ * pycocotools' polygon rule (rleFrPoly; core/coco_polygon.py): vertices upsampled by 5 and cast to int, each
+ * edge walked on that grid along its major axis, every x step whose smaller x is a pixel column's (5c + 2)
+ * toggles that column from row ceil(clip((smaller y + 0.5) / 5 - 0.5, 0, h)) down. Sets the cells in m.
+ */
+function cocoPolygon(m, pts, h, w) {
+  const k = pts.length;
+  const X = pts.map((p) => Math.trunc(5 * p[0] + 0.5));
+  const Y = pts.map((p) => Math.trunc(5 * p[1] + 0.5));
+  const toggles = new Uint8Array((h + 1) * w);
+  const step = (u0, u1, v0, v1) => {
+    if (u0 === u1) return;
+    const xd = (Math.min(u0, u1) + 0.5) / 5 - 0.5;
+    if (Math.floor(xd) !== xd || xd < 0 || xd > w - 1) return;
+    const yd = Math.ceil(Math.min(Math.max((Math.min(v0, v1) + 0.5) / 5 - 0.5, 0), h));
+    toggles[yd * w + xd] ^= 1;
+  };
+  for (let j = 0; j < k; j++) {
+    let xs = X[j], xe = X[(j + 1) % k], ys = Y[j], ye = Y[(j + 1) % k];
+    const dx = Math.abs(xe - xs);
+    const dy = Math.abs(ye - ys);
+    if ((dx >= dy && xs > xe) || (dx < dy && ys > ye)) [xs, xe, ys, ye] = [xe, xs, ye, ys];
+    if (dx >= dy) {
+      const s = (ye - ys) / dx;
+      for (let t = 0; t < dx; t++) step(xs + t, xs + t + 1, Math.trunc(ys + s * t + 0.5), Math.trunc(ys + s * (t + 1) + 0.5));
+    } else {
+      const s = (xe - xs) / dy;
+      for (let t = 0; t < dy; t++) step(Math.trunc(xs + s * t + 0.5), Math.trunc(xs + s * (t + 1) + 0.5), ys + t, ys + t + 1);
+    }
+  }
+  for (let x = 0; x < w; x++) {
+    let inside = 0;
+    for (let y = 0; y < h; y++) {
+      inside ^= toggles[y * w + x];
+      if (inside) m[y * w + x] = 1;
+    }
+  }
+}
+
 /** Uint8Array(h*w), row-major: the cells of an h x w grid that region r of a W x H canvas covers. */
 export function regionCells(r, W, H, h, w) {
   const m = new Uint8Array(h * w);
@@ -87,6 +127,12 @@ export function regionCells(r, W, H, h, w) {
     return m;
   }
   const pts = r.kind === "point" ? [r.point] : r.points;
+  if (r.kind === "polygon" && r.fill === "coco") {
+    const same = w === W && h === H;
+    cocoPolygon(m, same ? pts : pts.map(([x, y]) => [x * (w / W), y * (h / H)]), h, w);
+    if (!m.some((v) => v)) markCentre(m, boundsOf(pts), W, H, h, w);
+    return m;
+  }
   for (let y = 0; y < h; y++) {
     const cy = (y + 0.5) * (H / h);
     for (let x = 0; x < w; x++) {

@@ -143,7 +143,7 @@ export function fromInstanceDiffusion(d) {
       for (const flat of a.mask) {
         const pts = [];
         for (let k = 0; k + 1 < flat.length; k += 2) pts.push([+flat[k], +flat[k + 1]]);
-        inst.regions.push({ kind: "polygon", points: pts });
+        inst.regions.push({ kind: "polygon", points: pts, fill: "coco" }); // filled as pycocotools does
       }
     }
     if (isPt(a.point)) inst.regions.push({ kind: "point", point: [+a.point[0], +a.point[1]] });
