@@ -62,13 +62,15 @@ def _open_flags() -> int:
             | getattr(os, "O_CLOEXEC", 0))
 
 
-def open_beneath(root_real: str, real: str) -> int:
+def open_beneath(root_real: str, real: str, flags: int | None = None, mode: int = 0o644) -> int:
     """A read-only descriptor of ``real`` (a symlink-free path under the resolved folder ``root_real``), opened one
     component at a time from ``root_real`` without following a symlink at any step. A directory or file swapped for
     a symlink after ``realpath`` has looked makes the open fail (``OSError``) instead of leading outside the folder.
-    Where the platform cannot open relative to a directory descriptor, only the last component is unfollowed."""
+    Where the platform cannot open relative to a directory descriptor, only the last component is unfollowed.
+    ``flags`` (default: read-only, non-blocking) apply to the last component, always with ``O_NOFOLLOW``."""
+    flags = (_open_flags() if flags is None else flags) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     if os.open not in os.supports_dir_fd or not hasattr(os, "O_DIRECTORY"):
-        return os.open(real, _open_flags())
+        return os.open(real, flags, mode)
     parts = os.path.relpath(real, root_real).split(os.sep)
     if not parts or any(p in ("", ".", "..") for p in parts):
         raise FileNotFoundError(real)
@@ -79,7 +81,7 @@ def open_beneath(root_real: str, real: str) -> int:
                           dir_fd=dfd)
             os.close(dfd)
             dfd = nfd
-        return os.open(parts[-1], _open_flags(), dir_fd=dfd)
+        return os.open(parts[-1], flags, mode, dir_fd=dfd)
     finally:
         os.close(dfd)
 
@@ -107,6 +109,20 @@ def read_contained(root: str, name: str, max_bytes: int, folder_label: str) -> b
     if len(data) > max_bytes:
         raise PathRefused(read_refusal(name, folder_label, max_bytes))
     return data
+
+
+def create_new(dir_fd: int | None, folder: str, name: str, data: bytes) -> None:
+    """Create the file ``name`` (a bare name) in an opened folder (``dir_fd``; ``folder`` where the platform has no
+    directory descriptors) with ``data``: ``O_CREAT | O_EXCL | O_NOFOLLOW``, so an existing entry, a symlink
+    (dangling or not) included, raises ``FileExistsError`` and is never written through."""
+    flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+             | getattr(os, "O_BINARY", 0))
+    if dir_fd is None:
+        fd = os.open(os.path.join(folder, name), flags, 0o644)
+    else:
+        fd = os.open(name, flags, 0o644, dir_fd=dir_fd)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def output_file(folder: str, name: str, suffix: str, overwrite: bool) -> str:

@@ -46,3 +46,19 @@ def test_saves_samples_the_trainer_reads_and_never_overwrites(comfy):
 def test_refuses_folders_outside_the_output_folder(comfy, folder):
     with pytest.raises(GraphError, match="output folder"):
         comfy.run(graph(folder))
+
+
+def test_never_writes_through_a_symlink_in_the_dataset_folder(comfy, tmp_path):
+    """A dangling symlink named like the next image (pointing outside the output folder) is an entry like any other:
+    that number is skipped and nothing is created at the link's target (main wrote the PNG through it)."""
+    folder = comfy.output_dir / "datasets" / "linked"
+    folder.mkdir(parents=True, exist_ok=True)
+    victims = [tmp_path / "victim.png", tmp_path / "victim.json"]
+    (folder / "shot_00001.png").symlink_to(victims[0])
+    (folder / "shot_00002.json").symlink_to(victims[1])
+    comfy.run(graph("datasets/linked"))
+    assert not any(v.exists() for v in victims)
+    assert sorted(p.name for p in folder.iterdir()) == ["shot_00001.png", "shot_00002.json", "shot_00003.json",
+                                                        "shot_00003.png"]
+    assert (folder / "shot_00001.png").is_symlink() and not (folder / "shot_00003.png").is_symlink()
+    assert json.loads((folder / "shot_00003.json").read_text())["width"] == 64
