@@ -4,13 +4,17 @@ the file has shown that it holds what it claims.
 - Torch zip checkpoints (``torch.save``) are parsed by :class:`_RestrictedUnpickler`: tensor-rebuild functions and
   ``OrderedDict`` are allow-listed; globals that can run code (``os.system``, ``subprocess``, ``builtins.eval``, ...)
   refuse the file outright; every other global becomes an inert placeholder (logged by name). Storages are not read
-  while unpickling: each tensor stays a :class:`LazyTensor` pointing into the memory-mapped archive.
+  while unpickling: each tensor stays a :class:`LazyTensor` pointing into the memory-mapped archive. The unpickler
+  is pickle's pure-Python reader with every step counted before it runs (:data:`MAX_PICKLE_BYTES`,
+  :data:`MAX_PICKLE_WORK`: steps plus the container elements a call may copy), so a small pickle cannot build
+  gigabytes; zip entries are checked from the directory (count, declared size, deflate ratio) before inflating.
 - Legacy (pre-zip) torch pickles are pre-read with the same unpickler; their declared storages must fit in the file
   before ``torch.load(weights_only=True)`` may allocate them.
 - ``.safetensors`` errors name the file.
 
 Before any tensor is copied out, :func:`check_tensors` refuses non-floating dtypes, views that reach past their
-storage or overlap themselves, and tensors that share bytes with another; after, :func:`check_finite` refuses
+storage or overlap themselves, and tensors that share bytes with another (compared by their place in the file, so
+two zip entries naming one record count as shared); after, :func:`check_finite` refuses
 NaN / Inf. Every message names the file and the tensor.
 """
 

@@ -114,10 +114,11 @@ def _torch_zip(path: str, pkl: bytes, compress: int = zipfile.ZIP_STORED) -> str
     return path
 
 
-def memo_amplified(path: str, pairs: int = 250_000, repeats: int = 2000) -> str:
+def memo_amplified(path: str, pairs: int = 250_000, repeats: int = 2000, legacy: bool = False) -> str:
     """A ~1.8 MB torch zip whose data.pkl memoises one list of ``pairs`` (key, None) pairs and then calls
     ``collections.OrderedDict`` on it ``repeats`` times: each call copies the whole list, so an unbounded unpickler
-    builds ``pairs`` x ``repeats`` dict entries (500 M, tens of GB) before any check can look at a tensor."""
+    builds ``pairs`` x ``repeats`` dict entries (500 M, tens of GB) before any check can look at a tensor.
+    ``legacy``: the bare pickle, as the first pickle of a legacy (pre-zip) torch file."""
     out = [pickle.PROTO + b"\x02", pickle.GLOBAL + b"collections\nOrderedDict\n", pickle.BINPUT + b"\x00",
            pickle.EMPTY_LIST, pickle.BINPUT + b"\x01", pickle.MARK]
     out += [pickle.BININT + struct.pack("<i", k) + pickle.NONE + pickle.TUPLE2 for k in range(pairs)]
@@ -126,7 +127,21 @@ def memo_amplified(path: str, pairs: int = 250_000, repeats: int = 2000) -> str:
         out += [pickle.BININT + struct.pack("<i", i), pickle.BINGET + b"\x00", pickle.BINGET + b"\x01",
                 pickle.TUPLE1, pickle.REDUCE]
     out += [pickle.SETITEMS, pickle.STOP]
+    if legacy:
+        with open(path, "wb") as f:
+            f.write(b"".join(out))
+        return path
     return _torch_zip(path, b"".join(out))
+
+
+def many_entries(path: str, entries: int = 200_001) -> str:
+    """A torch zip of ~25 MB with ``entries`` empty records besides its data.pkl: ``zipfile`` builds an object per
+    directory entry (~10x the file's size in memory) before the loader sees anything."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", pickle.dumps({}, protocol=2))
+        for i in range(entries):
+            z.writestr(f"archive/data/{i}", b"")
+    return path
 
 
 def deflate_bomb(path: str, inflated: int = 2**30) -> str:

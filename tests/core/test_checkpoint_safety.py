@@ -227,6 +227,21 @@ def test_pickle_that_copies_one_memoised_list_2000_times_is_refused_small(tmp_pa
     assert res["peak_rss_mib"] < 1200, res
 
 
+def test_legacy_pickle_that_copies_one_memoised_list_is_refused_small(tmp_path):
+    """The same pickle as the first pickle of a legacy (pre-zip) file: read by the same counted unpickler."""
+    path = h.memo_amplified(str(tmp_path / "memo_legacy.bin"), legacy=True)
+    res = _load_in_child("ifa", path)
+    assert "CheckpointError" in res["bases"] and "asks for more than 2,000,000 steps" in res["message"], res
+    assert res["peak_rss_mib"] < 1200, res
+
+
+def test_zip_announcing_too_many_entries_is_refused_before_reading_its_directory(tmp_path):
+    path = h.many_entries(str(tmp_path / "entries.pth"))
+    with pytest.raises(CheckpointError, match=r"entries.pth: refused: the zip directory announces 200,002 entries, "
+                                              r"more than 200,000"):
+        load_adapter_state_dict(path)
+
+
 def test_deflated_pickle_that_inflates_past_the_limit_is_refused_uninflated(tmp_path):
     """A ~0.3 MB entry declaring 256 MB (main inflated all of it into one bytes object): refused from the zip
     directory's sizes, nothing inflated."""
