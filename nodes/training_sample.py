@@ -29,7 +29,10 @@ def dataset_folder(folder: str) -> str:
     if not rel or os.path.isabs(rel) or re.match(r"^[A-Za-z]:", rel):
         raise ValueError(f"folder {folder!r} must be a relative path inside ComfyUI's output folder, e.g. "
                          "'ifadapter_dataset'")
-    path = os.path.realpath(os.path.join(out, rel))
+    try:
+        path = os.path.realpath(os.path.join(out, rel))
+    except OSError:  # a link swapped for a folder under realpath
+        path = out
     if os.path.commonpath([out, path]) != out or path == out:
         raise ValueError(f"folder {folder!r} leaves ComfyUI's output folder; use a sub-folder such as "
                          "'ifadapter_dataset/my_set'")
