@@ -9,7 +9,13 @@ load call and the outcome, the parent reads the child's peak RSS (``wait4``). Fi
 - id_wide: InstanceDiffusion .pth, ~65 KiB, 513 stride-0 views of one value at widths 4096 (17 GiB if trusted);
 - id_official_views: the same at the released widths (1.4 GiB);
 - ifa_big: IFAdapter .bin, ~24 KiB, 1.58 G parameters claimed (resampler twice the official width), loaded fp16;
-- ifa_official_views: the official IFAdapter shapes as views of one value, loaded fp16.
+- ifa_official_views: the official IFAdapter shapes as views of one value, loaded fp16;
+- ifa_memo_amplified / id_memo_amplified: ~1.7 MB data.pkl that turns one memoised list of 250,000 pairs into 2,000
+  OrderedDicts (500 M dict entries if unbounded); ifa_memo_legacy: the same pickle as a legacy (pre-zip) file;
+- ifa_deflate_bomb: ~1 MB deflated data.pkl that inflates to 1 GiB;
+- id_many_entries: a torch zip of 200,001 empty records (zipfile builds an object for each);
+- ifa_aliased_records: a tiny real IFAdapter file whose directory points two storages at one record (loads two
+  identical tensors if the records are not compared by place).
 """
 from __future__ import annotations
 
@@ -66,6 +72,22 @@ def run(repo: Path, kind: str, path: str, limit_gib: int) -> dict:
     return res
 
 
+def aliased_ifa(path: str) -> str:
+    """A tiny real IFAdapter file, then its copy with two equally long storages pointing at one record."""
+    import zipfile
+
+    import hostile_checkpoints as h
+
+    src = h.save_ifa_nested(h.tiny_ifa_state(), path + ".src")
+    by_size: dict[int, list[str]] = {}
+    with zipfile.ZipFile(src) as z:
+        for info in z.infolist():
+            if "/data/" in info.filename:
+                by_size.setdefault(info.file_size, []).append(info.filename.rsplit("/", 1)[-1])
+    a, b = next(keys for keys in by_size.values() if len(keys) > 1)[:2]
+    return h.aliased_records(src, path, a, b)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", type=Path, help="another checkout of the pack (e.g. main before the fix)")
@@ -81,7 +103,11 @@ def main() -> None:
             r = run(repo, "import-only", "-", args.limit_gib)
             print(f"  {name:6s} {'-':24s} {'':9s}    peak RSS {r['peak_rss_mib']:7.0f} MiB")
         for kind, build in (("id_wide", h.id_wide), ("id_official_views", h.id_official_views),
-                            ("ifa_big", h.ifa_big), ("ifa_official_views", h.ifa_official_views)):
+                            ("ifa_big", h.ifa_big), ("ifa_official_views", h.ifa_official_views),
+                            ("ifa_memo_amplified", h.memo_amplified), ("id_memo_amplified", h.memo_amplified),
+                            ("ifa_memo_legacy", lambda p: h.memo_amplified(p, legacy=True)),
+                            ("ifa_deflate_bomb", h.deflate_bomb), ("id_many_entries", h.many_entries),
+                            ("ifa_aliased_records", aliased_ifa)):
             path = build(os.path.join(d, kind + (".pth" if kind.startswith("id") else ".bin")))
             print(f"{kind} ({h.file_kib(path):.0f} KiB)")
             for name, repo in repos.items():

@@ -4,13 +4,17 @@ the file has shown that it holds what it claims.
 - Torch zip checkpoints (``torch.save``) are parsed by :class:`_RestrictedUnpickler`: tensor-rebuild functions and
   ``OrderedDict`` are allow-listed; globals that can run code (``os.system``, ``subprocess``, ``builtins.eval``, ...)
   refuse the file outright; every other global becomes an inert placeholder (logged by name). Storages are not read
-  while unpickling: each tensor stays a :class:`LazyTensor` pointing into the memory-mapped archive.
+  while unpickling: each tensor stays a :class:`LazyTensor` pointing into the memory-mapped archive. The unpickler
+  is pickle's pure-Python reader with every step counted before it runs (:data:`MAX_PICKLE_BYTES`,
+  :data:`MAX_PICKLE_WORK`: steps plus the container elements a call may copy), so a small pickle cannot build
+  gigabytes; zip entries are checked from the directory (count, declared size, deflate ratio) before inflating.
 - Legacy (pre-zip) torch pickles are pre-read with the same unpickler; their declared storages must fit in the file
   before ``torch.load(weights_only=True)`` may allocate them.
 - ``.safetensors`` errors name the file.
 
 Before any tensor is copied out, :func:`check_tensors` refuses non-floating dtypes, views that reach past their
-storage or overlap themselves, and tensors that share bytes with another; after, :func:`check_finite` refuses
+storage or overlap themselves, and tensors that share bytes with another (compared by their place in the file, so
+two zip entries naming one record count as shared); after, :func:`check_finite` refuses
 NaN / Inf. Every message names the file and the tensor.
 """
 
@@ -166,6 +170,10 @@ _STORAGE_DTYPES = {
 def _rebuild_tensor(storage: Any, storage_offset: int, size: Any, stride: Any, *rest: Any) -> LazyTensor:
     if not isinstance(storage, StorageRef):
         raise CheckpointError(f"malformed checkpoint: tensor rebuilt from {type(storage).__name__}, not a storage")
+    if (not isinstance(size, (tuple, list)) or not isinstance(stride, (tuple, list)) or len(size) != len(stride)
+            or len(size) > MAX_TENSOR_DIMS):
+        raise CheckpointError(f"malformed checkpoint: a tensor of storage {storage.key!r:.40} has size and stride "
+                              f"that are not two lists of the same length (at most {MAX_TENSOR_DIMS} dimensions)")
     return LazyTensor(storage, int(storage_offset), tuple(int(s) for s in size), tuple(int(s) for s in stride))
 
 
@@ -190,15 +198,130 @@ _ALLOWED: dict[tuple[str, str], Any] = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickles a torch ``data.pkl`` without importing or calling anything outside the allow-list.
+# Bounds on the unpickler's work, checked while it runs (before an object is built): a weight file's pickle is an
+# index of its tensors (~30 steps and ~130 bytes per tensor: 23 KiB for IFAdapter, a few hundred KiB for a whole
+# SD1.5 snapshot), so these leave ample room while a small hostile pickle that rebuilds memoised containers over and
+# over (one list turned into 2,000 OrderedDicts) stops after a few hundred MB instead of gigabytes.
+MAX_PICKLE_BYTES = 32 * 2**20   # bytes of one pickle stream (data.pkl; each pickle of a legacy file)
+MAX_PICKLE_WORK = 2_000_000     # pickle steps plus container elements copied by calls and state updates
+MAX_PLACEHOLDER_CLASSES = 1000  # distinct unknown globals (an OmegaConf config names ~10)
+MAX_TENSOR_DIMS = 16
+MAX_ZIP_ENTRIES = 200_000       # records of a torch zip (one per storage, plus ~5)
+MAX_ZIP_RATIO = 100             # uncompressed / compressed size of a deflated entry (torch stores its entries)
+
+
+class _BoundedReader:
+    """A file wrapper that refuses to read past ``limit`` bytes in all, before asking the file for them."""
+
+    def __init__(self, file: Any, limit: int, source: str) -> None:
+        self.file, self.limit, self.source, self.used = file, limit, source, 0
+
+    def _refuse(self) -> CheckpointError:
+        return CheckpointError(
+            f"{self.source}: refused: its pickle is larger than {self.limit / 2**20:g} MB; the index of a weight "
+            "file is far smaller (a hostile or corrupt file)")
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = self.limit - self.used + 1
+        if self.used + n > self.limit:
+            raise self._refuse()
+        data = self.file.read(n)
+        self.used += len(data)
+        return data
+
+    def readline(self) -> bytes:
+        line = self.file.readline(self.limit - self.used + 1)
+        self.used += len(line)
+        if self.used > self.limit:
+            raise self._refuse()
+        return line
+
+
+_SIZED = (list, tuple, dict, set, frozenset)
+
+
+def _inner(args: Any) -> int:
+    """Elements of the containers inside ``args`` (a call may copy each of them, e.g. ``OrderedDict(pairs)``)."""
+    return sum(len(a) for a in args if isinstance(a, _SIZED)) if isinstance(args, _SIZED) else 0
+
+
+def _call_cost(args: Any) -> int:
+    """Work of ``f(*args)``: unpacking copies ``args`` (any iterable, a string too), and ``f`` may copy the
+    containers it is given. Charged before the call: the lengths are known, nothing is built yet."""
+    n = len(args) if isinstance(args, (*_SIZED, str, bytes, bytearray)) else 0
+    return n + _inner(args)
+
+
+def _build_cost(up: Any) -> int:
+    """BUILD sets an object's state: only placeholders (which keep it by reference) and ``OrderedDict`` (a state
+    dict's ``_metadata``, copied into its ``__dict__``) may take one; anything else is a forged pickle."""
+    state, inst = up.stack[-1], up.stack[-2]
+    if isinstance(inst, Opaque):
+        return 1
+    if type(inst) is OrderedDict and (isinstance(state, dict) or (
+            isinstance(state, tuple) and len(state) == 2 and isinstance(state[0], (dict, type(None)))
+            and state[1] is None)):
+        return len(state if isinstance(state, dict) else state[0] or ())
+    raise CheckpointError(f"malformed checkpoint: the pickle sets the state of a {type(inst).__name__} object; "
+                          "weight files never do")
+
+
+_EXTRA_COST = {
+    pickle.REDUCE[0]: lambda up: _call_cost(up.stack[-1]),
+    pickle.NEWOBJ[0]: lambda up: _call_cost(up.stack[-1]),
+    pickle.NEWOBJ_EX[0]: lambda up: _call_cost(up.stack[-2]) + _call_cost(up.stack[-1]),
+    pickle.OBJ[0]: lambda up: _call_cost(up.stack),
+    pickle.INST[0]: lambda up: _call_cost(up.stack),
+    pickle.BUILD[0]: _build_cost,
+}
+
+
+def _load_bytearray8(up: Any) -> None:
+    # pickle's own reader allocates the declared length before reading it; read first (bounded), then copy
+    (n,) = struct.unpack("<Q", up.read(8))
+    up.append(bytearray(up.read(n)))
+
+
+def _counting_dispatch() -> dict[int, Any]:
+    """pickle's pure-Python opcode table with every step charged to the unpickler's budget first."""
+    base = dict(pickle._Unpickler.dispatch)
+    base[pickle.BYTEARRAY8[0]] = _load_bytearray8
+    table = {}
+    for code, step in base.items():
+        extra = _EXTRA_COST.get(code)
+
+        def run(up: Any, step: Any = step, extra: Any = extra) -> None:
+            up.charge(1 if extra is None else 1 + extra(up))
+            step(up)
+
+        table[code] = run
+    return table
+
+
+class _RestrictedUnpickler(pickle._Unpickler):
+    """Unpickles a torch ``data.pkl`` without importing or calling anything outside the allow-list, within
+    :data:`MAX_PICKLE_BYTES` and :data:`MAX_PICKLE_WORK` (pickle's pure-Python reader, each step counted before it
+    runs, so a small pickle cannot make it build gigabytes).
 
     ``placeholders`` collects the names of unknown globals that were replaced by inert :class:`Opaque` classes."""
 
+    dispatch = _counting_dispatch()
+
     def __init__(self, file: Any, source: str) -> None:
-        super().__init__(file)
+        super().__init__(_BoundedReader(file, MAX_PICKLE_BYTES, source))
         self.source = source
         self.placeholders: set[str] = set()
+        self._classes: dict[tuple[str, str], type] = {}
+        self.work = 0
+
+    def charge(self, n: int) -> None:
+        self.work += n
+        if self.work > MAX_PICKLE_WORK:
+            raise CheckpointError(
+                f"{self.source}: refused: its pickle asks for more than {MAX_PICKLE_WORK:,} steps and copied "
+                "elements before building the weights; a weight file's index needs far fewer (a hostile file that "
+                "rebuilds memoised objects over and over)")
 
     def find_class(self, module: str, name: str) -> Any:
         # protocol-2 pickles (torch.save's default) name Python 2 modules: map them as pickle itself does, so that
@@ -217,8 +340,13 @@ class _RestrictedUnpickler(pickle.Unpickler):
             raise CheckpointError(
                 f"{self.source}: refused: the pickle references {module}.{name}, which can run code or reach the "
                 "system; weight files never need it (the file was tampered with or is not a weight file)")
-        self.placeholders.add(f"{module}.{name}")
-        return _placeholder(module, name)
+        if (module, name) not in self._classes:
+            if len(self._classes) >= MAX_PLACEHOLDER_CLASSES:
+                raise CheckpointError(f"{self.source}: refused: the pickle names more than {MAX_PLACEHOLDER_CLASSES} "
+                                      "unknown classes; weight files name a handful")
+            self._classes[(module, name)] = _placeholder(module, name)
+            self.placeholders.add(f"{module}.{name}")
+        return self._classes[(module, name)]
 
     def persistent_load(self, pid: Any) -> Any:
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
@@ -236,6 +364,7 @@ class TorchArchive:
 
     def __init__(self, path: PathLike) -> None:
         self.path = os.fspath(path)
+        _check_zip_directory(self.path)
         try:
             self._zip = zipfile.ZipFile(self.path)
         except zipfile.BadZipFile as e:
@@ -248,11 +377,11 @@ class TorchArchive:
             raise CheckpointError(f"{self.path}: no single '<name>/data.pkl' record; not a torch.save zip file")
         self._prefix = pkl[0][: -len("data.pkl")]
         bo = self._prefix + "byteorder"
-        if bo in names and self._zip.read(bo).strip() not in (b"little", b""):
+        if bo in names and self._entry(bo, 64).read(65).strip() not in (b"little", b""):
             raise CheckpointError(f"{self.path}: big-endian checkpoints are not supported")
         self._file = open(self.path, "rb")
         self._mm = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
-        unpickler = _RestrictedUnpickler(self._zip.open(pkl[0]), self.path)
+        unpickler = _RestrictedUnpickler(self._entry(pkl[0], MAX_PICKLE_BYTES), self.path)
         try:
             self.root = unpickler.load()
             self.placeholders = sorted(unpickler.placeholders)
@@ -264,6 +393,23 @@ class TorchArchive:
         except Exception as e:  # corrupt pickle stream
             self.close()
             raise CheckpointError(f"{self.path}: cannot parse data.pkl ({type(e).__name__}: {e})") from None
+
+    def _entry(self, name: str, max_bytes: int) -> Any:
+        """A reading stream of the archive entry ``name``, after its sizes in the zip directory are checked: at
+        most ``max_bytes`` uncompressed and, if deflated, at most :data:`MAX_ZIP_RATIO` times its compressed size.
+        Nothing is inflated before that."""
+        info = self._zip.getinfo(name)
+        if info.file_size > max_bytes:
+            raise CheckpointError(f"{self.path}: refused: {name!r} declares {info.file_size:,} bytes, more than "
+                                  f"{max_bytes:,}; a weight file's index is far smaller (a hostile or corrupt file)")
+        if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1):
+            raise CheckpointError(f"{self.path}: refused: {name!r} inflates {info.compress_size:,} bytes to "
+                                  f"{info.file_size:,} (more than {MAX_ZIP_RATIO}x: a zip bomb); torch stores its "
+                                  "records uncompressed")
+        try:
+            return self._zip.open(info)
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError) as e:
+            raise CheckpointError(f"{self.path}: cannot read {name!r} ({e})") from None
 
     def _data_offset(self, key: str) -> tuple[int, int]:
         name = f"{self._prefix}data/{key}"
@@ -285,6 +431,11 @@ class TorchArchive:
     def storage_nbytes(self, key: str) -> int:
         """Bytes the archive really holds for storage ``key`` (its record, not what the pickle claims)."""
         return self._data_offset(key)[1]
+
+    def storage_span(self, key: str) -> tuple[int, int]:
+        """(first byte in the file, bytes) of storage ``key``'s record: two zip entries that point at one record
+        have the same span, so tensors are compared by where their bytes lie in the file, not by record name."""
+        return self._data_offset(key)
 
     def read(self, t: LazyTensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         """Copy one tensor out of the mapped file (optionally cast); no other storage is touched."""
@@ -324,6 +475,19 @@ class TorchArchive:
         self.close()
 
 
+
+
+def _check_zip_directory(path: str) -> None:
+    """Refuse a zip whose end record announces more than :data:`MAX_ZIP_ENTRIES` entries, before ``zipfile``
+    builds an object for each of them (a small file of empty entries would otherwise cost ~10x its size)."""
+    try:
+        with open(path, "rb") as f:
+            end = zipfile._EndRecData(f)  # what ZipFile itself reads first: the (zip64) end-of-directory record
+    except (OSError, struct.error):
+        return  # unreadable: ZipFile reports it
+    if end and end[zipfile._ECD_ENTRIES_TOTAL] > MAX_ZIP_ENTRIES:
+        raise CheckpointError(f"{path}: refused: the zip directory announces {end[zipfile._ECD_ENTRIES_TOTAL]:,} "
+                              f"entries, more than {MAX_ZIP_ENTRIES:,}; a weight file has one per tensor")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -429,12 +593,13 @@ def check_tensors(tensors: Mapping[str, Any], source: str, arc: TorchArchive | N
         if isinstance(t, LazyTensor):
             if arc is None:
                 raise CheckpointError(f"{source}: internal: lazy tensor {name} without its archive")
-            stride, offset, sid = t.stride, t.offset, t.storage.key
-            nbytes = arc.storage_nbytes(t.storage.key)
+            stride, offset = t.stride, t.offset
+            base, nbytes = arc.storage_span(t.storage.key)
+            sid = "file"  # records are compared by their place in the file (two entries may name one record)
         else:
             stride, offset = tuple(t.stride()), t.storage_offset()
             storage = t.untyped_storage()
-            sid, nbytes = storage.data_ptr(), storage.nbytes()
+            sid, nbytes, base = storage.data_ptr(), storage.nbytes(), 0
         item = _itemsize(t.dtype)
         numel = t.numel()
         if numel == 0:
@@ -448,14 +613,14 @@ def check_tensors(tensors: Mapping[str, Any], source: str, arc: TorchArchive | N
             raise CheckpointError(
                 f"{source}: tensor {name} {list(size)} declares {numel * item:,} bytes (from byte {start:,}) but its "
                 f"storage holds only {nbytes:,}; refused before allocating (a corrupt or hostile file)")
-        spans.setdefault(sid, []).append((start, end, name))
+        spans.setdefault(sid, []).append((base + start, base + end, name))
     for ranges in spans.values():
         ranges.sort()
         for (_s0, e0, n0), (s1, _e1, n1) in zip(ranges, ranges[1:]):
             if s1 < e0:
                 raise CheckpointError(
-                    f"{source}: tensors {n0} and {n1} share the same bytes of one storage; weights are separate "
-                    "tensors (a corrupt or hostile file)")
+                    f"{source}: tensors {n0} and {n1} share the same bytes of one storage (or of one record of the "
+                    "file); weights are separate tensors (a corrupt or hostile file)")
 
 
 def check_total(shapes: Mapping[str, tuple[int, ...]], source: str, limit: int, what: str) -> None:

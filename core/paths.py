@@ -33,12 +33,13 @@ def contained_path(root: str, name: str) -> str | None:
         return None
     if os.path.isabs(name) or os.path.splitdrive(name)[0] or name.startswith(("/", "\\")):
         return None
-    root_real = os.path.realpath(root)
-    real = os.path.realpath(os.path.join(root_real, name))
     try:
+        root_real = os.path.realpath(root)
+        # realpath itself raises when a link is swapped for a file between its lstat and its readlink
+        real = os.path.realpath(os.path.join(root_real, name))
         if real == root_real or os.path.commonpath([root_real, real]) != root_real:
             return None
-    except ValueError:  # different drives on Windows
+    except (OSError, ValueError):  # a swap under realpath; different drives on Windows
         return None
     return real
 
@@ -56,24 +57,72 @@ def checked_file(root: str, name: str, max_bytes: int, folder_label: str) -> tup
     return real, st
 
 
+def _open_flags() -> int:
+    return (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+            | getattr(os, "O_CLOEXEC", 0))
+
+
+def open_beneath(root_real: str, real: str, flags: int | None = None, mode: int = 0o644) -> int:
+    """A read-only descriptor of ``real`` (a symlink-free path under the resolved folder ``root_real``), opened one
+    component at a time from ``root_real`` without following a symlink at any step. A directory or file swapped for
+    a symlink after ``realpath`` has looked makes the open fail (``OSError``) instead of leading outside the folder.
+    Where the platform cannot open relative to a directory descriptor, only the last component is unfollowed.
+    ``flags`` (default: read-only, non-blocking) apply to the last component, always with ``O_NOFOLLOW``."""
+    flags = (_open_flags() if flags is None else flags) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    if os.open not in os.supports_dir_fd or not hasattr(os, "O_DIRECTORY"):
+        return os.open(real, flags, mode)
+    parts = os.path.relpath(real, root_real).split(os.sep)
+    if not parts or any(p in ("", ".", "..") for p in parts):
+        raise FileNotFoundError(real)
+    dfd = os.open(root_real, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        for part in parts[:-1]:
+            nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
+                          dir_fd=dfd)
+            os.close(dfd)
+            dfd = nfd
+        return os.open(parts[-1], flags, mode, dir_fd=dfd)
+    finally:
+        os.close(dfd)
+
+
 def read_contained(root: str, name: str, max_bytes: int, folder_label: str) -> bytes:
     """The bytes of ``name`` inside ``root`` (see :func:`checked_file`), read with at most ``max_bytes`` + 1 bytes
-    buffered. The file is opened without following a final symlink and re-checked after opening (same inode,
-    still a regular file), so a swap between the check and the open is refused too."""
+    buffered. The file is opened once, component by component from ``root`` with no symlink followed at any step
+    (:func:`open_beneath`), and the opened file is re-checked (same inode, a regular file, within the size) before
+    one byte is read, so swapping a file or a directory for a symlink between the check and the open is refused
+    with the same message, never read and never a bare ``OSError``."""
     real, st = checked_file(root, name, max_bytes, folder_label)
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        fd = os.open(real, flags)
+        fd = open_beneath(os.path.realpath(root), real)
+    except (OSError, ValueError):
+        raise PathRefused(read_refusal(name, folder_label, max_bytes)) from None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            now = os.fstat(f.fileno())
+            if (not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino)
+                    or now.st_size > max_bytes):
+                raise PathRefused(read_refusal(name, folder_label, max_bytes))
+            data = f.read(max_bytes + 1)
     except OSError:
         raise PathRefused(read_refusal(name, folder_label, max_bytes)) from None
-    with os.fdopen(fd, "rb") as f:
-        now = os.fstat(f.fileno())
-        if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
-            raise PathRefused(read_refusal(name, folder_label, max_bytes))
-        data = f.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise PathRefused(read_refusal(name, folder_label, max_bytes))
     return data
+
+
+def create_new(dir_fd: int | None, folder: str, name: str, data: bytes) -> None:
+    """Create the file ``name`` (a bare name) in an opened folder (``dir_fd``; ``folder`` where the platform has no
+    directory descriptors) with ``data``: ``O_CREAT | O_EXCL | O_NOFOLLOW``, so an existing entry, a symlink
+    (dangling or not) included, raises ``FileExistsError`` and is never written through."""
+    flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+             | getattr(os, "O_BINARY", 0))
+    if dir_fd is None:
+        fd = os.open(os.path.join(folder, name), flags, 0o644)
+    else:
+        fd = os.open(name, flags, 0o644, dir_fd=dir_fd)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def output_file(folder: str, name: str, suffix: str, overwrite: bool) -> str:

@@ -46,6 +46,26 @@ def read_input_file(name: str, extension: str = "", max_bytes: int = MAX_INPUT_B
     return read_contained(input_dir(), _relative_to_input(name, extension, max_bytes), max_bytes, INPUT_LABEL)
 
 
+def read_input_text(name: str, extension: str = "", max_bytes: int = MAX_INPUT_BYTES) -> str:
+    """The UTF-8 text (a BOM dropped) of ``name`` from the input folder (see :func:`read_input_file`); a file that
+    is not UTF-8 is refused with :class:`PathRefused` naming it."""
+    raw = read_input_file(name, extension, max_bytes)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise PathRefused(f"file {str(name)[:200]!r}: not UTF-8 text; a {extension or 'text'} file is expected") \
+            from None
+
+
+def input_file_problem(name: str, extension: str = "", max_bytes: int = MAX_INPUT_BYTES) -> str | None:
+    """For ``VALIDATE_INPUTS``: None if :func:`check_input_file` accepts ``name``, else the refusal message."""
+    try:
+        check_input_file(name, extension, max_bytes)
+    except PathRefused as e:
+        return str(e)
+    return None
+
+
 def input_files(extension: str) -> list[str]:
     """Files ending in ``extension`` inside the input folder and its subfolders (``/``-separated, sorted), as the
     combo offers them: only those :func:`read_input_file` accepts (symlinks out of the folder are not listed)."""

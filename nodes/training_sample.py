@@ -6,6 +6,7 @@ reads directly (docs/training.md). Existing files are never overwritten: the nex
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 
@@ -14,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..core.layout import Layout
+from ..core.paths import create_new, open_beneath
 from .common import CATEGORY_LAYOUT, LAYOUT
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -27,17 +29,34 @@ def dataset_folder(folder: str) -> str:
     if not rel or os.path.isabs(rel) or re.match(r"^[A-Za-z]:", rel):
         raise ValueError(f"folder {folder!r} must be a relative path inside ComfyUI's output folder, e.g. "
                          "'ifadapter_dataset'")
-    path = os.path.realpath(os.path.join(out, rel))
+    try:
+        path = os.path.realpath(os.path.join(out, rel))
+    except OSError:  # a link swapped for a folder under realpath
+        path = out
     if os.path.commonpath([out, path]) != out or path == out:
         raise ValueError(f"folder {folder!r} leaves ComfyUI's output folder; use a sub-folder such as "
                          "'ifadapter_dataset/my_set'")
     return path
 
 
-def _write_new(path: str, data: bytes) -> None:
-    """Create ``path`` with ``data``; fails if it exists (never overwrites, even under a race)."""
-    with open(path, "xb") as f:
-        f.write(data)
+def _open_folder(path: str) -> int | None:
+    """A descriptor of the dataset folder, opened from the output folder without following a symlink at any step
+    (a folder swapped for a link after ``dataset_folder`` looked is refused); None where the platform has no
+    directory descriptors."""
+    if os.open not in os.supports_dir_fd or not hasattr(os, "O_DIRECTORY"):
+        return None
+    try:
+        return open_beneath(os.path.realpath(folder_paths.get_output_directory()), path,
+                            os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        raise ValueError(f"folder {path!r} changed while saving (a symlink appeared in it); nothing was "
+                         "written") from None
+
+
+def _png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 class SaveTrainingSample:
@@ -72,6 +91,20 @@ class SaveTrainingSample:
             raise ValueError("the layout has no enabled instance; a training sample needs at least one described box")
         path = dataset_folder(folder)
         os.makedirs(path, exist_ok=True)
+        dfd = _open_folder(path)
+        try:
+            saved = self._save_all(images, layout, path, dfd, prefix)
+        finally:
+            if dfd is not None:
+                os.close(dfd)
+        msg = f"saved {len(saved)} training sample(s) to {path}: {', '.join(saved)}"
+        return {"ui": {"text": [msg]}, "result": (path,)}
+
+    @staticmethod
+    def _save_all(images, layout: Layout, path: str, dfd: int | None, prefix: str) -> list[str]:
+        """Write each image and its layout as the next free pair of numbers. Both files are created with
+        ``O_EXCL | O_NOFOLLOW`` in the opened folder: an existing entry of either name (a dangling symlink
+        included) is never written through; the number is skipped."""
         saved, index = [], 1
         for img in images:
             arr = (img.detach().cpu().float().clamp(0, 1).numpy() * 255).round().astype(np.uint8)
@@ -81,20 +114,23 @@ class SaveTrainingSample:
                 if index > MAX_INDEX:
                     raise ValueError(f"{path} already holds {MAX_INDEX} samples named {prefix}_*; choose another "
                                      "prefix or folder")
-                stem = os.path.join(path, f"{prefix}_{index:05d}")
+                stem = f"{prefix}_{index:05d}"
                 index += 1
                 try:
-                    _write_new(stem + ".json", sample.to_json(indent=1).encode("utf-8"))
+                    create_new(dfd, path, stem + ".json", sample.to_json(indent=1).encode("utf-8"))
                 except FileExistsError:
                     continue
-                if os.path.exists(stem + ".png"):  # an orphan image with this number: keep it, move on
-                    os.remove(stem + ".json")
+                try:
+                    create_new(dfd, path, stem + ".png", _png(arr))
+                except FileExistsError:  # an orphan image (or a link) with this number: keep it, move on
+                    if dfd is None:
+                        os.unlink(os.path.join(path, stem + ".json"))
+                    else:
+                        os.unlink(stem + ".json", dir_fd=dfd)
                     continue
-                Image.fromarray(arr).save(stem + ".png")
-                saved.append(os.path.basename(stem))
+                saved.append(stem)
                 break
-        msg = f"saved {len(saved)} training sample(s) to {path}: {', '.join(saved)}"
-        return {"ui": {"text": [msg]}, "result": (path,)}
+        return saved
 
 
 NODE_CLASS_MAPPINGS = {"IFASaveTrainingSample": SaveTrainingSample}

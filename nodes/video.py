@@ -17,7 +17,9 @@ from PIL import Image
 from ..core.layout import MAX_FRAMES, LayoutError
 from ..core.layout.timeline import at_frame, frame_count
 from ..core.layout.tracks import from_box_tracks_json, from_mask_frames, from_tracking
+from ..core.paths import PathRefused
 from ..core.render import render_layout, to_comfy_image
+from . import paths
 from .common import CATEGORY_LAYOUT, LAYOUT
 
 TRACKING = "TRACKING"  # logtd's socket type: {class: {tracker_id: [per-frame (x0, y0, x1, y1, W, H) or None]}}
@@ -183,9 +185,7 @@ class LayoutFromBoxTracks:
 
     @classmethod
     def INPUT_TYPES(cls):
-        inp = folder_paths.get_input_directory()
-        files = ["(none)"] + (sorted(f for f in os.listdir(inp) if f.lower().endswith(".json"))
-                              if os.path.isdir(inp) else [])
+        files = ["(none)"] + paths.input_files(".json")
         return {"required": {"json_text": ("STRING", {"default": "", "multiline": True, "dynamicPrompts": False,
                                                       "tooltip": "the box tracks as JSON text (wins over file)"}),
                              "file": (files, {"tooltip": "or a .json file in ComfyUI's input folder"})}}
@@ -197,19 +197,22 @@ class LayoutFromBoxTracks:
 
     @classmethod
     def VALIDATE_INPUTS(cls, json_text, file):
-        if not (json_text or "").strip() and file in ("(none)", "", None):
+        if json_text is None or (json_text or "").strip():  # linked, or text given: checked at run time
+            return True
+        if file in ("(none)", "", None):
             return "give the box tracks as json_text or pick a file from the input folder"
-        return True
+        return paths.input_file_problem(file, ".json") or True
 
     def load(self, json_text, file):
         if (json_text or "").strip():
             return (from_box_tracks_json(json_text),)
-        base = os.path.realpath(folder_paths.get_input_directory())
-        path = os.path.realpath(os.path.join(base, file))
-        if os.path.commonpath([base, path]) != base or not os.path.isfile(path):
-            raise LayoutError(f"{file!r} is not a file in the input folder")
-        with open(path, encoding="utf-8") as f:
-            return (from_box_tracks_json(f.read()),)
+        if file in ("(none)", "", None):
+            raise LayoutError("give the box tracks as json_text or pick a file from the input folder")
+        try:  # the input folder's rules (nodes/paths.py): a regular .json file inside it, at most 16 MB
+            text = paths.read_input_text(file, extension=".json")
+        except PathRefused as e:
+            raise LayoutError(str(e)) from None
+        return (from_box_tracks_json(text),)
 
 
 class LayoutFromMaskFrames:

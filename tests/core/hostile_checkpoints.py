@@ -6,6 +6,8 @@ benchmarks/bench_hostile_checkpoints.py (time and memory to refuse each one).
 from __future__ import annotations
 
 import os
+import pickle
+import struct
 import zipfile
 from collections import OrderedDict
 
@@ -100,3 +102,84 @@ def save_ifa_nested(state: dict[str, torch.Tensor], path: str, legacy: bool = Fa
 
 def file_kib(path: str) -> float:
     return os.path.getsize(path) / 1024
+
+
+# ---- amplification before the checks (issue 18, item 4): small files that make a loader build gigabytes
+
+def _torch_zip(path: str, pkl: bytes, compress: int = zipfile.ZIP_STORED) -> str:
+    """A torch.save-shaped zip holding ``archive/data.pkl`` = ``pkl`` (and the byteorder record)."""
+    with zipfile.ZipFile(path, "w", compress) as z:
+        z.writestr("archive/data.pkl", pkl)
+        z.writestr("archive/byteorder", "little")
+    return path
+
+
+def memo_amplified(path: str, pairs: int = 250_000, repeats: int = 2000, legacy: bool = False) -> str:
+    """A ~1.8 MB torch zip whose data.pkl memoises one list of ``pairs`` (key, None) pairs and then calls
+    ``collections.OrderedDict`` on it ``repeats`` times: each call copies the whole list, so an unbounded unpickler
+    builds ``pairs`` x ``repeats`` dict entries (500 M, tens of GB) before any check can look at a tensor.
+    ``legacy``: the bare pickle, as the first pickle of a legacy (pre-zip) torch file."""
+    out = [pickle.PROTO + b"\x02", pickle.GLOBAL + b"collections\nOrderedDict\n", pickle.BINPUT + b"\x00",
+           pickle.EMPTY_LIST, pickle.BINPUT + b"\x01", pickle.MARK]
+    out += [pickle.BININT + struct.pack("<i", k) + pickle.NONE + pickle.TUPLE2 for k in range(pairs)]
+    out += [pickle.APPENDS, pickle.POP, pickle.EMPTY_DICT, pickle.MARK]
+    for i in range(repeats):
+        out += [pickle.BININT + struct.pack("<i", i), pickle.BINGET + b"\x00", pickle.BINGET + b"\x01",
+                pickle.TUPLE1, pickle.REDUCE]
+    out += [pickle.SETITEMS, pickle.STOP]
+    if legacy:
+        with open(path, "wb") as f:
+            f.write(b"".join(out))
+        return path
+    return _torch_zip(path, b"".join(out))
+
+
+def many_entries(path: str, entries: int = 200_001) -> str:
+    """A torch zip of ~25 MB with ``entries`` empty records besides its data.pkl: ``zipfile`` builds an object per
+    directory entry (~10x the file's size in memory) before the loader sees anything."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", pickle.dumps({}, protocol=2))
+        for i in range(entries):
+            z.writestr(f"archive/data/{i}", b"")
+    return path
+
+
+def deflate_bomb(path: str, inflated: int = 2**30) -> str:
+    """A torch zip of ~1 MB whose DEFLATE-compressed data.pkl inflates to ``inflated`` bytes: one BINBYTES8 object
+    of zeros, which an unpickler reading the stream allocates in full before anything is checked."""
+    chunk = bytes(2**24)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        info = zipfile.ZipInfo("archive/data.pkl")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with z.open(info, "w", force_zip64=True) as f:
+            f.write(pickle.PROTO + b"\x04" + pickle.BINBYTES8 + struct.pack("<Q", inflated - 12))
+            left = inflated - 12
+            while left > 0:
+                f.write(chunk[:min(left, len(chunk))])
+                left -= min(left, len(chunk))
+            f.write(pickle.STOP)
+        z.writestr("archive/byteorder", "little")
+    return path
+
+
+def aliased_records(src: str, dst: str, a: str = "0", b: str = "1") -> str:
+    """A copy of the torch zip ``src`` whose directory entry for storage ``b`` points at storage ``a``'s record:
+    two names, one record, so the two tensors are the same bytes (``src``'s two storages must be equally long)."""
+    data = bytearray(open(src, "rb").read())
+    with zipfile.ZipFile(src) as z:
+        infos = {i.filename.rsplit("/", 1)[-1]: i for i in z.infolist() if "/data/" in i.filename}
+        ia, ib = infos[a], infos[b]
+        assert ia.file_size == ib.file_size, "the two storages must hold the same number of bytes"
+        at = z.start_dir  # the first central directory entry
+    name = ib.filename.encode()
+    while True:  # walk the central directory to b's entry, then rewrite its "offset of local header" field
+        assert data[at:at + 4] == b"PK\x01\x02", "no central directory entry for the storage"
+        n_name, n_extra, n_comment = struct.unpack("<HHH", data[at + 28:at + 34])
+        if data[at + 46:at + 46 + n_name] == name:
+            break
+        at += 46 + n_name + n_extra + n_comment
+    assert struct.unpack("<I", data[at + 42:at + 46])[0] == ib.header_offset, "zip64 offsets are not handled"
+    data[at + 42:at + 46] = struct.pack("<I", ia.header_offset)
+    with open(dst, "wb") as f:
+        f.write(data)
+    return dst

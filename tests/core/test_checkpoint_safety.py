@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
@@ -27,6 +28,7 @@ CHILD = r"""
 import json, resource, sys
 limit = int(sys.argv[1]) * 2**30
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+resource.setrlimit(resource.RLIMIT_CPU, (120, 120))  # a loader that spins is killed, not waited for
 sys.path.insert(0, sys.argv[2])
 import torch
 from core.ifadapter import load_ifadapter
@@ -209,3 +211,83 @@ def test_dangerous_globals_in_non_weight_entries_refuse_the_file(tmp_path, func,
     with pytest.raises(IFAdapterCheckpointError, match=rf"adapter.bin: refused: the pickle references {named}"):
         read_state_dict(str(tmp_path / "adapter.bin"))
     assert not pwn.exists()
+
+
+# ---- amplification before the checks (issue 18, item 4)
+
+@pytest.mark.parametrize("kind,suffix", [("ifa", "bin"), ("id", "pth")])
+def test_pickle_that_copies_one_memoised_list_2000_times_is_refused_small(tmp_path, kind, suffix):
+    """1.8 MB of pickle asking for 500 M dict entries (main grew by 4+ GB in 14 s and died of MemoryError under the
+    cap): the unpickler's budget stops it after a few million steps, before any tensor exists."""
+    path = h.memo_amplified(str(tmp_path / f"memo.{suffix}"))
+    assert h.file_kib(path) < 2000
+    res = _load_in_child(kind, path)
+    assert "CheckpointError" in res["bases"], res
+    assert res["message"].startswith(path) and "asks for more than 2,000,000 steps" in res["message"], res
+    assert res["peak_rss_mib"] < 1200, res
+
+
+def test_legacy_pickle_that_copies_one_memoised_list_is_refused_small(tmp_path):
+    """The same pickle as the first pickle of a legacy (pre-zip) file: read by the same counted unpickler."""
+    path = h.memo_amplified(str(tmp_path / "memo_legacy.bin"), legacy=True)
+    res = _load_in_child("ifa", path)
+    assert "CheckpointError" in res["bases"] and "asks for more than 2,000,000 steps" in res["message"], res
+    assert res["peak_rss_mib"] < 1200, res
+
+
+def test_zip_announcing_too_many_entries_is_refused_before_reading_its_directory(tmp_path):
+    path = h.many_entries(str(tmp_path / "entries.pth"))
+    with pytest.raises(CheckpointError, match=r"entries.pth: refused: the zip directory announces 200,002 entries, "
+                                              r"more than 200,000"):
+        load_adapter_state_dict(path)
+
+
+def test_deflated_pickle_that_inflates_past_the_limit_is_refused_uninflated(tmp_path):
+    """A ~0.3 MB entry declaring 256 MB (main inflated all of it into one bytes object): refused from the zip
+    directory's sizes, nothing inflated."""
+    path = h.deflate_bomb(str(tmp_path / "bomb.bin"), inflated=256 * 2**20)
+    assert h.file_kib(path) < 1024
+    res = _load_in_child("ifa", path)
+    assert "CheckpointError" in res["bases"], res
+    assert re.search(r"'archive/data.pkl' declares 268,435,456 bytes, more than 33,554,432", res["message"]), res
+    assert res["peak_rss_mib"] < 1200, res
+
+
+def test_deflated_entries_are_refused_by_ratio_and_honest_ones_load(tmp_path):
+    bomb = h.deflate_bomb(str(tmp_path / "ratio.bin"), inflated=24 * 2**20)  # under the size cap, ~1000x
+    with pytest.raises(IFAdapterCheckpointError, match=r"ratio.bin: refused: 'archive/data.pkl' inflates [\d,]+ "
+                                                       r"bytes to 25,165,824 \(more than 100x: a zip bomb\)"):
+        read_state_dict(bomb)
+    # a real checkpoint whose data.pkl was deflated by a zip tool (ratio ~3) still loads
+    good = h.save_ifa_nested(h.tiny_ifa_state(), str(tmp_path / "good.bin"))
+    deflated = str(tmp_path / "deflated.bin")
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(deflated, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info.filename),
+                          zipfile.ZIP_DEFLATED if info.filename.endswith("data.pkl") else zipfile.ZIP_STORED)
+    assert read_state_dict(deflated).keys() == read_state_dict(good).keys()
+
+
+def _two_equal_storages(path: str) -> tuple[str, str]:
+    """Keys of two storage records of the torch zip ``path`` that hold the same number of bytes."""
+    by_size: dict[int, list[str]] = {}
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            if "/data/" in info.filename:
+                by_size.setdefault(info.file_size, []).append(info.filename.rsplit("/", 1)[-1])
+    a, b = next(keys for keys in by_size.values() if len(keys) > 1)[:2]
+    return a, b
+
+
+def test_two_zip_entries_pointing_at_one_record_are_refused(tmp_path):
+    """Two storage names, one record in the file: the two tensors would be the same bytes, as the "no shared
+    bytes" rule forbids (main loaded two identical tensors)."""
+    path = h.save_ifa_nested(h.tiny_ifa_state(), str(tmp_path / "two.bin"))
+    bad = h.aliased_records(path, str(tmp_path / "aliased.bin"), *_two_equal_storages(path))
+    with pytest.raises(IFAdapterCheckpointError, match=r"aliased.bin: tensors \S+ and \S+ share the same bytes"):
+        read_state_dict(bad)
+    path = str(tmp_path / "two.pth")
+    torch.save(_id_state(), path)
+    bad = h.aliased_records(path, str(tmp_path / "aliased.pth"), *_two_equal_storages(path))
+    with pytest.raises(CheckpointError, match=r"aliased.pth: tensors \S+ and \S+ share the same bytes"):
+        load_adapter_state_dict(bad)

@@ -7,6 +7,7 @@ import os
 import sys
 
 import pytest
+import swap_race
 from comfy_env import GraphError
 from file_watch import OpenedPaths
 from safetensors.torch import load_file
@@ -187,3 +188,74 @@ def test_converter_never_overwrites_unless_asked(comfy, tiny_models, node, folde
     assert len(load_file(str(dst))) > 100  # replaced by a real conversion
     comfy.run(_convert(node, **inputs, output_name=f"fa_new_{node}", overwrite=False))  # the suffix is added
     assert (tiny_models / folder / f"fa_new_{node}.safetensors").is_file()
+
+
+# ---- Layout from Box Tracks reads files under the same rules (issue 18, items 2 and 3)
+
+TRACKS = {"width": 64, "height": 64, "prompt": "inside", "tracks": [{"description": "a ball", "boxes": [[1, 1, 9, 9]]}]}
+
+
+def _box_tracks(file):
+    return {"src": {"class_type": "IFALayoutFromBoxTracks", "inputs": {"json_text": "", "file": file}},
+            "f": {"class_type": "IFALayoutAtFrame", "inputs": {"layout": ["src", 0], "frame": 0}},
+            "masks": {"class_type": "IFALayoutToMasks", "inputs": {"layout": ["f", 0], "width": 32, "height": 32}},
+            "img": {"class_type": "MaskToImage", "inputs": {"mask": ["masks", 0]}},
+            "save": {"class_type": "SaveImage", "inputs": {"images": ["img", 0], "filename_prefix": "t_bt"}}}
+
+
+def test_box_tracks_refuses_what_layout_from_json_refuses_unopened(comfy, hostile):
+    """Outside, links out, FIFOs, directories, 17 MB, and a name that is not .json: refused at validation and by
+    the node itself, with the input folder's one message, before anything is opened."""
+    cases, secret = hostile
+    png = comfy.input_dir / "tracks_image.png"
+    png.write_text(json.dumps(TRACKS))  # readable box tracks, but not a .json name
+    cases = dict(cases, **{png.name: str(png)})
+    node = comfy.node_class("IFALayoutFromBoxTracks")()
+    layout_error = sys.modules[comfy.node_class("IFALayoutFromBoxTracks").__module__].LayoutError
+    listed = comfy.node_class("IFALayoutFromBoxTracks").INPUT_TYPES()["required"]["file"][0]
+    for value, target in cases.items():
+        assert value not in listed, value
+        with OpenedPaths() as seen:
+            ok, _err, _outputs, node_errors = comfy.validate(_box_tracks(value))
+            with pytest.raises(layout_error, match="cannot be read"):
+                node.load("", value)
+        assert not ok and "cannot be read" in json.dumps(node_errors), (value, node_errors)
+        assert not seen.touched(target), f"{value!r}: {target} was opened"
+    (comfy.input_dir / "sub" / "tracks.json").write_text(json.dumps(TRACKS))
+    assert "sub/tracks.json" in comfy.node_class("IFALayoutFromBoxTracks").INPUT_TYPES()["required"]["file"][0]
+    assert len(comfy.run(_box_tracks("sub/tracks.json"))["save"]["images"]) == 1
+
+
+@pytest.mark.skipif(not swap_race.available(), reason="needs Linux renameat2(RENAME_EXCHANGE)")
+def test_box_tracks_file_swapped_with_a_link_out_is_never_read(comfy, tmp_path):
+    """A tracks file exchanged with a symlink to an outside tracks file while the node reads it: each call returns
+    the inside layout or refuses with the input folder's message (main read the outside file in about 1 of 1,000
+    calls, and raised a bare OSError in others)."""
+    outside = tmp_path / "outside_tracks.json"
+    outside.write_text(json.dumps(dict(TRACKS, prompt="SECRET")))
+    race = comfy.input_dir / "race"
+    race.mkdir(exist_ok=True)
+    (race / "t.json").write_text(json.dumps(TRACKS))
+    if not os.path.lexists(race / "l.json"):
+        os.symlink(outside, race / "l.json")
+    node = comfy.node_class("IFALayoutFromBoxTracks")()
+    layout_error = sys.modules[comfy.node_class("IFALayoutFromBoxTracks").__module__].LayoutError
+    seen = {"read": 0, "refused": 0, "outside read": 0, "other error": []}
+    with swap_race.Swapper(race / "t.json", race / "l.json", seconds=3.0) as sw:
+        for _ in range(100_000):
+            if not sw.running():
+                break
+            try:
+                (lay,) = node.load("", "race/t.json")
+            except layout_error as e:
+                if "cannot be read" in str(e):
+                    seen["refused"] += 1
+                else:
+                    seen["other error"].append(str(e)[:100])
+                continue
+            except Exception as e:  # noqa: BLE001 - counted and reported below: a bare OSError is a failure too
+                seen["other error"].append(f"{type(e).__name__}: {str(e)[:100]}")
+                continue
+            seen["read" if lay.prompt == "inside" else "outside read"] += 1
+    assert seen["outside read"] == 0, f"the file outside the input folder was read: {seen}"
+    assert not seen["other error"] and seen["read"] > 0, seen

@@ -3,8 +3,12 @@ overwriting, and refuses folders outside it."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import pytest
+import swap_race
+import torch
 from comfy_env import GraphError
 
 from train.data import list_samples, prepare_sample
@@ -46,3 +50,49 @@ def test_saves_samples_the_trainer_reads_and_never_overwrites(comfy):
 def test_refuses_folders_outside_the_output_folder(comfy, folder):
     with pytest.raises(GraphError, match="output folder"):
         comfy.run(graph(folder))
+
+
+def test_never_writes_through_a_symlink_in_the_dataset_folder(comfy, tmp_path):
+    """A dangling symlink named like the next image (pointing outside the output folder) is an entry like any other:
+    that number is skipped and nothing is created at the link's target (main wrote the PNG through it)."""
+    folder = comfy.output_dir / "datasets" / "linked"
+    folder.mkdir(parents=True, exist_ok=True)
+    victims = [tmp_path / "victim.png", tmp_path / "victim.json"]
+    (folder / "shot_00001.png").symlink_to(victims[0])
+    (folder / "shot_00002.json").symlink_to(victims[1])
+    comfy.run(graph("datasets/linked"))
+    assert not any(v.exists() for v in victims)
+    assert sorted(p.name for p in folder.iterdir()) == ["shot_00001.png", "shot_00002.json", "shot_00003.json",
+                                                        "shot_00003.png"]
+    assert (folder / "shot_00001.png").is_symlink() and not (folder / "shot_00003.png").is_symlink()
+    assert json.loads((folder / "shot_00003.json").read_text())["width"] == 64
+
+
+@pytest.mark.skipif(not swap_race.available(), reason="needs Linux renameat2(RENAME_EXCHANGE)")
+def test_dataset_folder_swapped_with_a_link_out_is_never_written_through(comfy, tmp_path):
+    """The dataset folder exchanged with a symlink to a folder outside while the node saves: every sample lands
+    inside or the save is refused with a clear error; nothing is ever created outside."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    base = comfy.output_dir / "datasets" / "race"
+    (base / "set").mkdir(parents=True, exist_ok=True)
+    if not os.path.lexists(base / "link"):
+        os.symlink(outside, base / "link")
+    node = comfy.node_class("IFASaveTrainingSample")()
+    layout = sys.modules[comfy.node_class("IFASaveTrainingSample").__module__].Layout.from_json(LAYOUT)
+    images = torch.zeros(1, 32, 64, 3)
+    seen = {"saved": 0, "refused": 0, "other": []}
+    with swap_race.Swapper(base / "set", base / "link", seconds=2.0) as sw:
+        for _ in range(2000):
+            if not sw.running():
+                break
+            try:
+                node.save(images, layout, folder="datasets/race/set", prefix="r")
+                seen["saved"] += 1
+            except ValueError as e:
+                seen["refused"] += 1
+                assert "output folder" in str(e) or "changed while saving" in str(e), str(e)
+            except Exception as e:  # noqa: BLE001 - a bare OSError is a failure, reported below
+                seen["other"].append(f"{type(e).__name__}: {e}"[:120])
+    assert list(outside.iterdir()) == [], seen
+    assert not seen["other"] and seen["saved"] > 0, seen
