@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..core.layout import MAX_FRAMES, LayoutError
+from ..core.layout import MAX_FRAMES, MAX_JSON_CHARS, LayoutError
+from ..core.layout.limits import over
 from ..core.layout.timeline import at_frame, frame_count
 from ..core.layout.tracks import from_box_tracks_json, from_mask_frames, from_tracking
 from ..core.render import render_layout, to_comfy_image
@@ -187,7 +188,8 @@ class LayoutFromBoxTracks:
         files = ["(none)"] + (sorted(f for f in os.listdir(inp) if f.lower().endswith(".json"))
                               if os.path.isdir(inp) else [])
         return {"required": {"json_text": ("STRING", {"default": "", "multiline": True, "dynamicPrompts": False,
-                                                      "tooltip": "the box tracks as JSON text (wins over file)"}),
+                                                      "tooltip": "the box tracks as JSON text, at most 16,777,216 "
+                                                                 "characters and 64 tracks (wins over file)"}),
                              "file": (files, {"tooltip": "or a .json file in ComfyUI's input folder"})}}
 
     RETURN_TYPES = (LAYOUT,)
@@ -197,6 +199,8 @@ class LayoutFromBoxTracks:
 
     @classmethod
     def VALIDATE_INPUTS(cls, json_text, file):
+        if isinstance(json_text, str) and len(json_text) > MAX_JSON_CHARS:  # refused before anything reads it
+            return str(over("box tracks", "the length of json_text in characters", len(json_text), MAX_JSON_CHARS))
         if not (json_text or "").strip() and file in ("(none)", "", None):
             return "give the box tracks as json_text or pick a file from the input folder"
         return True
