@@ -51,8 +51,8 @@ SEG_SIZE = 512
 EMBED_DIM = 768
 # Masks of more pixels are first reduced to SEG_SIZE x SEG_SIZE by nearest neighbour (as the official evaluation path
 # resizes every mask to 512 x 512 with PIL NEAREST before its inputs are built), so that preparing a mask costs the
-# same at 16384 x 1024 as at 1024 x 1024. Masks up to the pack's default canvas are used at their own resolution.
-MAX_DIRECT_MASK_PIXELS = 1024 * 1024
+# same at 16384 x 1024 as at 512 x 512. Masks up to 512 x 512 pixels (the editor's) are used as they are.
+MAX_DIRECT_MASK_PIXELS = SEG_SIZE * SEG_SIZE
 
 
 @dataclass
@@ -416,7 +416,7 @@ def from_layout(
     embeddings: [n_active, 768] (or a list of [768]) pooled CLIP embeddings of the instance descriptions.
     Region use: "box" -> box (else derived from the mask / scribble / point); first "point" -> point; first "scribble" ->
     scribble points; the union of all "mask" and "polygon" regions -> the instance mask (at the first mask's
-    resolution, else at canvas resolution).
+    resolution, else at canvas resolution, or at SEG_SIZE x SEG_SIZE for a canvas past MAX_DIRECT_MASK_PIXELS).
     """
     active = layout.active()
     if len(embeddings) != len(active):
@@ -429,6 +429,8 @@ def from_layout(
         mask = None
         if masks or polys:
             mh, mw = masks[0].shape if masks else (h, w)
+            if not masks and mh * mw > MAX_DIRECT_MASK_PIXELS:  # polygons alone: drawn at the size they end at
+                mh = mw = SEG_SIZE
             mask = np.zeros((mh, mw), dtype=bool)
             for m in masks:
                 mask |= _resize_bool(m, mh, mw)

@@ -11,7 +11,7 @@ import torch
 
 from core.instancediffusion import InstanceInput, prepare_inputs
 from core.instancediffusion.contours import contour_segments, find_contours, find_contours_binary
-from core.instancediffusion.inputs import boundary_points, mask_to_polygon_points
+from core.instancediffusion.inputs import boundary_points, mask_to_polygon_points, working_mask
 from core.instancediffusion.resize import resize_like_skimage
 
 measure = pytest.importorskip("skimage.measure")
@@ -116,8 +116,12 @@ def test_polygon_equals_the_official_sampling(seed):
         mask |= random_mask(rng, h, w)
     got = mask_to_polygon_points(mask, 256, np.random.default_rng(0))
     assert got == official_polygon(mask)
-    # and through prepare_inputs: normalised by the canvas, clipped at 1 (x by width, y by height)
+    # and through prepare_inputs: normalised by the mask, clipped at 1 (x by width, y by height); a mask of more than
+    # 512 x 512 pixels is first reduced to 512 x 512 (the official evaluation path's resolution)
     d = prepare_inputs([InstanceInput(E, mask=mask)], w, h)
+    if h * w > 512 * 512:
+        h = w = 512
+        got = mask_to_polygon_points(working_mask(mask), 256, np.random.default_rng(0))
     exp = torch.tensor([[min(x / w, 1.0), min(y / h, 1.0)] for x, y in got], dtype=torch.float32)
     assert torch.equal(d["polygons"][0, 0].view(256, 2), exp)
 
@@ -166,7 +170,7 @@ def test_missing_box_choice():
         prepare_inputs([InstanceInput(E, mask=mask)], 128, 64, missing_box="guess")
 
 
-# -- issue 18 item 2: the interior-point ordering costs a vectorised sort, and masks past 1024² are first reduced ----
+# -- issue 18 item 2: the interior-point ordering costs a vectorised sort, and masks past 512² are first reduced -----
 
 def _tie_heavy_masks():
     """Symmetric shapes whose pixels tie in distance to the centroid in groups of 4 and 8 (exact ties), plus a
@@ -236,6 +240,6 @@ def test_masks_past_the_direct_limit_are_reduced_to_512_first():
         assert torch.equal(got[key], ref[key]), key
     assert torch.allclose(got["boxes"][0, 0], torch.tensor([3 / 1024, 100 / 16384, 1000 / 1024, 16000 / 16384]))
     # at the direct limit the mask is used as it is (bit-identical to before)
-    edge = np.zeros((1024, 1024), dtype=bool)
+    edge = np.zeros((512, 512), dtype=bool)
     edge[10:900, 20:700] = True
     assert working_mask(edge) is edge
