@@ -17,7 +17,7 @@ from PIL import Image
 from ..core.layout import MAX_FRAMES, MAX_JSON_CHARS, LayoutError
 from ..core.layout.limits import over
 from ..core.layout.timeline import at_frame, frame_count
-from ..core.layout.tracks import from_box_tracks_json, from_mask_frames, from_tracking
+from ..core.layout.tracks import check_tracking_size, from_box_tracks_json, from_mask_frames, from_tracking
 from ..core.render import render_layout, to_comfy_image
 from .common import CATEGORY_LAYOUT, LAYOUT
 
@@ -172,6 +172,17 @@ class LayoutFromTracking:
     OUTPUT_TOOLTIPS = ("A layout over time: one instance per tracked object, a keyframe per tracked frame.",)
     FUNCTION = "build"
     CATEGORY = CATEGORY_LAYOUT
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, tracking=None):
+        # a TRACKING dict written into the prompt is counted here, before ComfyUI hashes it for its cache (seconds
+        # per MB on 0.8.0); a linked one (None here) is counted by from_tracking before anything is built
+        if tracking is not None:
+            try:
+                check_tracking_size(tracking)
+            except LayoutError as e:
+                return str(e)
+        return True
 
     def build(self, tracking, captions, prompt):
         return (from_tracking(tracking, captions, prompt=prompt),)

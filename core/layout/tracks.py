@@ -79,14 +79,9 @@ def parse_captions(text: str) -> dict[tuple[int, str], str]:
     return out
 
 
-def from_tracking(tracking: Any, captions: str | dict | None = None, prompt: str = "") -> Layout:
-    """A time-aware layout from logtd's TRACKING dict.
-
-    ``tracking``: ``{class_name: {tracker_id: [per-frame (x0, y0, x1, y1, W, H) or None]}}``, pixel boxes on a
-    W x H frame (the same on every frame). ``captions``: logtd's lines (see :func:`parse_captions`) or a dict
-    {(id, class): caption}; an instance without one is described by its class name. One instance per (class, id),
-    in the dict's order; the layout's ``frames`` is the longest track. The result is validated.
-    """
+def check_tracking_size(tracking: Any) -> None:
+    """Refuse a TRACKING dict with more classes or tracked objects than a layout has instances, by counting only
+    (nothing is read per frame): run before any track is built, and at validation for a dict given in the prompt."""
     if not isinstance(tracking, dict) or not tracking:
         raise LayoutError("TRACKING must be a non-empty dict {class: {tracker_id: [per-frame boxes]}}")
     if len(tracking) > MAX_INSTANCES:  # every class holds at least one object
@@ -99,6 +94,17 @@ def from_tracking(tracking: Any, captions: str | dict | None = None, prompt: str
         n_objects += len(ids)
         if n_objects > MAX_INSTANCES:
             raise over("TRACKING", "the number of tracked objects (one instance each)", n_objects, MAX_INSTANCES)
+
+
+def from_tracking(tracking: Any, captions: str | dict | None = None, prompt: str = "") -> Layout:
+    """A time-aware layout from logtd's TRACKING dict.
+
+    ``tracking``: ``{class_name: {tracker_id: [per-frame (x0, y0, x1, y1, W, H) or None]}}``, pixel boxes on a
+    W x H frame (the same on every frame). ``captions``: logtd's lines (see :func:`parse_captions`) or a dict
+    {(id, class): caption}; an instance without one is described by its class name. One instance per (class, id),
+    in the dict's order; the layout's ``frames`` is the longest track. The result is validated.
+    """
+    check_tracking_size(tracking)
     if isinstance(captions, str) and len(captions) > MAX_JSON_CHARS:
         raise over("TRACKING captions", "the length in characters", len(captions), MAX_JSON_CHARS)
     caps = parse_captions(captions) if isinstance(captions, str) else dict(captions or {})
