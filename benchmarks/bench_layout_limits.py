@@ -156,8 +156,8 @@ def more_cases(size: int) -> dict[str, tuple[dict | str, bool, str]]:
     out[f"box_tracks: {n_inst} tracks x {n_frames} boxes"] = (
         {"width": size, "height": size, "tracks": [{"description": f"t{k}", "boxes": boxes} for k in range(n_inst)]},
         True, "box_tracks")
-    out["box_tracks: 10,000 tracks (refused)"] = (
-        {"width": size, "height": size, "tracks": [{"description": "t", "boxes": boxes}] * 10_000}, False,
+    out["box_tracks: 500 tracks x 1024 boxes (refused)"] = (
+        {"width": size, "height": size, "tracks": [{"description": "t", "boxes": boxes}] * 500}, False,
         "box_tracks")
     out["box_tracks: 40 MB JSON text (refused)"] = (
         '{"width": 64, "height": 64, "tracks": [' + ",".join(['{"description": "t", "boxes": [[0, 0, 5, 5]]}']
@@ -165,8 +165,8 @@ def more_cases(size: int) -> dict[str, tuple[dict | str, bool, str]]:
     entry = [[f % 100, 0, f % 100 + 50, 50, size, size] for f in range(n_frames)]
     out[f"tracking: {n_inst} objects x {n_frames} frames"] = (
         {"car": {str(k): entry for k in range(n_inst)}}, True, "tracking")
-    out["tracking: 10,000 objects (refused)"] = (
-        {"car": {str(k): entry for k in range(10_000)}}, False, "tracking")
+    out["tracking: 1,000 objects x 1024 frames (refused)"] = (
+        {"car": {str(k): entry for k in range(1_000)}}, False, "tracking")
     return out
 
 
@@ -180,6 +180,8 @@ def run_work(path: str, work: str) -> dict:
 
     with open(path, encoding="utf-8") as f:
         text = f.read()
+    if work == "tracking":  # a TRACKING dict arrives as an object (ComfyUI parsed the prompt): not timed
+        text = json.loads(text)
     base = _reset_peak_rss()
     t, cpu = time.perf_counter(), time.process_time()
     try:
@@ -190,7 +192,7 @@ def run_work(path: str, work: str) -> dict:
         elif work == "tracking":
             from core.layout.tracks import from_tracking
 
-            from_tracking(json.loads(text))
+            from_tracking(text)
         else:
             lay = Layout.from_json(text).validate()
             if work == "id_prep":  # Apply InstanceDiffusion / instancediffusion_view: from_layout
