@@ -5,6 +5,13 @@ be refused). The work timed is what ComfyUI runs for Instance Layout + Layout Pr
 render the node's preview, render the Layout Preview, and write both PNGs as the nodes do. Each case runs in a fresh
 interpreter so that its peak memory (RSS high-water mark) is its own; the input text is written to a file first.
 
+Further cases time the other nodes that take a layout or its sources (issue 18): InstanceDiffusion's input
+preparation (what Apply InstanceDiffusion and Layout Preview's instancediffusion_view run: ``from_layout``) at the
+mask limits, and the video nodes (Layout at Frame on every frame, Layout Preview over Frames, Layout to Masks over
+Frames, Layout from Box Tracks, Layout from Tracking) on layouts over the most frames and instances the limits admit.
+The work column says which. Each child runs under a 6 GiB address-space cap and a 120 s timeout (as a server under a
+memory cap would), so a case over them prints "killed" instead of taking the machine.
+
 Budget (issue 8): under 2 s and under 500 MB of extra memory per case on a 2-core machine. Prints per case the
 time, the peak extra memory and their ratios to the budget; refused cases print the time to the refusal and the
 message.
@@ -28,6 +35,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
 
 BUDGET_S, BUDGET_MB = 2.0, 500.0
+CHILD_AS_BYTES, CHILD_TIMEOUT_S = 6 << 30, 120
 
 
 def _layout(size: int, instances: list[dict], prompt: str = "") -> dict:
@@ -99,6 +107,124 @@ def cases(size: int) -> dict[str, tuple[dict | str, bool]]:
     out["100,000-deep JSON (refused)"] = ('{"format": "instance-layout", "x": ' + "[" * 100_000 + "]" * 100_000
                                           + "}", False)
     return out
+
+
+def _rle_mask(h: int, w: int, pattern: str) -> dict:
+    import numpy as np
+
+    from core.rle import rle_encode
+
+    m = np.zeros((h, w), dtype=bool)
+    if pattern == "full":
+        m[1:, 1:] = True  # a few runs: ~200 bytes of RLE for 16 M pixels
+    else:  # a disc with a hole
+        yy, xx = np.ogrid[:h, :w]
+        r2 = ((yy - h / 2) / (h / 2)) ** 2 + ((xx - w / 2) / (w / 2)) ** 2
+        m[(r2 <= 0.9) & (r2 >= 0.1)] = True
+    return rle_encode(m)
+
+
+def more_cases(size: int) -> dict[str, tuple[dict | str, bool, str]]:
+    """Issue 18: name -> (input JSON, expected valid, work) for InstanceDiffusion's input preparation and the video
+    nodes."""
+    from core import layout as L
+
+    out: dict[str, tuple[dict | str, bool, str]] = {}
+    full = _rle_mask(16384, 1024, "full")
+    out["ID prep: one 16384x1024 mask (RLE ~200 bytes)"] = (
+        {**_layout(size, [{"description": "m", "regions": [{"kind": "mask", "rle": full}]}])}, True, "id_prep")
+    big = _rle_mask(4096, 4096, "disc")
+    out["ID prep: 4 masks of 4096x4096 (the mask-pixel limit)"] = (_layout(size, [
+        {"description": f"m{k}", "regions": [{"kind": "mask", "rle": big}]} for k in range(4)]), True, "id_prep")
+    mid = _rle_mask(1024, 1024, "disc")
+    out["ID prep: 30 masks of 1024x1024"] = (_layout(size, [
+        {"description": f"m{k}", "regions": [{"kind": "mask", "rle": mid}]} for k in range(30)]), True, "id_prep")
+    per = L.MAX_POINTS // 30 - 2
+    out["ID prep: 30 zigzag polygons (points limit)"] = (_layout(size, [
+        {"description": f"p{k}", "regions": [{"kind": "polygon", "points": _zigzag(size, per | 1, k)}]}
+        for k in range(30)]), True, "id_prep")
+    out["ID prep: 30 polygons on a 16384x16384 canvas"] = (_layout(16384, [
+        {"description": f"p{k}", "regions": [{"kind": "polygon", "points": _zigzag(16384, 9, k)}]}
+        for k in range(30)]), True, "id_prep")
+    # a layout over the most frames: every instance a box keyframe on every frame (keyframe regions, not counted in
+    # the region budget on main), so each frame differs
+    n_frames, n_inst = L.MAX_FRAMES, L.MAX_INSTANCES
+    timed = {"format": "instance-layout", "version": 2, "width": size, "height": size, "prompt": "", "frames": n_frames,
+             "instances": [{"description": f"object {k} " + "w" * 200, "keyframes": [
+                 {"frame": f, "regions": [{"kind": "box", "box": [f % (size // 2), k, f % (size // 2) + size // 2,
+                                                                  k + size // 2]}]} for f in range(n_frames)]}
+                 for k in range(n_inst)]}
+    for work in ("at_frame", "preview_frames", "masks_frames"):
+        out[f"{work}: {n_inst} instances x {n_frames} keyframes"] = (timed, True, work)
+    boxes = [[f % 100, 0, f % 100 + 50, 50] for f in range(n_frames)]
+    out[f"box_tracks: {n_inst} tracks x {n_frames} boxes"] = (
+        {"width": size, "height": size, "tracks": [{"description": f"t{k}", "boxes": boxes} for k in range(n_inst)]},
+        True, "box_tracks")
+    out["box_tracks: 500 tracks x 1024 boxes (refused)"] = (
+        {"width": size, "height": size, "tracks": [{"description": "t", "boxes": boxes}] * 500}, False,
+        "box_tracks")
+    out["box_tracks: 40 MB JSON text (refused)"] = (
+        '{"width": 64, "height": 64, "tracks": [' + ",".join(['{"description": "t", "boxes": [[0, 0, 5, 5]]}']
+                                                             * 900_000) + "]}", False, "box_tracks")
+    entry = [[f % 100, 0, f % 100 + 50, 50, size, size] for f in range(n_frames)]
+    out[f"tracking: {n_inst} objects x {n_frames} frames"] = (
+        {"car": {str(k): entry for k in range(n_inst)}}, True, "tracking")
+    out["tracking: 1,000 objects x 1024 frames (refused)"] = (
+        {"car": {str(k): entry for k in range(1_000)}}, False, "tracking")
+    return out
+
+
+def run_work(path: str, work: str) -> dict:
+    """In this (fresh) process: the node work ``work`` (see :func:`more_cases`) on the JSON in ``path``."""
+    import torch
+
+    from core.layout import Layout, LayoutError
+    from core.layout.timeline import at_frame, frame_count
+    from core.render import render_layout, to_comfy_image
+
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if work == "tracking":  # a TRACKING dict arrives as an object (ComfyUI parsed the prompt): not timed
+        text = json.loads(text)
+    base = _reset_peak_rss()
+    t, cpu = time.perf_counter(), time.process_time()
+    try:
+        if work == "box_tracks":
+            from core.layout.tracks import from_box_tracks_json
+
+            from_box_tracks_json(text)
+        elif work == "tracking":
+            from core.layout.tracks import from_tracking
+
+            from_tracking(text)
+        else:
+            lay = Layout.from_json(text).validate()
+            if work == "id_prep":  # Apply InstanceDiffusion / instancediffusion_view: from_layout
+                from core.instancediffusion.inputs import EMBED_DIM, from_layout
+
+                from_layout(lay, torch.zeros(len(lay.active()), EMBED_DIM), preset="masks")
+            elif work == "at_frame":
+                for f in range(frame_count(lay)):
+                    at_frame(lay, f)
+            elif work == "preview_frames":  # nodes/video.py LayoutPreviewFrames: one picture per frame
+                imgs = [to_comfy_image(render_layout(at_frame(lay, f), opacity=0.45, legend=True))
+                        for f in range(frame_count(lay))]
+                torch.cat(imgs, 0)
+            elif work == "masks_frames":  # LayoutToMasksFrames, instance 0: union and background per frame
+                h, w = lay.height, lay.width
+                out = [at_frame(lay, f) for f in range(frame_count(lay))]
+                torch.stack([x.union_mask(h, w) for x in out]), torch.stack([x.background_mask(h, w) for x in out])
+        result = "ok"
+    except LayoutError as e:
+        result = f"refused: {str(e)[:150]}"
+    except MemoryError:
+        result = "MemoryError (over the 6 GiB cap)"
+    dt, dcpu = time.perf_counter() - t, time.process_time() - cpu
+    return {"s": dt, "cpu": dcpu, "mb": (_peak_rss() - base) / 1024.0, "result": result}
+
+
+def _limit_child() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (CHILD_AS_BYTES, CHILD_AS_BYTES))
 
 
 def run_case(path: str) -> dict:
@@ -189,28 +315,42 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--case", default="", help="run only cases whose name contains this")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--work", default="layout", help=argparse.SUPPRESS)
     ap.add_argument("--no-reference", action="store_true", help="skip the side-by-side with the per-cell rule")
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(run_case(args.child)))
+        print(json.dumps(run_case(args.child) if args.work == "layout" else run_work(args.child, args.work)))
         return
     print(f"Instance Layout + Layout Preview at {args.size}x{args.size}; budget {BUDGET_S:.0f} s, {BUDGET_MB:.0f} MB; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall time grows with the load, CPU time "
           "much less)")
-    print(f"{'case':<62} {'wall s':>7} {'cpu s':>7} {'x budget':>8} {'peak MB':>8} {'x budget':>8}  result")
+    print(f"{'case':<62} {'work':<14} {'wall s':>7} {'cpu s':>7} {'x budget':>8} {'peak MB':>8} {'x budget':>8}  "
+          "result")
+    all_cases = {name: (doc, valid, "layout") for name, (doc, valid) in cases(args.size).items()}
+    all_cases.update(more_cases(args.size))
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (doc, valid) in cases(args.size).items():
+        for name, (doc, valid, work) in all_cases.items():
             if args.case and args.case not in name:
                 continue
             path = os.path.join(tmp, "layout.json")
             with open(path, "w", encoding="utf-8") as f:
                 f.write(doc if isinstance(doc, str) else json.dumps(doc))
             kb = os.path.getsize(path) / 1024
-            res = json.loads(subprocess.run([sys.executable, __file__, "--child", path], check=True,
-                                            capture_output=True, text=True).stdout)
+            try:
+                proc = subprocess.run([sys.executable, __file__, "--child", path, "--work", work],
+                                      capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
+                                      preexec_fn=_limit_child)
+                res = json.loads(proc.stdout) if proc.returncode == 0 else None
+            except subprocess.TimeoutExpired:
+                proc, res = None, None
+            if res is None:
+                why = f"killed after {CHILD_TIMEOUT_S} s" if proc is None else \
+                    f"died (rc {proc.returncode}): {proc.stderr.strip().splitlines()[-1][:80] if proc.stderr else ''}"
+                print(f"{name[:62]:<62} {work:<14} {why} ({kb:.0f} kB JSON)  <-- OVER")
+                continue
             flag = "" if (res["result"] == "ok") == valid else "  <-- UNEXPECTED"
-            print(f"{name[:62]:<62} {res['s']:>7.3f} {res['cpu']:>7.3f} {res['cpu'] / BUDGET_S:>8.2f} {res['mb']:>8.1f} "
-                  f"{res['mb'] / BUDGET_MB:>8.2f}  {res['result'][:90]} ({kb:.0f} kB JSON){flag}")
+            print(f"{name[:62]:<62} {work:<14} {res['s']:>7.3f} {res['cpu']:>7.3f} {res['cpu'] / BUDGET_S:>8.2f} "
+                  f"{res['mb']:>8.1f} {res['mb'] / BUDGET_MB:>8.2f}  {res['result'][:90]} ({kb:.0f} kB JSON){flag}")
     if not args.no_reference and not args.case:
         vs_reference(args.size)
 

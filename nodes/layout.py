@@ -11,7 +11,8 @@ import json
 import numpy as np
 import torch
 
-from ..core.layout import MAX_JSON_DEPTH, Instance, Layout, LayoutError, Region, from_masks
+from ..core.layout import MAX_JSON_CHARS, MAX_JSON_DEPTH, Instance, Layout, LayoutError, Region, from_masks
+from ..core.layout.limits import over
 from ..core.layout.timeline import at_frame
 from ..core.paths import PathRefused
 from ..core.render import render_layout, to_comfy_image
@@ -90,6 +91,10 @@ class InstanceLayout:
         return {"ui": ui, "result": (lay, to_comfy_image(preview))}
 
 
+def _too_long(n: int) -> LayoutError:
+    return over("Layout from JSON", "the length of json_text in characters", n, MAX_JSON_CHARS)
+
+
 class LayoutFromJSON:
     """A layout from JSON text or a ``.json`` file in ComfyUI's input folder (ours, InstanceDiffusion demo JSON,
     or an IFAdapter sample layout; the format is detected).
@@ -109,8 +114,9 @@ class LayoutFromJSON:
     def INPUT_TYPES(cls):
         return {
             "required": {"json_text": ("STRING", {"default": "", "multiline": True, "dynamicPrompts": False,
-                                                  "tooltip": "Layout JSON to read; when empty, the file below is "
-                                                             "read instead."}),
+                                                  "tooltip": "Layout JSON to read (at most 16,777,216 "
+                                                             "characters); when empty, the file below is read "
+                                                             "instead."}),
                          "file": ([cls.NO_FILE] + paths.input_files(".json"), {
                              "tooltip": "A .json file in ComfyUI's input folder or its subfolders (at most 16 MB), "
                                         "used when json_text is empty."})},
@@ -133,6 +139,8 @@ class LayoutFromJSON:
         # Naming `file` here makes ComfyUI skip its own list check for it, so the rule the list is built with runs
         # here instead (a .json regular file inside the input folder); no **kwargs, so ComfyUI still checks the
         # other inputs.
+        if isinstance(json_text, str) and len(json_text) > MAX_JSON_CHARS:  # before anything reads it
+            return str(_too_long(len(json_text)))
         if json_text is None or (json_text or "").strip():  # None: linked from another node, checked at run time
             return True
         if file in (cls.NO_FILE, "", None):
@@ -144,6 +152,8 @@ class LayoutFromJSON:
         return True
 
     def load(self, json_text, file, width=0, height=0):
+        if isinstance(json_text, str) and len(json_text) > MAX_JSON_CHARS:  # a linked text is only seen here
+            raise _too_long(len(json_text))
         if (json_text or "").strip():
             src, text = "json_text", json_text
         else:

@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..core.layout import MAX_FRAMES, LayoutError
+from ..core.layout import MAX_FRAMES, MAX_JSON_CHARS, LayoutError
+from ..core.layout.limits import over
 from ..core.layout.timeline import at_frame, frame_count
-from ..core.layout.tracks import from_box_tracks_json, from_mask_frames, from_tracking
+from ..core.layout.tracks import check_tracking_size, from_box_tracks_json, from_mask_frames, from_tracking
 from ..core.paths import PathRefused
 from ..core.render import render_layout, to_comfy_image
 from . import paths
@@ -174,6 +175,17 @@ class LayoutFromTracking:
     FUNCTION = "build"
     CATEGORY = CATEGORY_LAYOUT
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, tracking=None):
+        # a TRACKING dict written into the prompt is counted here, before ComfyUI hashes it for its cache (seconds
+        # per MB on 0.8.0); a linked one (None here) is counted by from_tracking before anything is built
+        if tracking is not None:
+            try:
+                check_tracking_size(tracking)
+            except LayoutError as e:
+                return str(e)
+        return True
+
     def build(self, tracking, captions, prompt):
         return (from_tracking(tracking, captions, prompt=prompt),)
 
@@ -187,7 +199,8 @@ class LayoutFromBoxTracks:
     def INPUT_TYPES(cls):
         files = ["(none)"] + paths.input_files(".json")
         return {"required": {"json_text": ("STRING", {"default": "", "multiline": True, "dynamicPrompts": False,
-                                                      "tooltip": "the box tracks as JSON text (wins over file)"}),
+                                                      "tooltip": "the box tracks as JSON text, at most 16,777,216 "
+                                                                 "characters and 64 tracks (wins over file)"}),
                              "file": (files, {"tooltip": "or a .json file in ComfyUI's input folder"})}}
 
     RETURN_TYPES = (LAYOUT,)
@@ -197,6 +210,8 @@ class LayoutFromBoxTracks:
 
     @classmethod
     def VALIDATE_INPUTS(cls, json_text, file):
+        if isinstance(json_text, str) and len(json_text) > MAX_JSON_CHARS:  # refused before anything reads it
+            return str(over("box tracks", "the length of json_text in characters", len(json_text), MAX_JSON_CHARS))
         if json_text is None or (json_text or "").strip():  # linked, or text given: checked at run time
             return True
         if file in ("(none)", "", None):

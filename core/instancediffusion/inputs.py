@@ -49,6 +49,10 @@ N_SCRIBBLE = 20
 N_POLYGON = 256
 SEG_SIZE = 512
 EMBED_DIM = 768
+# Masks of more pixels are first reduced to SEG_SIZE x SEG_SIZE by nearest neighbour (as the official evaluation path
+# resizes every mask to 512 x 512 with PIL NEAREST before its inputs are built), so that preparing a mask costs the
+# same at 16384 x 1024 as at 512 x 512. Masks up to 512 x 512 pixels (the editor's) are used as they are.
+MAX_DIRECT_MASK_PIXELS = SEG_SIZE * SEG_SIZE
 
 
 @dataclass
@@ -108,26 +112,39 @@ def scribble_from_mask(mask: np.ndarray, n: int, rng: np.random.Generator) -> li
     return [(float(c), float(r)) for r, c in pts]
 
 
-def _order_by_distance(pts: np.ndarray, center: np.ndarray) -> np.ndarray:
-    """Indices sorting ``pts`` [N, 2] stably by the official key ``np.linalg.norm(p - center)`` (one call per point).
+def _tie_clusters(srt: np.ndarray) -> np.ndarray:
+    """Start index of each position's near-tie cluster in the sorted distances ``srt``: maximal runs whose
+    neighbours are at most 8 ulps apart (a value without such a neighbour is a cluster of one)."""
+    tie = np.diff(srt) <= 8 * np.spacing(srt[1:])
+    starts = np.ones(len(srt), dtype=bool)
+    starts[1:] = ~tie
+    return np.maximum.accumulate(np.where(starts, np.arange(len(srt)), 0))
 
-    The vectorised norm can differ from the per-point one (a BLAS dot, possibly fused multiply-adds) by an ulp,
-    which reorders near-ties. So the vectorised norm orders every point whose neighbours are more than 8 ulps away,
-    and only points inside such near-ties get the per-point norm: the same order as the official, at vector speed
-    for most masks.
+
+def _picks_by_distance(pts: np.ndarray, center: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Indices of the points at ``positions`` of ``pts`` [N, 2] sorted stably by the official key
+    ``np.linalg.norm(p - center)`` (one call per point).
+
+    The vectorised norm can differ from the per-point one (a BLAS dot, possibly fused multiply-adds) by an ulp, which
+    reorders near-ties. The vectorised norm places every point whose neighbours are more than 8 ulps away; a point
+    inside a near-tie cluster stays inside its cluster's positions, where the per-point norm orders it. Only the
+    clusters at ``positions`` get per-point norms (not every tie of the mask), so the work is a vectorised sort.
     """
     diff = pts - center
     d = np.linalg.norm(diff, axis=1)
-    if len(d) < 2:
-        return np.arange(len(d))
-    srt = np.sort(d)
-    tie = np.diff(srt) <= 8 * np.spacing(srt[1:])
-    near_values = np.union1d(srt[:-1][tie], srt[1:][tie])
-    near = np.nonzero(np.isin(d, near_values))[0]
-    if near.size:
-        d = d.copy()
-        d[near] = [np.linalg.norm(diff[i]) for i in near.tolist()]
-    return np.argsort(d, kind="stable")
+    order = np.argsort(d, kind="stable")
+    srt = d[order]
+    start = _tie_clusters(srt) if len(d) > 1 else np.zeros(len(d), dtype=np.int64)
+    ends = np.append(np.nonzero(start[1:] != start[:-1])[0] + 1, len(d))
+    out = order[positions].copy()
+    for j, p in enumerate(positions.tolist()):
+        a = int(start[p])
+        b = int(ends[np.searchsorted(ends, p, side="right")])
+        if b - a > 1:
+            members = order[a:b].tolist()
+            exact = sorted(members, key=lambda i: (np.linalg.norm(diff[i]), i))
+            out[j] = exact[p - a]
+    return out
 
 
 def interior_points(mask: np.ndarray, k: int, rng: np.random.Generator) -> list[tuple[float, float]]:
@@ -140,14 +157,10 @@ def interior_points(mask: np.ndarray, k: int, rng: np.random.Generator) -> list[
     if len(fg) < k:
         idx = rng.integers(0, len(fg), size=k)
         return [(float(fg[i][1]), float(fg[i][0])) for i in idx]
-    fg = fg[_order_by_distance(fg, np.mean(fg, axis=0))]
     per = len(fg) // k
-    out = []
-    for i in range(k):
-        seg = fg[i * per : (i + 1) * per]
-        r, c = seg[len(seg) // 2]
-        out.append((float(c), float(r)))
-    return out
+    positions = np.arange(k) * per + per // 2  # the middle of each segment [i·per, (i+1)·per)
+    picked = fg[_picks_by_distance(fg, np.mean(fg, axis=0), positions)]
+    return [(float(c), float(r)) for r, c in picked.tolist()]
 
 
 def boundary_points(mask: np.ndarray) -> np.ndarray | None:
@@ -196,6 +209,25 @@ def _label(i: int, inst: InstanceInput) -> str:
     return f'instance {n} ("{inst.name}")' if inst.name else f"instance {n}"
 
 
+def working_mask(mask: np.ndarray, size: int = SEG_SIZE) -> np.ndarray:
+    """The mask the polygon, the auto-scribble and ``segs`` are built from: ``mask`` itself up to
+    MAX_DIRECT_MASK_PIXELS pixels, else its nearest-neighbour reduction to ``size`` x ``size`` (pixel centres: output
+    pixel i reads source pixel floor((i + 0.5) * n / size)); the reduction reads size² pixels, not the mask."""
+    mh, mw = mask.shape
+    if mh * mw <= MAX_DIRECT_MASK_PIXELS:
+        return mask
+    rows = np.minimum(((np.arange(size) + 0.5) * (mh / size)).astype(np.int64), mh - 1)
+    cols = np.minimum(((np.arange(size) + 0.5) * (mw / size)).astype(np.int64), mw - 1)
+    return mask[rows[:, None], cols[None, :]]
+
+
+def _mask_bbox(m: np.ndarray) -> tuple[int, int, int, int]:
+    """(col0, row0, col1, row1) of a non-empty bool mask, pixels [col0, col1) x [row0, row1), from its row and column
+    projections (no per-pixel coordinate arrays)."""
+    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
 def _resize_mask(mask: np.ndarray, size: int) -> torch.Tensor:
     """Instance mask -> [size, size] float32 as the official ``skimage.transform.resize(mask, (512, 512, 1))``:
     bilinear with Gaussian anti-aliasing, so not binary unless the mask already has that size."""
@@ -234,9 +266,9 @@ def _instance_box(i: int, inst: InstanceInput, w: int, h: int, missing_box: str 
         return [0.0, 0.0, 0.0, 0.0]  # official inference.py: a missing bbox becomes [0, 0, 0, 0]
     if inst.mask is not None and np.asarray(inst.mask).any():
         m = np.asarray(inst.mask).astype(bool)
-        rows, cols = np.nonzero(m)
+        c0, r0, c1, r1 = _mask_bbox(m)
         mh, mw = m.shape
-        return [cols.min() / mw, rows.min() / mh, (cols.max() + 1) / mw, (rows.max() + 1) / mh]
+        return [c0 / mw, r0 / mh, c1 / mw, r1 / mh]
     pts = list(inst.scribble or []) + ([inst.point] if inst.point is not None else [])
     if pts:
         xs, ys = [float(p[0]) for p in pts], [float(p[1]) for p in pts]
@@ -301,6 +333,8 @@ def prepare_inputs(
             # a point when others have one (the official code has no rule for that mix)
             out["points"][0, i] = torch.tensor([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
         mask = None if inst.mask is None else np.asarray(inst.mask).astype(bool)
+        if mask is not None and mask.ndim == 2:
+            mask = working_mask(mask, seg_size)  # the box above came from the mask itself
         if inst.scribble is not None:
             pts = list(inst.scribble)
             if len(pts) == 0:
@@ -383,7 +417,8 @@ def from_layout(
     embeddings: [n_active, 768] (or a list of [768]) pooled CLIP embeddings of the instance descriptions.
     Region use: "box" -> box (else derived from the mask / scribble / point); first "point" -> point; first "scribble" ->
     scribble points; the union of all "mask" and "polygon" regions (polygons by their fill rule) -> the instance
-    mask (at the first mask's resolution, else at canvas resolution).
+    mask (at the first mask's resolution, else at canvas resolution, or at SEG_SIZE x SEG_SIZE for a canvas past
+    MAX_DIRECT_MASK_PIXELS).
     """
     active = layout.active()
     if len(embeddings) != len(active):
@@ -396,6 +431,8 @@ def from_layout(
         mask = None
         if masks or polys:
             mh, mw = masks[0].shape if masks else (h, w)
+            if not masks and mh * mw > MAX_DIRECT_MASK_PIXELS:  # polygons alone: drawn at the size they end at
+                mh = mw = SEG_SIZE
             mask = np.zeros((mh, mw), dtype=bool)
             for m in masks:
                 mask |= _resize_bool(m, mh, mw)

@@ -39,6 +39,7 @@ from .limits import (
     MAX_REGIONS,
     MAX_REGIONS_PER_INSTANCE,
     MAX_RLE_CHARS,
+    MAX_STROKE_WIDTH,
     LayoutError,
 )
 from .model import (
@@ -58,7 +59,7 @@ __all__ = [
     "DEFAULT_WIDTH", "FORMAT", "LIMITS_DOC", "MAX_CANVAS", "MAX_DESCRIPTION_CHARS", "MAX_FRAMES", "MAX_INSTANCES",
     "MAX_JSON_CHARS", "MAX_JSON_DEPTH", "MAX_KEYFRAMES", "MAX_LABEL_CHARS", "MAX_MASK_PIXELS", "MAX_MASK_PIXELS_TOTAL",
     "MAX_POINTS", "MAX_POINTS_PER_REGION", "MAX_PROMPT_CHARS", "MAX_REGIONS", "MAX_REGIONS_PER_INSTANCE",
-    "MAX_RLE_CHARS", "PALETTE", "READ_VERSIONS", "REGION_KINDS", "VERSION", "VERSION_TIMED", "Instance", "Layout",
+    "MAX_RLE_CHARS", "MAX_STROKE_WIDTH", "PALETTE", "READ_VERSIONS", "REGION_KINDS", "VERSION", "VERSION_TIMED", "Instance", "Layout",
     "LayoutError", "Region", "box_cells", "from_ifadapter_json", "from_instancediffusion_json", "from_masks",
     "rasterize_boxes", "rle_decode", "rle_encode",
 ]  # fmt: skip

@@ -4,7 +4,6 @@ limits while it reads (``from_json`` validates the result)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -25,9 +24,12 @@ from .values import _decode_rle, _is_num, _jsonable, _num, _who, _xy
 
 
 def _canvas_side(v: Any, where: str) -> int:
-    if not _is_num(v) or not math.isfinite(float(v)) or float(v) != int(float(v)):
+    if not _is_num(v):
         raise LayoutError(f"{where} must be an integer number of pixels, got {v!r}")
-    return int(v)
+    f = _num(v, where)  # NaN, infinity and ints too big for a float: a LayoutError naming the field
+    if f != int(f):
+        raise LayoutError(f"{where} must be an integer number of pixels, got {v!r}")
+    return int(f)
 
 
 def _clip_box(x: float, y: float, bw: float, bh: float, W: int, H: int) -> tuple[float, ...] | None:

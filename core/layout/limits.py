@@ -22,6 +22,7 @@ MAX_LABEL_CHARS = 200
 MAX_PROMPT_CHARS = 10000
 MAX_POINTS_PER_REGION = 1024  # polygon / scribble points
 MAX_POINTS = 2048  # polygon, scribble and point points in the whole layout
+MAX_STROKE_WIDTH = 2 * MAX_CANVAS  # scribble stroke width / point radius in pixels (wider covers any canvas)
 MAX_MASK_PIXELS = 4096 * 4096  # decoded size mh * mw of one mask (the editor stores masks at 512 x 512)
 MAX_MASK_PIXELS_TOTAL = 4 * 4096 * 4096  # all masks of a layout
 MAX_RLE_CHARS = 1 << 18  # characters (string form) or counts (list form) of all masks' RLE in a layout

@@ -39,7 +39,7 @@ from .model import (
     Layout,
     Region,
 )
-from .values import _decode_rle, _frame_index, _is_num, _jsonable, _num, _who, _xy
+from .values import _decode_rle, _frame_index, _is_num, _jsonable, _num, _who, _width, _xy
 
 
 def layout_from_json(text_or_dict: str | bytes | dict) -> Layout:
@@ -214,7 +214,7 @@ def region_from_dict(d: Any, where: str = "region", budget: Budget | None = None
     elif kind == "mask":
         r.mask, r.rle_compressed = _decode_rle(d.get("rle"), where, "rle", budget)
     if kind in ("scribble", "point") and "width" in d:
-        r.width = _num(d["width"], f"{where} width")
+        r.width = _width(d["width"], f"{where} width")
     return r
 
 

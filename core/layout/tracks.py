@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import re
 from typing import Any
 
 import numpy as np
 import torch
 
-from .limits import MAX_CANVAS, MAX_FRAMES, LayoutError
+from .limits import MAX_CANVAS, MAX_FRAMES, MAX_INSTANCES, MAX_JSON_CHARS, LayoutError, over
 from .model import Instance, Layout, Region
-from .values import _is_num
+from .values import _is_num, _num, _show
 
 _CAPTION_LINE = re.compile(r'^\s*"?(-?\d+)\.([^":]+?)"?\s*:\s*"?(.*?)"?\s*,?\s*$')
 
@@ -46,10 +45,15 @@ def _frames_len(n: int, what: str) -> int:
     return n
 
 
+def _finite_box(b: Any, where: str) -> tuple[float, float, float, float]:
+    """Four finite numbers (NaN, infinity and ints too big for a float refused), as floats."""
+    if not isinstance(b, (list, tuple)) or len(b) != 4 or not all(_is_num(v) for v in b):
+        raise LayoutError(f"{where} must be [x0, y0, x1, y1] pixels (finite numbers) or null, got {_show(b)}")
+    return tuple(float(_num(v, f"{where} {n}")) for v, n in zip(b, ("x0", "y0", "x1", "y1")))
+
+
 def _clipped_box(b: Any, W: int, H: int, where: str) -> tuple[float, float, float, float] | None:
-    if not isinstance(b, (list, tuple)) or len(b) != 4 or not all(_is_num(v) and math.isfinite(float(v)) for v in b):
-        raise LayoutError(f"{where} must be [x0, y0, x1, y1] pixels (finite numbers) or null, got {b!r}")
-    x0, y0, x1, y1 = (float(v) for v in b)
+    x0, y0, x1, y1 = _finite_box(b, where)  # xywh: x + w may overflow to infinity, refused here
     x0, x1 = min(max(x0, 0.0), W), min(max(x1, 0.0), W)
     y0, y1 = min(max(y0, 0.0), H), min(max(y1, 0.0), H)
     if x1 <= x0 or y1 <= y0:
@@ -75,6 +79,23 @@ def parse_captions(text: str) -> dict[tuple[int, str], str]:
     return out
 
 
+def check_tracking_size(tracking: Any) -> None:
+    """Refuse a TRACKING dict with more classes or tracked objects than a layout has instances, by counting only
+    (nothing is read per frame): run before any track is built, and at validation for a dict given in the prompt."""
+    if not isinstance(tracking, dict) or not tracking:
+        raise LayoutError("TRACKING must be a non-empty dict {class: {tracker_id: [per-frame boxes]}}")
+    if len(tracking) > MAX_INSTANCES:  # every class holds at least one object
+        raise over("TRACKING", "the number of classes", len(tracking), MAX_INSTANCES)
+    n_objects = 0
+    for cls, ids in tracking.items():  # count before anything is built: one instance per (class, id)
+        if not isinstance(ids, dict):
+            raise LayoutError(f"TRACKING[{_show(cls)}] must be a dict {{tracker_id: [per-frame boxes]}}, got "
+                              f"{type(ids).__name__}")
+        n_objects += len(ids)
+        if n_objects > MAX_INSTANCES:
+            raise over("TRACKING", "the number of tracked objects (one instance each)", n_objects, MAX_INSTANCES)
+
+
 def from_tracking(tracking: Any, captions: str | dict | None = None, prompt: str = "") -> Layout:
     """A time-aware layout from logtd's TRACKING dict.
 
@@ -83,17 +104,15 @@ def from_tracking(tracking: Any, captions: str | dict | None = None, prompt: str
     {(id, class): caption}; an instance without one is described by its class name. One instance per (class, id),
     in the dict's order; the layout's ``frames`` is the longest track. The result is validated.
     """
-    if not isinstance(tracking, dict) or not tracking:
-        raise LayoutError("TRACKING must be a non-empty dict {class: {tracker_id: [per-frame boxes]}}")
+    check_tracking_size(tracking)
+    if isinstance(captions, str) and len(captions) > MAX_JSON_CHARS:
+        raise over("TRACKING captions", "the length in characters", len(captions), MAX_JSON_CHARS)
     caps = parse_captions(captions) if isinstance(captions, str) else dict(captions or {})
     size: tuple[int, int] | None = None
     tracks = []
     for cls, ids in tracking.items():
-        if not isinstance(ids, dict):
-            raise LayoutError(f"TRACKING[{cls!r}] must be a dict {{tracker_id: [per-frame boxes]}}, got "
-                              f"{type(ids).__name__}")
         for tid, frames in ids.items():
-            where = f"TRACKING[{cls!r}][{tid!r}]"
+            where = f"TRACKING[{_show(cls)}][{_show(tid)}]"
             if not isinstance(frames, (list, tuple)):
                 raise LayoutError(f"{where} must be a list of per-frame (x0, y0, x1, y1, W, H) or None")
             _frames_len(len(frames), where)
@@ -101,10 +120,14 @@ def from_tracking(tracking: Any, captions: str | dict | None = None, prompt: str
                 if e is None:
                     continue
                 if not isinstance(e, (list, tuple)) or len(e) != 6 or not all(_is_num(v) for v in e):
-                    raise LayoutError(f"{where} frame {f}: expected (x0, y0, x1, y1, W, H) numbers or None, got {e!r}")
-                wh = (int(e[4]), int(e[5]))
-                if not (1 <= wh[0] <= MAX_CANVAS and 1 <= wh[1] <= MAX_CANVAS) or wh != (e[4], e[5]):
-                    raise LayoutError(f"{where} frame {f}: frame size {e[4]}x{e[5]} must be integers in 1..{MAX_CANVAS}")
+                    raise LayoutError(f"{where} frame {f}: expected (x0, y0, x1, y1, W, H) numbers or None, got "
+                                      f"{_show(e)}")
+                _finite_box(e[:4], f"{where} frame {f}")
+                fw, fh = (_num(v, f"{where} frame {f}: frame {k}") for v, k in ((e[4], "W"), (e[5], "H")))
+                wh = (int(fw), int(fh))
+                if not (1 <= wh[0] <= MAX_CANVAS and 1 <= wh[1] <= MAX_CANVAS) or wh != (fw, fh):
+                    raise LayoutError(f"{where} frame {f}: frame size {_show(e[4])}x{_show(e[5])} must be integers "
+                                      f"in 1..{MAX_CANVAS}")
                 if size is None:
                     size = wh
                 elif wh != size:
@@ -124,7 +147,7 @@ def from_tracking(tracking: Any, captions: str | dict | None = None, prompt: str
         desc = caps.get((tid_int, cls)) or caps.get((-1, cls)) or cls
         per_frame = []
         for f, e in enumerate(frames):
-            box = None if e is None else _clipped_box(list(e[:4]), W, H, f"TRACKING[{cls!r}][{tid!r}] frame {f}")
+            box = None if e is None else _clipped_box(list(e[:4]), W, H, f"TRACKING[{_show(cls)}][{_show(tid)}] frame {f}")
             per_frame.append([Region("box", box=box)] if box is not None else None)
         inst = track_instance(desc, per_frame, label=cls)
         if inst is not None:
@@ -143,6 +166,8 @@ def from_box_tracks_json(text_or_dict: str | bytes | dict) -> Layout:
     """
     d = text_or_dict
     if isinstance(d, (str, bytes, bytearray)):
+        if len(d) > MAX_JSON_CHARS:  # before json.loads: the text is untrusted
+            raise over("box tracks", "the length of the JSON text", len(d), MAX_JSON_CHARS)
         try:
             d = json.loads(d)
         except (ValueError, RecursionError) as e:
@@ -161,6 +186,8 @@ def from_box_tracks_json(text_or_dict: str | bytes | dict) -> Layout:
         raise LayoutError("box tracks 'prompt' must be a string")
     if not d["tracks"]:
         raise LayoutError("box tracks: 'tracks' is empty; give at least one track")
+    if len(d["tracks"]) > MAX_INSTANCES:  # counted before any track is built (one instance each)
+        raise over("box tracks", "the number of 'tracks' (one instance each)", len(d["tracks"]), MAX_INSTANCES)
     n = 0
     layout = Layout(W, H, prompt, [])
     for i, t in enumerate(d["tracks"], 1):
@@ -177,8 +204,9 @@ def from_box_tracks_json(text_or_dict: str | bytes | dict) -> Layout:
             if b is None:
                 per_frame.append(None)
                 continue
-            if fmt == "xywh" and isinstance(b, (list, tuple)) and len(b) == 4 and all(_is_num(v) for v in b):
-                b = [b[0], b[1], b[0] + b[2], b[1] + b[3]]
+            if fmt == "xywh":
+                x, y, bw, bh = _finite_box(b, f"track {i} frame {f}")
+                b = [x, y, x + bw, y + bh]
             box = _clipped_box(b, W, H, f"track {i} frame {f}")
             per_frame.append([Region("box", box=box)] if box is not None else None)
         inst = track_instance(t["description"], per_frame, label)

@@ -22,7 +22,7 @@ from .limits import (
     over,
 )
 from .model import _COLOR_RE, PALETTE, REGION_KINDS, Instance, Layout, Region
-from .values import _frame_index, _num, _who, _xy
+from .values import _frame_index, _num, _who, _width, _xy
 
 
 def _polygon_area(p: np.ndarray) -> float:
@@ -177,6 +177,4 @@ def _validate_region(layout: Layout, where: str, r: Region, budget: Budget) -> N
     if r.kind == "polygon" and _polygon_area(np.asarray(pts, dtype=np.float64)) <= 0:
         raise LayoutError(f"{where}: polygon has zero area (all points on one line)")
     if r.kind in ("scribble", "point"):
-        w = _num(r.width, f"{where} width")
-        if w <= 0:
-            raise LayoutError(f"{where}: width={w}; expected a stroke width / radius > 0 pixels")
+        _width(r.width, f"{where}: width")

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..rle import RLEError, rle_decode, rle_size
-from .limits import MAX_FRAMES, MAX_MASK_PIXELS, MAX_RLE_CHARS, Budget, LayoutError, over
+from .limits import LIMITS_DOC, MAX_FRAMES, MAX_MASK_PIXELS, MAX_RLE_CHARS, MAX_STROKE_WIDTH, Budget, LayoutError, over
 
 
 def _who(index: int | None, description: Any = None) -> str:
@@ -32,24 +32,44 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
+def _show(v: Any) -> str:
+    """``repr(v)`` for a message, short: an integer too large for a float by its size, anything else cut at 60."""
+    if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 1024:
+        return f"an integer of {v.bit_length()} bits"
+    try:
+        s = repr(v)
+    except ValueError:  # e.g. an integer past Python's digit limit inside a container
+        s = f"a {type(v).__name__}"
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
 def _num(v: Any, where: str) -> float | int:
     """A finite JSON number; ints stay ints so that round-trips are exact."""
     if not _is_num(v):
-        raise LayoutError(f"{where} must be a number, got {v!r}")
+        raise LayoutError(f"{where} must be a number, got {_show(v)}")
     try:
         f = float(v)
     except OverflowError:
-        raise LayoutError(f"{where} = {v!r} is too large; expected a finite number") from None
+        raise LayoutError(f"{where} is {_show(v)}, too large for a number; expected a finite number") from None
     if not math.isfinite(f):
-        raise LayoutError(f"{where} is {v!r}; expected a finite number (NaN and infinity are not allowed)")
+        raise LayoutError(f"{where} is {_show(v)}; expected a finite number (NaN and infinity are not allowed)")
     if isinstance(v, (int, np.integer)):
         return int(v)
     return f
 
 
+def _width(v: Any, where: str) -> float | int:
+    """A scribble's stroke width / a point's radius: a number in (0, MAX_STROKE_WIDTH] pixels."""
+    w = _num(v, where)
+    if not 0 < w <= MAX_STROKE_WIDTH:
+        raise LayoutError(f"{where} is {_show(v)}; expected a stroke width / radius in pixels, > 0 and at most "
+                          f"{MAX_STROKE_WIDTH} (see {LIMITS_DOC})")
+    return w
+
+
 def _xy(p: Any, where: str) -> tuple[float, float]:
     if not isinstance(p, (list, tuple)) or len(p) != 2:
-        raise LayoutError(f"{where} must be a pair [x, y], got {p!r}")
+        raise LayoutError(f"{where} must be a pair [x, y], got {_show(p)}")
     return (_num(p[0], f"{where} x"), _num(p[1], f"{where} y"))
 
 
@@ -92,6 +112,6 @@ def _decode_rle(rle: Any, where: str, key: str, budget: Budget | None) -> tuple[
 
 def _frame_index(v: Any, where: str) -> int:
     if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)) or not 0 <= v < MAX_FRAMES:
-        raise LayoutError(f"{where} is {v!r}; expected an integer frame index in 0..{MAX_FRAMES - 1}")
+        raise LayoutError(f"{where} is {_show(v)}; expected an integer frame index in 0..{MAX_FRAMES - 1}")
     return int(v)
 

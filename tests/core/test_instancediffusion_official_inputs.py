@@ -11,7 +11,7 @@ import torch
 
 from core.instancediffusion import InstanceInput, prepare_inputs
 from core.instancediffusion.contours import contour_segments, find_contours, find_contours_binary
-from core.instancediffusion.inputs import boundary_points, mask_to_polygon_points
+from core.instancediffusion.inputs import boundary_points, mask_to_polygon_points, working_mask
 from core.instancediffusion.resize import resize_like_skimage
 
 measure = pytest.importorskip("skimage.measure")
@@ -116,8 +116,12 @@ def test_polygon_equals_the_official_sampling(seed):
         mask |= random_mask(rng, h, w)
     got = mask_to_polygon_points(mask, 256, np.random.default_rng(0))
     assert got == official_polygon(mask)
-    # and through prepare_inputs: normalised by the canvas, clipped at 1 (x by width, y by height)
+    # and through prepare_inputs: normalised by the mask, clipped at 1 (x by width, y by height); a mask of more than
+    # 512 x 512 pixels is first reduced to 512 x 512 (the official evaluation path's resolution)
     d = prepare_inputs([InstanceInput(E, mask=mask)], w, h)
+    if h * w > 512 * 512:
+        h = w = 512
+        got = mask_to_polygon_points(working_mask(mask), 256, np.random.default_rng(0))
     exp = torch.tensor([[min(x / w, 1.0), min(y / h, 1.0)] for x, y in got], dtype=torch.float32)
     assert torch.equal(d["polygons"][0, 0].view(256, 2), exp)
 
@@ -164,3 +168,78 @@ def test_missing_box_choice():
     assert boxed["boxes"][0, 0].tolist() == pytest.approx([10 / 128, 10 / 64, 20 / 128, 30 / 64])
     with pytest.raises(ValueError, match="missing_box"):
         prepare_inputs([InstanceInput(E, mask=mask)], 128, 64, missing_box="guess")
+
+
+# -- issue 18 item 2: the interior-point ordering costs a vectorised sort, and masks past 512² are first reduced -----
+
+def _tie_heavy_masks():
+    """Symmetric shapes whose pixels tie in distance to the centroid in groups of 4 and 8 (exact ties), plus a
+    non-square full canvas and a thin ring."""
+    full = np.ones((40, 60), dtype=bool)
+    yy, xx = np.mgrid[:81, :81]
+    disc = (yy - 40) ** 2 + (xx - 40) ** 2 <= 35**2
+    ring = disc & ((yy - 40) ** 2 + (xx - 40) ** 2 >= 30**2)
+    square = np.zeros((64, 64), dtype=bool)
+    square[8:56, 8:56] = True
+    return [full, disc, ring, square, np.ones((3, 300), dtype=bool)]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_interior_points_equal_the_full_sort_on_random_masks(seed):
+    """The interior points equal the previous implementation (every near-tie ordered by a per-point norm, a full
+    stable sort; tests/core/id_inputs_reference.py) on random masks: holes, several components, border contact,
+    1-pixel lines, non-square canvases; k from 128 down to 1."""
+    from id_inputs_reference import reference_interior_points
+
+    from core.instancediffusion.inputs import interior_points
+
+    rng = np.random.default_rng(1000 + seed)
+    h, w = CANVASES[seed % len(CANVASES)]
+    m = random_mask(rng, h, w)
+    for k in (128, 37, 1):
+        assert interior_points(m, k, np.random.default_rng(seed)) == \
+            reference_interior_points(m, k, np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_interior_points_equal_the_full_sort_where_everything_ties(index):
+    from id_inputs_reference import reference_interior_points
+
+    from core.instancediffusion.inputs import interior_points
+
+    m = _tie_heavy_masks()[index]
+    for k in (128, 100, 3):
+        assert interior_points(m, k, np.random.default_rng(0)) == \
+            reference_interior_points(m, k, np.random.default_rng(0))
+
+
+def test_masks_past_the_direct_limit_are_reduced_to_512_first():
+    """A 16384 x 1024 mask (one RLE of ~200 bytes): its polygon, auto-scribble and segs are those of its 512 x 512
+    nearest-neighbour reduction (the official evaluation path resizes masks to 512² first); its box comes from the
+    mask itself. Preparing it allocates about the mask's own size, not gigabytes (it took 52 s and +2.3 GB)."""
+    import tracemalloc
+
+    from core.instancediffusion.inputs import MAX_DIRECT_MASK_PIXELS, working_mask
+
+    m = np.zeros((16384, 1024), dtype=bool)
+    m[100:16000, 3:1000] = True
+    m[5000:6000, 200:300] = False  # a hole
+    assert m.size > MAX_DIRECT_MASK_PIXELS
+    small = working_mask(m)
+    assert small.shape == (512, 512)
+    assert np.array_equal(small, m[(np.arange(512) * 32 + 16)[:, None], (np.arange(512) * 2 + 1)[None, :]])
+    tracemalloc.start()
+    try:
+        got = prepare_inputs([InstanceInput(E, mask=m)], 1024, 16384)
+        peak_mb = tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+    assert peak_mb < 200, peak_mb  # the mask is 16 MB; the full-resolution path peaked past 2 GB
+    ref = prepare_inputs([InstanceInput(E, mask=small, box=(3, 100, 1000, 16000))], 1024, 16384)
+    for key in ("polygons", "scribbles", "segs", "points"):
+        assert torch.equal(got[key], ref[key]), key
+    assert torch.allclose(got["boxes"][0, 0], torch.tensor([3 / 1024, 100 / 16384, 1000 / 1024, 16000 / 16384]))
+    # at the direct limit the mask is used as it is (bit-identical to before)
+    edge = np.zeros((512, 512), dtype=bool)
+    edge[10:900, 20:700] = True
+    assert working_mask(edge) is edge

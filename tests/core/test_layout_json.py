@@ -234,7 +234,7 @@ def test_error_empty_mask():
         ({"kind": "polygon", "points": [[0, 0], [5, 5]]}, "a polygon needs at least 3 points, got 2"),
         ({"kind": "polygon", "points": [[0, 0], [5, 5], [10, 10]]}, "polygon has zero area"),
         ({"kind": "scribble", "points": [[0, 0]]}, "a scribble needs at least 2 points, got 1"),
-        ({"kind": "scribble", "points": [[0, 0], [5, 5]], "width": 0}, "width=0; expected a stroke width"),
+        ({"kind": "scribble", "points": [[0, 0], [5, 5]], "width": 0}, "width is 0; expected a stroke width"),
         ({"kind": "point", "point": [2000, 5]}, "points[0] x=2000 is outside the canvas 0..1024 (width)"),
         ({"kind": "point", "point": [5]}, "must be a pair [x, y]"),
         ({"kind": "box", "box": [1, 2, 3]}, "'box' must be [x0, y0, x1, y1] pixels"),

@@ -131,3 +131,41 @@ def test_a_layout_at_every_limit_is_valid():
         inst["enabled"] = False
     layout = Layout.from_json(d)
     assert len(layout.instances) == L.MAX_INSTANCES and sum(len(i.regions) for i in layout.instances) == L.MAX_REGIONS
+
+
+# -- issue 18 item 6: huge, non-finite and too-big-for-a-float numbers are LayoutErrors naming the field ---------------
+
+@pytest.mark.parametrize("kind", ["scribble", "point"])
+@pytest.mark.parametrize("width", [1e308, 10**400, L.MAX_STROKE_WIDTH + 1, 0])
+def test_stroke_width_and_radius_are_bounded(kind, width):
+    geo = {"points": [[1, 1], [50, 50]]} if kind == "scribble" else {"point": [5, 5]}
+    d = doc([{"description": "a", "regions": [{"kind": kind, **geo, "width": width}]}])
+    assert f'instance 1 ("a"): regions[0] ({kind}) width is ' in err(d)
+    if not isinstance(width, int) or width <= L.MAX_STROKE_WIDTH:  # json cannot write 10**400 as a float: skip
+        r = Region(kind, points=[(1.0, 1.0), (50.0, 50.0)][: 2 if kind == "scribble" else 1], width=width)
+        with pytest.raises(LayoutError, match=rf"regions\[0\] \({kind}\): width is "):
+            Layout(512, 512, instances=[Instance("a", regions=[r])]).validate()
+    ok = {"kind": kind, **geo, "width": L.MAX_STROKE_WIDTH}  # the limit itself is drawn (canvas-wide)
+    lay = Layout.from_json(json.dumps(doc([{"description": "a", "regions": [ok]}])))
+    assert lay.rasterize(8, 8).all()
+
+
+@pytest.mark.parametrize("fmt", ["annos", "annotations"])
+def test_importer_canvas_too_big_for_a_float_is_a_layout_error(fmt):
+    d = {"caption": "", "width": 10**400, "height": 64, fmt: []}
+    with pytest.raises(LayoutError, match=r"'width' is an integer of 1329 bits, too large for a number"):
+        Layout.from_json(d)
+
+
+@pytest.mark.parametrize("d", [
+    doc([{"description": "a", "weight": 10**400, "regions": [BOX]}]),
+    doc([{"description": "a", "regions": [{"kind": "box", "box": [1, 1, 9, 10**400]}]}]),
+    doc([{"description": "a", "regions": [{"kind": "polygon", "points": [[1, 1], [9, 1], [9, -10**400]]}]}]),
+    {"caption": "", "width": 64, "height": 64, "annos": [{"caption": "a", "bbox": [0, 0, 10**400, 4]}]},
+    {"caption": "", "width": 64, "height": 64, "annos": [{"caption": "a", "scribble": [1, 1, 10**400, 4]}]},
+    {"caption": "", "width": 64, "height": 64, "annotations": [{"caption": "a", "box": [0, 0, 4, 10**400]}]},
+])  # fmt: skip
+def test_ints_too_big_for_a_float_are_named_not_printed(d):
+    with pytest.raises(LayoutError, match=r"is an integer of 1329 bits, too large for a number") as e:
+        Layout.from_json(d)
+    assert len(str(e.value)) < 300  # the 400-digit number is not printed

@@ -93,7 +93,7 @@ def test_box_tracks_json_xyxy_and_xywh():
     ({"width": 10, "height": 10, "box_format": "cxcy", "tracks": [{"description": "a", "boxes": [None]}]},
      "'box_format' is 'cxcy'"),
     ({"width": 10, "height": 10, "tracks": [{"description": "a", "boxes": [[1, 1, float("nan"), 3]]}]},
-     "finite numbers"),
+     "track 1 frame 0 x1 is nan; expected a finite number"),
 ])  # fmt: skip
 def test_box_tracks_errors(d, message):
     with pytest.raises(LayoutError) as e:
@@ -127,3 +127,70 @@ def test_mask_batch_errors():
         from_mask_frames(torch.ones(2, 4, 4), "  ")
     with pytest.raises(LayoutError, match=r"masks must be \[frames, H, W\]"):
         from_mask_frames(torch.ones(1, 2, 4, 4), "a")
+
+
+# -- issue 18 items 2 and 6: counted before anything is built; every number finite ---------------------------------
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(("entry", "field"), [
+    ((0, 0, 5, 5, NAN, 64), "frame 0: frame W is nan"),
+    ((0, 0, 5, 5, 64, INF), "frame 0: frame H is inf"),
+    ((0, 0, 5, 5, 10**400, 64), "frame 0: frame W is an integer of 1329 bits"),
+    ((0, NAN, 5, 5, 64, 64), "frame 0 y0 is nan"),
+    ((0, 0, 10**400, 5, 64, 64), "frame 0 x1 is an integer of 1329 bits"),
+    ((0, 0, 5, -INF, 64, 64), "frame 0 y1 is -inf"),
+])  # fmt: skip
+def test_tracking_numbers_must_be_finite(entry, field):
+    with pytest.raises(LayoutError) as e:
+        from_tracking({"car": {7: [(0, 0, 5, 5, 64, 64), entry]}})
+    assert f"TRACKING['car'][7] {field}".replace(" 0", " 1", 1) in str(e.value)
+
+
+@pytest.mark.parametrize(("box", "formats"), [([0, 0, 10**400, 5], ("xyxy", "xywh")),
+                                               ([NAN, 0, 5, 5], ("xyxy", "xywh")),
+                                               ([1e308, 0, 1e308, 5], ("xywh",))])  # x + w overflows
+def test_box_tracks_numbers_must_be_finite(box, formats):
+    for fmt in formats:
+        with pytest.raises(LayoutError, match=r"track 1 frame 0 x[01] is "):
+            from_box_tracks_json({"width": 64, "height": 64, "box_format": fmt,
+                                  "tracks": [{"description": "a", "boxes": [box]}]})
+
+
+def _alloc_peak_mb(fn) -> float:
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        with pytest.raises(LayoutError):
+            fn()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def test_too_many_tracks_are_refused_before_any_is_built():
+    """10,000 tracks of 1,024 frames each: refused by their count, with nothing built (issue 18 item 2)."""
+    frames = [(0, 0, 5, 5, 64, 64)] * 1024
+    tracking = {"car": {k: frames for k in range(5000)}, "person": {k: frames for k in range(5000)}}
+    with pytest.raises(LayoutError, match=r"TRACKING: the number of tracked objects \(one instance each\) is 5000; "
+                                          "at most 64"):
+        from_tracking(tracking)
+    assert _alloc_peak_mb(lambda: from_tracking(tracking)) < 1
+    many_classes = {f"c{k}": {} for k in range(100_000)}
+    with pytest.raises(LayoutError, match=r"TRACKING: the number of classes is 100000; at most 64"):
+        from_tracking(many_classes)
+    boxes = {"width": 64, "height": 64, "tracks": [{"description": "a", "boxes": [[0, 0, 5, 5]] * 1024}] * 10_000}
+    with pytest.raises(LayoutError, match=r"box tracks: the number of 'tracks' \(one instance each\) is 10000; "
+                                          "at most 64"):
+        from_box_tracks_json(boxes)
+    assert _alloc_peak_mb(lambda: from_box_tracks_json(boxes)) < 1
+
+
+def test_box_tracks_text_length_is_checked_before_it_is_parsed():
+    from core.layout import MAX_JSON_CHARS
+    text = '{"width": 64, "height": 64, "tracks": [' + ",".join(['{"description": "a", "boxes": [[0,0,5,5]]}'] * 400_000) + "]}"
+    assert len(text) > MAX_JSON_CHARS
+    with pytest.raises(LayoutError, match=r"box tracks: the length of the JSON text is \d+; at most 16777216"):
+        from_box_tracks_json(text)
+    assert _alloc_peak_mb(lambda: from_box_tracks_json(text)) < 1
