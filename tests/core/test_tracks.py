@@ -127,3 +127,29 @@ def test_mask_batch_errors():
         from_mask_frames(torch.ones(2, 4, 4), "  ")
     with pytest.raises(LayoutError, match=r"masks must be \[frames, H, W\]"):
         from_mask_frames(torch.ones(1, 2, 4, 4), "a")
+
+
+def test_every_tracked_frame_counts_in_the_layout_budget():
+    """Each frame with a box or a mask is a keyframe region: the layout's 256 regions and 67,108,864 mask pixels
+    (docs/layout-format.md#limits) bound the importers too, counted before the region is built."""
+    boxes = [[0, 0, 10, 10]] * 200
+    with pytest.raises(LayoutError, match=r"^track 2 frame 56 \(each box is a keyframe region\): the number of regions "
+                                          r"in the layout \(with this one\) is 257; at most 256"):
+        from_box_tracks_json({"width": 64, "height": 64, "tracks": [{"description": "a", "boxes": boxes},
+                                                                    {"description": "b", "boxes": boxes}]})
+    assert len(from_box_tracks_json({"width": 64, "height": 64, "tracks": [
+        {"description": "a", "boxes": boxes}, {"description": "b", "boxes": boxes[:56]}]}).instances) == 2
+    track = [(0, 0, 10, 10, 64, 64)] * 300
+    with pytest.raises(LayoutError, match=r"^TRACKING\['car'\]\[0\] frame 256 \(each tracked box is a keyframe "
+                                          r"region\): the number of regions in the layout \(with this one\) is 257"):
+        from_tracking({"car": {0: track}})
+    with pytest.raises(LayoutError, match=r"^the MASK batch frame 256 \(each non-empty mask is a keyframe region\): "
+                                          r"the number of regions in the layout \(with this one\) is 257"):
+        from_mask_frames(torch.ones(300, 2, 2), "a dot")
+    wall = torch.ones(1, 4096, 4096).expand(5, -1, -1)  # five 4096 x 4096 masks, the fifth over the pixel total
+    with pytest.raises(LayoutError, match=r"^the MASK batch frame 4 \(each non-empty mask is a keyframe region\): the "
+                                          r"number of mask pixels in the layout \(with this one\) is 83886080"):
+        from_mask_frames(wall, "a wall")
+    with pytest.raises(LayoutError, match=r"^the MASK batch: the size of one mask \(4097x4096\) in pixels is "
+                                          r"16781312; at most 16777216"):
+        from_mask_frames(torch.ones(1, 4097, 4096).expand(3, -1, -1), "a wall")
