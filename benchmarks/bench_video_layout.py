@@ -81,8 +81,8 @@ def bench_instancediffusion(env, args, static, moving) -> None:
         m = apply_cls().apply(unet, adapter, clip, Layout.from_json(lay), 1.0, 1.0, "auto", True)[0]
         st = mod.find_state(m)
         t0 = time.perf_counter()
-        st.tokens(torch.device("cpu"), torch.float32)
-        once[name] = (time.perf_counter() - t0, st.position_net_runs, st.inputs["masks"].shape[0])
+        table = st.tokens(torch.device("cpu"), torch.float32)  # every distinct frame (null row + one per frame)
+        once[name] = (time.perf_counter() - t0, st.position_net_runs, table.shape[0] - 1)
         configs[name] = step_fn(m, args.size, rows=rows)
     # the step function's transformer_options carry cond_or_uncond [1, 0]: 16 uncond rows, then 16 cond rows
     med = interleave(configs, args.rounds)

@@ -180,10 +180,20 @@ def legend_rows(layout: Layout, active, numbers: list[int], chars: int) -> list[
     return rows
 
 
-def _legend(layout: Layout, active, numbers: list[int], width: int) -> np.ndarray:
+def _legend_font(width: int):
     font = _font(max(11, min(18, width // 48)))
     line_h = font.size + 6 if hasattr(font, "size") else 18
-    chars = max(20, int(width / (line_h * 0.55)) - 6)
+    return font, line_h, max(20, int(width / (line_h * 0.55)) - 6)
+
+
+def legend_height(layout: Layout, active, numbers: list[int], width: int) -> int:
+    """Height in pixels of the legend strip :func:`render_layout` appends for these instances (without drawing it)."""
+    _, line_h, chars = _legend_font(width)
+    return line_h * len(legend_rows(layout, active, numbers, chars)) + 8
+
+
+def _legend(layout: Layout, active, numbers: list[int], width: int) -> np.ndarray:
+    font, line_h, chars = _legend_font(width)
     rows = legend_rows(layout, active, numbers, chars)
     img = Image.new("RGB", (width, line_h * len(rows) + 8), (24, 24, 24))
     draw = ImageDraw.Draw(img)

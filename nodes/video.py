@@ -14,12 +14,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..core.frame_outputs import MAX_OUTPUT_VALUES, mask_frames, preview_frames
 from ..core.layout import MAX_FRAMES, MAX_JSON_CHARS, LayoutError
 from ..core.layout.limits import over
 from ..core.layout.timeline import at_frame, frame_count
 from ..core.layout.tracks import check_tracking_size, from_box_tracks_json, from_mask_frames, from_tracking
 from ..core.paths import PathRefused
-from ..core.render import render_layout, to_comfy_image
 from . import paths
 from .common import CATEGORY_LAYOUT, LAYOUT
 
@@ -40,8 +40,8 @@ def save_animation(images: torch.Tensor, prefix: str, fps: float) -> list[dict]:
     os.makedirs(out_dir, exist_ok=True)
     tag = "".join(random.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(6))
     name = f"{prefix}_{tag}.webp"
-    arr = (images.detach().cpu().float().clamp(0, 1).numpy() * 255).round().astype(np.uint8)
-    frames = [Image.fromarray(a) for a in arr]
+    frames = [Image.fromarray((img.detach().cpu().float().clamp(0, 1).numpy() * 255).round().astype(np.uint8))
+              for img in images]  # one frame at a time: no float copy of the whole batch
     frames[0].save(os.path.join(out_dir, name), save_all=True, append_images=frames[1:],
                    duration=max(1, round(1000 / fps)), loop=0, lossless=False, quality=80, method=4)
     return [{"filename": name, "subfolder": "", "type": "temp"}]
@@ -76,7 +76,9 @@ class LayoutPreviewFrames:
         return {"required": {"layout": (LAYOUT, {"tooltip": "the layout over time to draw"}),
                              "frames": ("INT", {"default": 0, "min": 0, "max": MAX_FRAMES,
                                                 "tooltip": "how many frames to draw, 0 to 1024; 0 = the layout's "
-                                                           "frame count"}),
+                                                           "frame count. The whole batch holds at most "
+                                                           f"{MAX_OUTPUT_VALUES:,} values (frames x height x width "
+                                                           "x 3; e.g. 80 frames of 1024 x 1024 with the legend)"}),
                              "fps": ("FLOAT", {"default": 8.0, "min": 0.5, "max": 60.0, "step": 0.5,
                                                "tooltip": "playback speed of the animation on the node, 0.5 to 60 "
                                                           "frames per second"}),
@@ -95,14 +97,9 @@ class LayoutPreviewFrames:
 
     def preview(self, layout, frames, fps, opacity, legend, underlay=None):
         n = _frames(layout, frames)
-        imgs = []
-        for f in range(n):
-            under = None if underlay is None else underlay[min(f, underlay.shape[0] - 1), ..., :3].cpu().float().numpy()
-            imgs.append(to_comfy_image(render_layout(at_frame(layout, f), underlay=under, opacity=opacity,
-                                                     legend=legend)))
-        tallest = max(i.shape[1] for i in imgs)  # the legend grows with the instances on screen
-        imgs = [torch.cat([i, i[:, -1:].expand(-1, tallest - i.shape[1], -1, -1)], 1) for i in imgs]
-        batch = torch.cat(imgs, 0)
+        under = None if underlay is None else (
+            lambda f: underlay[min(f, underlay.shape[0] - 1), ..., :3].cpu().float().numpy())
+        batch = preview_frames(layout, n, under, opacity=opacity, legend=legend)
         shown = batch[:MAX_PREVIEW_FRAMES]
         return {"ui": {"images": save_animation(shown, "ifa_layout_frames", fps), "animated": (True,)},
                 "result": (batch,)}
@@ -121,10 +118,15 @@ class LayoutToMasksFrames:
                              "frames": ("INT", {"default": 0, "min": 0, "max": MAX_FRAMES,
                                                 "tooltip": "how many frames, 0 to 1024; 0 = the layout's frame count"})},
                 "optional": {"width": ("INT", {"default": 0, "min": 0, "max": 16384,
-                                               "tooltip": "mask width in pixels, 0 to 16384; 0 = the canvas width"}),
+                                               "tooltip": "mask width in pixels, 0 to 16384; 0 = the canvas width. "
+                                                          "Both outputs together hold at most "
+                                                          f"{MAX_OUTPUT_VALUES:,} values (2 x frames x height x "
+                                                          "width; e.g. 128 frames of 1024 x 1024)"}),
                              "height": ("INT", {"default": 0, "min": 0, "max": 16384,
                                                 "tooltip": "mask height in pixels, 0 to 16384; 0 = the canvas "
-                                                           "height"})}}
+                                                           "height. Both outputs together hold at most "
+                                                           f"{MAX_OUTPUT_VALUES:,} values (2 x frames x height x "
+                                                           "width)"})}}
 
     RETURN_TYPES = ("MASK", "MASK")
     RETURN_NAMES = ("masks", "background")
@@ -135,22 +137,7 @@ class LayoutToMasksFrames:
 
     def masks(self, layout, instance, frames, width=0, height=0):
         n = _frames(layout, frames)
-        if instance > len(layout.instances):
-            raise LayoutError(f"instance {instance} does not exist; the layout has {len(layout.instances)} "
-                              "(numbered from 1; 0 = all)")
-        h, w = (height or layout.height), (width or layout.width)
-        out, bg = [], []
-        for f in range(n):
-            lay = at_frame(layout, f)
-            if instance:
-                inst = lay.instances[instance - 1]
-                m = lay.rasterize(h, w)[sum(i.enabled for i in lay.instances[:instance - 1])] if inst.enabled \
-                    else torch.zeros(h, w)
-            else:
-                m = lay.union_mask(h, w)
-            out.append(m)
-            bg.append(lay.background_mask(h, w))
-        return (torch.stack(out), torch.stack(bg))
+        return mask_frames(layout, int(instance), n, int(height or layout.height), int(width or layout.width))
 
 
 class LayoutFromTracking:

@@ -17,6 +17,9 @@ MAX_CANVAS = MAX_SIDE
 MAX_INSTANCES = 64  # instances per layout (enabled or not); back-ends allow fewer enabled ones (10, 30)
 MAX_REGIONS_PER_INSTANCE = 16
 MAX_REGIONS = 256  # regions in the whole layout
+# keyframe regions in the whole layout: a track is one region per frame, so every track an importer admits (64
+# objects x 1,024 frames) fits; keyframe regions count in the layout's points, mask pixels and RLE length as well
+MAX_KEYFRAME_REGIONS = MAX_INSTANCES * MAX_FRAMES
 MAX_DESCRIPTION_CHARS = 2000  # CLIP reads 75 tokens per chunk; 2000 characters is far more than any back-end uses
 MAX_LABEL_CHARS = 200
 MAX_PROMPT_CHARS = 10000
@@ -44,10 +47,11 @@ class Budget:
     rest of it is decoded (a mask's RLE is only decoded once the totals so far allow it)."""
 
     def __init__(self) -> None:
-        self.regions = self.points = self.mask_pixels = self.rle_chars = 0
+        self.regions = self.keyframe_regions = self.points = self.mask_pixels = self.rle_chars = 0
 
     def take(self, field_: str, n: int, where: str) -> None:
         limit, what = {"regions": (MAX_REGIONS, "the number of regions in the layout"),
+                       "keyframe_regions": (MAX_KEYFRAME_REGIONS, "the number of keyframe regions in the layout"),
                        "points": (MAX_POINTS, "the number of points in the layout"),
                        "mask_pixels": (MAX_MASK_PIXELS_TOTAL, "the number of mask pixels in the layout"),
                        "rle_chars": (MAX_RLE_CHARS, "the length of all RLE counts in the layout")}[field_]  # fmt: skip

@@ -148,14 +148,18 @@ def instance_from_dict(d: Any, index: int = 0, budget: Budget | None = None) -> 
     if budget is not None:
         budget.take("regions", len(regions), who)
     regs = [region_from_dict(r, f"{who}: regions[{i}]", budget) for i, r in enumerate(regions)]
-    keyframes = _keyframes_from_json(d["keyframes"], who) if "keyframes" in d else None
+    keyframes = _keyframes_from_json(d["keyframes"], who, budget) if "keyframes" in d else None
     frames = _frame_range_from_json(d["frames"], who) if "frames" in d else None
     extra = _jsonable({k: v for k, v in d.items() if k not in _INSTANCE_KEYS}, who)
     return Instance(desc, label, regs, z, weight, enabled, color, extra, keyframes, frames)
 
 
-def _keyframes_from_json(kfs: Any, who: str) -> list[tuple[int, list[Region]]]:
-    """Parse an instance's "keyframes" list (types only; order and limits are checked by validate())."""
+def _keyframes_from_json(kfs: Any, who: str, budget: Budget | None = None) -> list[tuple[int, list[Region]]]:
+    """Parse an instance's "keyframes" list (types only; order is checked by validate()).
+
+    Each keyframe's regions are the instance's regions on that frame: at most MAX_REGIONS_PER_INSTANCE of them, and
+    every one counts in the layout-wide ``budget`` (regions, points, mask pixels, RLE length) before it is decoded.
+    """
     if not isinstance(kfs, (list, tuple)):
         raise LayoutError(f"{who}: 'keyframes' must be a list of {{\"frame\", \"regions\"}} objects, got {kfs!r}")
     if len(kfs) > MAX_KEYFRAMES:
@@ -166,7 +170,13 @@ def _keyframes_from_json(kfs: Any, who: str) -> list[tuple[int, list[Region]]]:
         if not isinstance(kf, dict) or "frame" not in kf or not isinstance(kf.get("regions"), (list, tuple)):
             raise LayoutError(f"{where} must be an object {{\"frame\": int, \"regions\": [...]}}, got {kf!r}")
         f = _frame_index(kf["frame"], f"{where} 'frame'")
-        out.append((f, [region_from_dict(r, f"{where} (frame {f}) regions[{i}]") for i, r in enumerate(kf["regions"])]))
+        where = f"{where} (frame {f})"
+        regions = kf["regions"]
+        if len(regions) > MAX_REGIONS_PER_INSTANCE:
+            raise over(where, "the number of 'regions'", len(regions), MAX_REGIONS_PER_INSTANCE)
+        if budget is not None:
+            budget.take("keyframe_regions", len(regions), where)
+        out.append((f, [region_from_dict(r, f"{where} regions[{i}]", budget) for i, r in enumerate(regions)]))
     return out
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .limits import MAX_CANVAS, MAX_FRAMES, MAX_INSTANCES, MAX_JSON_CHARS, LayoutError, over
+from .limits import MAX_CANVAS, MAX_FRAMES, MAX_INSTANCES, MAX_JSON_CHARS, MAX_MASK_PIXELS, Budget, LayoutError, over
 from .model import Instance, Layout, Region
 from .values import _is_num, _num, _show
 
@@ -139,6 +139,7 @@ def from_tracking(tracking: Any, captions: str | dict | None = None, prompt: str
     W, H = size
     n = max(len(fr) for _, _, fr in tracks)
     layout = Layout(W, H, prompt, [], frames=n)
+    budget = Budget()  # every tracked box is a keyframe region: counted before it is built
     for cls, tid, frames in tracks:
         try:
             tid_int = int(tid)
@@ -147,7 +148,10 @@ def from_tracking(tracking: Any, captions: str | dict | None = None, prompt: str
         desc = caps.get((tid_int, cls)) or caps.get((-1, cls)) or cls
         per_frame = []
         for f, e in enumerate(frames):
-            box = None if e is None else _clipped_box(list(e[:4]), W, H, f"TRACKING[{_show(cls)}][{_show(tid)}] frame {f}")
+            where = f"TRACKING[{_show(cls)}][{_show(tid)}] frame {f}"
+            box = None if e is None else _clipped_box(list(e[:4]), W, H, where)
+            if box is not None:
+                budget.take("keyframe_regions", 1, f"{where} (each tracked box is a keyframe region)")
             per_frame.append([Region("box", box=box)] if box is not None else None)
         inst = track_instance(desc, per_frame, label=cls)
         if inst is not None:
@@ -190,6 +194,7 @@ def from_box_tracks_json(text_or_dict: str | bytes | dict) -> Layout:
         raise over("box tracks", "the number of 'tracks' (one instance each)", len(d["tracks"]), MAX_INSTANCES)
     n = 0
     layout = Layout(W, H, prompt, [])
+    budget = Budget()  # every box is a keyframe region: counted before it is built
     for i, t in enumerate(d["tracks"], 1):
         if not isinstance(t, dict) or not isinstance(t.get("description"), str) or not t["description"].strip():
             raise LayoutError(f"track {i}: needs a non-empty 'description' string")
@@ -208,6 +213,8 @@ def from_box_tracks_json(text_or_dict: str | bytes | dict) -> Layout:
                 x, y, bw, bh = _finite_box(b, f"track {i} frame {f}")
                 b = [x, y, x + bw, y + bh]
             box = _clipped_box(b, W, H, f"track {i} frame {f}")
+            if box is not None:
+                budget.take("keyframe_regions", 1, f"track {i} frame {f} (each box is a keyframe region)")
             per_frame.append([Region("box", box=box)] if box is not None else None)
         inst = track_instance(t["description"], per_frame, label)
         if inst is None:
@@ -224,7 +231,7 @@ def from_mask_frames(masks: Any, description: str, layout: Layout | None = None)
     Appended to ``layout`` (a copy; its canvas wins, masks stretch over it) or to a new H x W layout whose
     ``frames`` is F. The result is validated.
     """
-    m = masks.detach().cpu().float().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks, np.float32)
+    m = masks.detach() if isinstance(masks, torch.Tensor) else torch.as_tensor(np.asarray(masks, np.float32))
     if m.ndim == 2:
         m = m[None]
     if m.ndim != 3:
@@ -232,7 +239,20 @@ def from_mask_frames(masks: Any, description: str, layout: Layout | None = None)
     _frames_len(m.shape[0], "the MASK batch")
     if not isinstance(description, str) or not description.strip():
         raise LayoutError("the instance needs a non-empty description")
-    per_frame = [[Region("mask", mask=mk > 0.5)] if (mk > 0.5).any() else None for mk in m]
+    mh, mw = int(m.shape[1]), int(m.shape[2])
+    if mh * mw > MAX_MASK_PIXELS:
+        raise over("the MASK batch", f"the size of one mask ({mh}x{mw}) in pixels", mh * mw, MAX_MASK_PIXELS)
+    budget = Budget()  # every non-empty mask is a keyframe region: counted before it is built
+    per_frame: list[list[Region] | None] = []
+    for f in range(m.shape[0]):
+        fg = m[f] > 0.5
+        if not bool(fg.any()):
+            per_frame.append(None)
+            continue
+        where = f"the MASK batch frame {f} (each non-empty mask is a keyframe region)"
+        budget.take("keyframe_regions", 1, where)
+        budget.take("mask_pixels", mh * mw, where)
+        per_frame.append([Region("mask", mask=fg.cpu().numpy())])
     inst = track_instance(description.strip(), per_frame)
     if inst is None:
         raise LayoutError(f"all {m.shape[0]} masks are empty; nothing to track")

@@ -94,9 +94,10 @@ def _validate_instance(layout: Layout, i: int, inst: Instance, budget: Budget) -
         _validate_region(layout, f"{who}: regions[{j}]", r, budget)
     _validate_time(layout, who, inst, budget)
 
-def _validate_time(layout: Layout, who: str, inst: Instance, budget: Budget | None = None) -> None:
+def _validate_time(layout: Layout, who: str, inst: Instance, budget: Budget) -> None:
     """Keyframes: at most MAX_KEYFRAMES, frames unique, ascending, in range, regions valid (non-empty when
-    enabled); visible range: first <= last, both frame indices."""
+    enabled, at most MAX_REGIONS_PER_INSTANCE per keyframe, every one counted in the layout-wide ``budget`` like a
+    static region); visible range: first <= last, both frame indices."""
     if inst.frames is not None:
         if not isinstance(inst.frames, (list, tuple)) or len(inst.frames) != 2:
             raise LayoutError(f"{who}: 'frames' must be (first, last), got {inst.frames!r}")
@@ -121,6 +122,10 @@ def _validate_time(layout: Layout, who: str, inst: Instance, budget: Budget | No
         prev = f
         if inst.enabled and not kf[1]:
             raise LayoutError(f"{who}: keyframes[{k}] (frame {f}) has no region; give at least one")
+        if len(kf[1]) > MAX_REGIONS_PER_INSTANCE:
+            raise over(f"{who}: keyframes[{k}] (frame {f})", "the number of 'regions'", len(kf[1]),
+                       MAX_REGIONS_PER_INSTANCE)
+        budget.take("keyframe_regions", len(kf[1]), f"{who}: keyframes[{k}] (frame {f})")
         for j, r in enumerate(kf[1]):
             _validate_region(layout, f"{who}: keyframes[{k}] (frame {f}) regions[{j}]", r, budget)
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 import torch
 
 from ...core.instancediffusion import MISSING_BOX, PRESET_NAMES, from_layout
-from ...core.instancediffusion.frames import frame_inputs
+from ...core.instancediffusion.frames import FrameInputs
 from ...core.layout import LayoutError
 from ...core.layout.timeline import Timeline, frame_count, frame_span
 from ..common import CATEGORY_INSTANCEDIFFUSION, LAYOUT
 from ..frames import FrameTable
 from ..steps import StepWindow
 from .adapter import ADAPTER, Adapter, check_model, load_adapter  # noqa: F401  (load_adapter: tests, benchmarks)
+from .frame_grounding import FrameGroundingState
 from .grounding import FuserPatch, GroundingState, ScaleUPatch, find_state  # noqa: F401  (find_state: tests)
 
 
@@ -74,16 +75,17 @@ class ApplyInstanceDiffusion:
                                  "(CLIP-L, 768) is needed")
             pooled.append(pool.reshape(-1).float().cpu())
             captions.append(cond.float().cpu())
-        frames = None
-        if layout.timed:  # one input row per distinct frame; batch row i is frame i
+        window = StepWindow.for_model(model, 0.0, alpha, "int")
+        names = [inst.description for inst in active]
+        if layout.timed:  # batch row i is frame i; each distinct frame's input is built when a UNet call holds it
             timeline = Timeline(layout, frame_span(layout))
-            inputs = frame_inputs(timeline, torch.stack(pooled), preset=preset, missing_box=missing_box)
+            inputs = FrameInputs(timeline, torch.stack(pooled), preset=preset, missing_box=missing_box)
             frames = FrameTable(timeline.index, frame_count(layout), "Apply InstanceDiffusion")
+            state = FrameGroundingState(adapter, inputs, captions, strength, alpha, window, scaleu, names,
+                                        frames=frames)
         else:
             inputs = from_layout(layout, torch.stack(pooled), preset=preset, missing_box=missing_box)
-        window = StepWindow.for_model(model, 0.0, alpha, "int")
-        state = GroundingState(adapter, inputs, captions, strength, alpha, window, scaleu,
-                               [inst.description for inst in active], frames=frames)
+            state = GroundingState(adapter, inputs, captions, strength, alpha, window, scaleu, names)
         m = model.clone()
         m.set_model_patch(FuserPatch(state), "middle_patch")
         if scaleu:

@@ -169,3 +169,85 @@ def test_ints_too_big_for_a_float_are_named_not_printed(d):
     with pytest.raises(LayoutError, match=r"is an integer of 1329 bits, too large for a number") as e:
         Layout.from_json(d)
     assert len(str(e.value)) < 300  # the 400-digit number is not printed
+
+
+# ------------------------------------------------------------------------------------- keyframes (layouts over time)
+
+def timed(instances, **kw) -> dict:
+    return doc(instances, version=2, **kw)
+
+
+def big_mask_keyframes(n: int) -> dict:
+    m = np.zeros((4096, 4096), dtype=bool)
+    m[0, 0] = True
+    rle = rle_encode(m)
+    return timed([{"description": "wall", "regions": [],
+                   "keyframes": [{"frame": f, "regions": [{"kind": "mask", "rle": rle}]} for f in range(n)]}])
+
+
+def peak_mb(fn) -> tuple[float, BaseException | None]:
+    """(peak traced allocation in MB, the exception ``fn`` raised) — numpy and Python allocations both count."""
+    import tracemalloc
+
+    tracemalloc.start()
+    raised = None
+    try:
+        fn()
+    except BaseException as e:  # noqa: BLE001 - reported to the caller, which asserts on it
+        raised = e
+    peak = tracemalloc.get_traced_memory()[1] / 1e6
+    tracemalloc.stop()
+    return peak, raised
+
+
+def test_keyframe_masks_count_in_the_mask_budget_before_they_are_decoded():
+    for n in (150, 300):  # 15-30 KB of JSON that decoded 2.4 GB, or ended in a MemoryError
+        text = json.dumps(big_mask_keyframes(n))
+        peak, e = peak_mb(lambda t=text: Layout.from_json(t))
+        assert isinstance(e, LayoutError), repr(e)
+        assert str(e).startswith('instance 1 ("wall"): keyframes[4] (frame 4) regions[0] (mask): the number of mask '
+                                 "pixels in the layout (with this one) is 83886080; at most 67108864")
+        assert peak < 150, peak  # 4 masks of 16 MB decoded at most, never the 150th
+    assert len(Layout.from_json(big_mask_keyframes(4)).instances[0].keyframes) == 4  # at the limit: valid
+
+
+def test_keyframe_regions_count_per_keyframe_and_in_the_layout_totals():
+    kf = lambda f, regions: {"frame": f, "regions": regions}  # noqa: E731
+    # 3,000 canvas-sized boxes on one keyframe: the per-instance limit holds for each keyframe's regions
+    wall = {"kind": "box", "box": [0, 0, 512, 512]}
+    peak, e = peak_mb(lambda: Layout.from_json(json.dumps(timed([{"description": "a", "regions": [],
+                                                                   "keyframes": [kf(0, [wall] * 3000)]}]))))
+    assert isinstance(e, LayoutError) and str(e).startswith(
+        "instance 1 (\"a\"): keyframes[0] (frame 0): the number of 'regions' is 3000; at most 16 allowed"), repr(e)
+    # keyframe regions have their own layout-wide total (a track is one region per frame), counted before decoding
+    many = [{"description": f"k{i}", "regions": [], "keyframes": [kf(f, [BOX] * 13) for f in range(1024)]}
+            for i in range(5)]  # 5 x 1,024 x 13 = 66,560 keyframe regions
+    assert ('instance 5 ("k4"): keyframes[945] (frame 945): the number of keyframe regions in the layout (with this '
+            f"one) is 65546; at most {L.MAX_KEYFRAME_REGIONS}") in err(timed(many))
+    full = timed([{"description": f"k{i}", "regions": [BOX] * 4,
+                   "keyframes": [kf(f, [BOX]) for f in range(1024)]} for i in range(64)])
+    lay = Layout.from_json(json.dumps(full))  # every importable track (64 objects x 1,024 frames) and 256 static
+    assert sum(len(regs) for i in lay.instances for _, regs in i.keyframes) == L.MAX_KEYFRAME_REGIONS
+    # points and RLE length count over keyframes too
+    scr = {"kind": "scribble", "points": [[k % 500, k % 400] for k in range(1000)]}
+    assert ("keyframes[2] (frame 2) regions[0] (scribble): the number of points in the layout (with this one) is "
+            "3000; at most 2048") in err(timed([{"description": "p", "regions": [],
+                                                  "keyframes": [kf(f, [scr]) for f in range(3)]}]))
+    rle = {"kind": "mask", "rle": {"size": [1000, 100], "counts": [1] * 100_000}}
+    assert ("keyframes[2] (frame 2) regions[0] (mask): the length of all RLE counts in the layout (with this one) is "
+            "300000; at most 262144") in err(timed([{"description": "r", "regions": [],
+                                                      "keyframes": [kf(f, [rle]) for f in range(3)]}]))
+
+
+def test_validate_counts_keyframe_regions_of_layouts_built_in_code():
+    box = Region("box", box=(0, 0, 5, 5))
+    with pytest.raises(LayoutError, match=r"keyframes\[0\] \(frame 0\): the number of 'regions' is 17; at most 16"):
+        Layout(64, 64, instances=[Instance("a", keyframes=[(0, [box] * 17)])]).validate()
+    with pytest.raises(LayoutError, match=r"instance 5 \(\"b\"\): keyframes\[0\] \(frame 0\): the number of "
+                                          r"keyframe regions in the layout \(with this one\) is 65552; at most 65536"):
+        Layout(64, 64, instances=[Instance("b", keyframes=[(f, [box] * 16) for f in range(1024)])] * 5).validate()
+    mask = np.ones((4096, 4096), bool)
+    with pytest.raises(LayoutError, match=r"keyframes\[4\] \(frame 4\) regions\[0\] \(mask\): the number of mask "
+                                          r"pixels in the layout"):
+        Layout(64, 64, instances=[Instance("m", keyframes=[(f, [Region("mask", mask=mask)]) for f in range(5)])
+                                  ]).validate()

@@ -194,3 +194,22 @@ def test_box_tracks_text_length_is_checked_before_it_is_parsed():
     with pytest.raises(LayoutError, match=r"box tracks: the length of the JSON text is \d+; at most 16777216"):
         from_box_tracks_json(text)
     assert _alloc_peak_mb(lambda: from_box_tracks_json(text)) < 1
+
+
+def test_every_tracked_frame_counts_in_the_layout_budget():
+    """Each frame with a box or a mask is a keyframe region, counted before the region is built: every track the
+    importers admit (64 objects x 1,024 frames) fits the layout's 65,536 keyframe regions, and masks count in its
+    67,108,864 mask pixels (docs/layout-format.md#limits)."""
+    boxes = [[0, 0, 10, 10]] * 1024
+    lay = from_box_tracks_json({"width": 64, "height": 64,
+                                "tracks": [{"description": f"t{i}", "boxes": boxes} for i in range(64)]})
+    assert sum(len(regs) for i in lay.instances for _, regs in i.keyframes) == 64 * 1024
+    assert len(from_tracking({"car": {k: [(0, 0, 10, 10, 64, 64)] * 300 for k in range(5)}}).instances) == 5
+    assert len(from_mask_frames(torch.ones(300, 2, 2), "a dot").instances[0].keyframes) == 300
+    wall = torch.ones(1, 4096, 4096).expand(5, -1, -1)  # five 4096 x 4096 masks, the fifth over the pixel total
+    with pytest.raises(LayoutError, match=r"^the MASK batch frame 4 \(each non-empty mask is a keyframe region\): the "
+                                          r"number of mask pixels in the layout \(with this one\) is 83886080"):
+        from_mask_frames(wall, "a wall")
+    with pytest.raises(LayoutError, match=r"^the MASK batch: the size of one mask \(4097x4096\) in pixels is "
+                                          r"16781312; at most 16777216"):
+        from_mask_frames(torch.ones(1, 4097, 4096).expand(3, -1, -1), "a wall")

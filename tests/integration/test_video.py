@@ -13,7 +13,9 @@ import sys
 
 import numpy as np
 import pytest
+from comfy_env import GraphError
 from graphs import base_graph
+from PIL import Image
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.integration
@@ -141,6 +143,72 @@ def test_instancediffusion_static_layout_is_unchanged_and_extra_frames_hold(comf
     assert rel(a, b) < 1e-4
     warnings = [r.getMessage() for r in caplog.records if "covers 2 frame(s) but the batch has at least 3" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def _status_mb() -> dict:
+    d = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return {k: int(d[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM")}
+
+
+def run_peak(comfy, g) -> tuple[np.ndarray, float]:
+    """(latent, MB the process's resident memory rose to above where it started) for one graph run."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the high-water mark (VmHWM) to the current RSS
+    before = _status_mb()["VmRSS"]
+    out = run_latent(comfy, g)
+    return out, _status_mb()["VmHWM"] - before
+
+
+LONG = {"format": "instance-layout", "version": 2, "width": 512, "height": 384, "frames": 1024,
+        "instances": [{"description": "a ginger cat", "regions": [], "keyframes": [
+            {"frame": 0, "regions": [{"kind": "box", "box": [0, 40, 160, 300]}]},
+            {"frame": 1023, "regions": [{"kind": "box", "box": [330, 80, 500, 370]}]}]}]}
+
+
+def test_instancediffusion_long_layout_on_a_one_row_latent_builds_one_frame(comfy, id_file):
+    """One moving box over 1,024 frames, sampled on a 1-row latent: only frame 0's input is built (before: 1,024
+    inputs of ~32 MB each, twice, at Apply time; 16 frames +924 MB, 1,024 a MemoryError)."""
+    video, peak = run_peak(comfy, id_graph(LONG, batch=1))
+    state = _mod(comfy, "IFAApplyInstanceDiffusion").find_state(_mod(comfy, "IFATest_CaptureModel").CAPTURED["id_video"])
+    assert len(state.inputs) == 1024 and sorted(state._frame_tokens) == [0, 1]  # the null row and frame 0
+    assert state.position_net_runs == 2
+    assert peak < 500, peak
+    ref = run_latent(comfy, frame_only(id_graph(LONG, batch=1), 0))
+    assert rel(video, ref) < 1e-4
+
+
+# ---------------------------------------------------------------------------------------------- output nodes
+
+ONE_BOX = {"format": "instance-layout", "version": 1, "width": 1024, "height": 1024,
+           "instances": [{"description": "a cat", "regions": [{"kind": "box", "box": [0, 0, 300, 300]}]}]}
+
+
+def _video_output_graph(layout, masks: dict, preview: dict) -> dict:
+    lay = {"class_type": "IFAInstanceLayout", "inputs": {"width": layout["width"], "height": layout["height"],
+                                                         "layout": json.dumps(layout)}}
+    return {"lay": lay,
+            "masks": {"class_type": "IFALayoutToMasksFrames", "inputs": {"layout": ["lay", 0], "instance": 0, **masks}},
+            "mimg": {"class_type": "MaskToImage", "inputs": {"mask": ["masks", 0]}},
+            "msave": {"class_type": "SaveImage", "inputs": {"images": ["mimg", 0], "filename_prefix": "t_vmask"}},
+            "prev": {"class_type": "IFALayoutPreviewFrames", "inputs": {"layout": ["lay", 0], "fps": 8.0,
+                                                                        "opacity": 0.45, "legend": True, **preview}},
+            "psave": {"class_type": "SaveImage", "inputs": {"images": ["prev", 0], "filename_prefix": "t_vprev"}}}
+
+
+def test_video_output_nodes_draw_every_frame_and_refuse_over_budget_outputs(comfy):
+    out = comfy.run(_video_output_graph(MOVING, {"frames": 0, "width": 64, "height": 48}, {"frames": 0}))
+    masks = [np.asarray(Image.open(comfy.output_path(i))) for i in out["msave"]["images"]]
+    previews = [np.asarray(Image.open(comfy.output_path(i))) for i in out["psave"]["images"]]
+    assert len(masks) == len(previews) == FRAMES and masks[0].shape[:2] == (48, 64)
+    assert len({p.shape for p in previews}) == 1 and previews[0].shape[1] == 512
+    assert not np.array_equal(masks[0], masks[3])  # the cat moves
+    # one frame of 16384 x 16384 masks (and its background): over the 268 M-value budget, refused before drawing
+    with pytest.raises(GraphError, match=r"Layout to Masks over Frames: 2 outputs of 1 masks of 16384x16384 would "
+                                         r"be 537 M values; at most 268 M \(1 GiB as float32\)"):
+        comfy.run(_video_output_graph(ONE_BOX, {"frames": 1, "width": 16384, "height": 16384}, {"frames": 1}))
+    with pytest.raises(GraphError, match=r"Layout Preview over Frames: 256 frames of 1024x1056 \(RGB\) would be 830 "
+                                         r"M values; at most 268 M \(1 GiB as float32\): draw fewer frames"):
+        comfy.run(_video_output_graph(ONE_BOX, {"frames": 1, "width": 8, "height": 8}, {"frames": 256}))
 
 
 # ---------------------------------------------------------------------------------------------- IFAdapter
