@@ -43,8 +43,9 @@ def valid(i):
 
 
 def big_layout_refused_downstream(i):
-    """A layout admitted with many unknown fields, refused by the next node (masks over the output limit)."""
-    lay = _layout(512, 384, [{"description": f"a \U0001F600 car {i}", "regions": [BOX]}],
+    """A layout admitted with many unknown fields, refused by the next node (2 masks over the output limit)."""
+    lay = _layout(512, 384, [{"description": f"a \U0001F600 car {i}", "regions": [BOX]},
+                             {"description": "a bike", "regions": [BOX]}],
                   notes=[{"k": j, "v": f"\U0001F600 note {j}"} for j in range(N_NOTES)])
     return {"l": _layout_node(lay),
             "m": {"class_type": "IFALayoutToMasks", "inputs": {"layout": ["l", 0], "width": 16384,
@@ -105,7 +106,8 @@ def test_memory_returns_near_baseline_after_hostile_prompts(tmp_path):
                 status = srv.get_json(f"/history/{pid}")[pid]["status"]
                 for kind, msg in status.get("messages", []):
                     if kind == "execution_error":
-                        input_texts.append(len(json.dumps(msg.get("current_inputs", {}))))
+                        # 2024 builds also keep str() of every output computed so far
+                        input_texts.append(len(json.dumps([msg.get("current_inputs"), msg.get("current_outputs")])))
         peak_after_loop = _rss_mb(proc)
         srv.wait_history(srv.post_prompt(valid(7777)))  # the server still runs valid prompts
         after = _settled_rss(proc)
@@ -114,9 +116,10 @@ def test_memory_returns_near_baseline_after_hostile_prompts(tmp_path):
               f"failed-node input texts {input_texts}")
         assert len(input_texts) >= 10
         assert max(input_texts) <= MAX_INPUT_TEXT, input_texts
-        # Margin: what ComfyUI itself keeps (the prompts in its history) plus 200 MB for the allocator (glibc keeps
-        # freed arenas of the worker thread; 70-140 MB measured on both ComfyUI versions with malloc_trim
-        # returning it) and the pack's bounded caches (the 64 MB raster cache).
-        assert after <= base + kept_prompts / 2**20 + 200, (base, after, kept_prompts / 2**20)
+        # Margin: what ComfyUI itself keeps (the prompts in its history, counted at 4 bytes a character) plus 100 MB
+        # for the allocator (glibc keeps part of what the worker thread freed: 70-100 MB measured on ComfyUI 2024 and
+        # 0.8.0, returned by malloc_trim) and the pack's bounded caches. Before the fix this loop ended 235 MB over
+        # the baseline on the 2024 build (84 MB of prompts), 92 MB after.
+        assert after <= base + kept_prompts / 2**20 + 100, (base, after, kept_prompts / 2**20)
     finally:
         srv.stop()
