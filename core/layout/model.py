@@ -19,6 +19,7 @@ import torch
 from .. import raster
 from ..rle import rle_encode
 from .limits import Budget, LayoutError
+from .summary import instance_summary, layout_summary, region_summary
 from .values import _out_num, _who
 
 FORMAT = "instance-layout"
@@ -63,6 +64,9 @@ class Region:
     width: float = DEFAULT_WIDTH
     extra: dict = field(default_factory=dict)
     rle_compressed: bool = field(default=True, repr=False)  # JSON form of the mask counts: string or list
+
+    def __repr__(self) -> str:  # bounded: ComfyUI stores str() of a failed node's inputs (core/layout/summary.py)
+        return region_summary(self)
 
     def __post_init__(self) -> None:
         if self.mask is not None and not (isinstance(self.mask, np.ndarray) and self.mask.dtype == bool):
@@ -161,6 +165,9 @@ class Instance:
     keyframes: list[tuple[int, list[Region]]] | None = None
     frames: tuple[int, int | None] | None = None
 
+    def __repr__(self) -> str:  # bounded, see core/layout/summary.py
+        return instance_summary(self)
+
     @property
     def timed(self) -> bool:
         """Whether this instance uses a time field (keyframes or a visible range)."""
@@ -226,6 +233,9 @@ class Layout:
     instances: list[Instance] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
     frames: int | None = None  # the frame count the layout was drawn for (version 2), or None
+
+    def __repr__(self) -> str:  # bounded, see core/layout/summary.py
+        return layout_summary(self)
 
     @property
     def timed(self) -> bool:
