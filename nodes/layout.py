@@ -11,6 +11,7 @@ import json
 import numpy as np
 import torch
 
+from ..core.frame_outputs import check_output
 from ..core.layout import MAX_JSON_CHARS, MAX_JSON_DEPTH, Instance, Layout, LayoutError, Region, from_masks
 from ..core.layout.limits import over
 from ..core.layout.timeline import at_frame
@@ -19,7 +20,6 @@ from ..core.render import render_layout, to_comfy_image
 from . import paths
 from .common import CATEGORY_LAYOUT, LAYOUT, save_preview
 
-MAX_MASK_OUTPUT = 1 << 28  # values in Layout to Masks' output: one 16384 x 16384 mask, or 64 masks of 2048 x 2048
 EMPTY_LAYOUT = json.dumps({"format": "instance-layout", "version": 1, "width": 1024, "height": 1024,
                            "prompt": "", "instances": []})
 
@@ -348,9 +348,9 @@ class LayoutToMasks:
         layout = _static(layout)
         h, w = (height or layout.height), (width or layout.width)
         n = max(1, len(layout.active()))
-        if n * h * w > MAX_MASK_OUTPUT:
-            raise LayoutError(f"Layout to Masks: {n} masks of {w}x{h} would be {n * h * w / 1e6:.0f} M values; at "
-                              f"most {MAX_MASK_OUTPUT / 1e6:.0f} M (1 GiB as float32): ask for a smaller size")
+        # both outputs together: the instance masks and the background
+        check_output("Layout to Masks", f"{n} masks and the background of {w}x{h}", (n + 1, h, w),
+                     hint=": ask for a smaller size")
         masks = layout.rasterize(h, w)
         if masks.shape[0] == 0:
             masks = torch.zeros(1, h, w)

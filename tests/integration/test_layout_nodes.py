@@ -253,5 +253,12 @@ def test_layout_to_masks_output_is_bounded(comfy):
          "m": {"class_type": "IFALayoutToMasks", "inputs": {"layout": ["lay", 0], "width": 16384, "height": 16384}},
          "img": {"class_type": "MaskToImage", "inputs": {"mask": ["m", 0]}},
          "save": {"class_type": "SaveImage", "inputs": {"images": ["img", 0], "filename_prefix": "t_big"}}}
-    with pytest.raises(GraphError, match=r"3 masks of 16384x16384 would be 805 M values; at most 268 M"):
+    with pytest.raises(GraphError, match=r"3 masks and the background of 16384x16384 would be 1074 M values; at most "
+                                         r"268 M \(1 GiB as float32\): ask for a smaller size"):
+        comfy.run(g)
+    # one instance: its mask alone is at the cap, the background makes two (issue 18 item 5: 2 GiB were admitted)
+    one = {"format": "instance-layout", "version": 1, "width": 512, "height": 512, "prompt": "",
+           "instances": [{"description": "a", "regions": [{"kind": "box", "box": [0, 0, 64, 64]}]}]}
+    g["lay"] = {"class_type": "IFALayoutFromJSON", "inputs": {"json_text": json.dumps(one), "file": "(none)"}}
+    with pytest.raises(GraphError, match=r"1 masks and the background of 16384x16384 would be 537 M values"):
         comfy.run(g)
