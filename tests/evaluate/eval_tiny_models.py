@@ -133,3 +133,17 @@ def save_llava(folder: pathlib.Path) -> pathlib.Path:
     LlavaProcessor(image_processor=ip, tokenizer=tok, patch_size=16, vision_feature_select_strategy="default",
                    chat_template=CHAT_TEMPLATE, image_token="<image>", num_additional_image_tokens=1).save_pretrained(folder)  # fmt: skip
     return folder
+
+
+def save_siglip(folder: pathlib.Path) -> pathlib.Path:
+    """A tiny SigLIP; its processor takes the CLIP tokenizer (SigLIP's own is a SentencePiece model not shipped)."""
+    import torch
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor
+
+    tok = clip_tokenizer()
+    torch.manual_seed(0)
+    cfg = SiglipConfig(text_config=_clip_text(len(tok)), vision_config=_clip_vision(64, 16))
+    SiglipModel(cfg).save_pretrained(folder)
+    ip = SiglipImageProcessor(size={"height": 64, "width": 64})
+    SiglipProcessor(image_processor=ip, tokenizer=tok).save_pretrained(folder)
+    return folder

@@ -20,6 +20,7 @@ from evaluate.models.inception import InceptionFeatures
 def models_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("comfy") / "models"
     tiny.save_clip(root / "clip" / "tiny-clip")
+    tiny.save_siglip(root / "clip" / "tiny-siglip")
     tiny.save_owlv2(root / "detection" / "tiny-owlv2")
     tiny.save_grounding_dino(root / "detection" / "owner--tiny-gdino")
     torch.manual_seed(0)
@@ -83,16 +84,17 @@ def test_wrong_kind_folder_names_the_model(models_root):
         InceptionFeatures("not-inception.pth", str(models_root))
 
 
-def test_clip_batched_equals_one_by_one_and_feeds_the_metrics(models_root):
-    emb = ClipEmbedder("tiny-clip", str(models_root), device="cpu", batch_size=2)
+@pytest.mark.parametrize(("name", "dim"), [("tiny-clip", 16), ("tiny-siglip", 32)])
+def test_clip_batched_equals_one_by_one_and_feeds_the_metrics(models_root, name, dim):
+    emb = ClipEmbedder(name, str(models_root), device="cpu", batch_size=2)
     ims = _images(3)
     a = emb.images(ims)
-    assert a.shape == (3, 16) and a.dtype == np.float32
+    assert a.shape == (3, dim) and a.dtype == np.float32
     np.testing.assert_allclose(a, np.concatenate([emb.images([im]) for im in ims]), atol=1e-5)
     np.testing.assert_array_equal(a, emb.images(ims))  # deterministic
     texts = ["red dog", "a cat", "a blue car on a tree"]
     t = emb.texts(texts)
-    assert t.shape == (3, 16)
+    assert t.shape == (3, dim)
     np.testing.assert_allclose(t, np.concatenate([emb.texts([x]) for x in texts]), atol=1e-5)
     scores = clip_scores.instance_clip_scores(a, t)
     assert scores.shape == (3,) and np.all(np.abs(scores) <= 1 + 1e-6)
@@ -100,7 +102,7 @@ def test_clip_batched_equals_one_by_one_and_feeds_the_metrics(models_root):
     cands = emb.texts(attributes.candidate_prompts("colour"))
     correct = attributes.binding_correct(a, cands, [attributes.attribute_of(x, "colour") for x in texts])
     assert len(correct) == 3 and correct[1] is None and correct[0] in (0, 1)
-    assert emb.images([]).shape == (0, 16)
+    assert emb.images([]).shape == (0, dim)
     with pytest.raises(ValueError, match="image 1: must be a non-empty"):
         emb.images([np.zeros((4, 4), np.uint8)])
 
