@@ -189,7 +189,9 @@ def main() -> None:
 
     outs, best, peak = {}, {k: float("inf") for k in configs}, {k: 0 for k in configs}
     for k, m in configs.items():  # warm-up (fills the K/V and geometry caches: once per generation)
+        t1 = time.perf_counter()
         outs[k] = step(m).float()
+        print(f"  warm-up {k}: {time.perf_counter() - t1:.1f}s", flush=True)
     for _ in range(a.repeats):
         for k, m in configs.items():
             with PeakRSS() as pk:
@@ -198,6 +200,7 @@ def main() -> None:
                 dt = time.perf_counter() - t1
             best[k] = min(best[k], dt)
             peak[k] = max(peak[k], pk.delta)
+            print(f"  {k}: {dt:.1f}s, peak RSS +{pk.delta / 2**20:.0f} MB", flush=True)
     base = best["unpatched"]
     print(f"\nSDXL UNet step, {a.size}x{a.size} (latent {lat}x{lat}, IFAdapter layers {-(-lat // 4)}x{-(-lat // 4)}),"
           f" CFG batch 2, {a.dtype}, CPU, best of {a.repeats}")
