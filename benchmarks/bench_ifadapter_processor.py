@@ -6,7 +6,10 @@ generation, and with K/V projection included), the previous union path (every in
 ``impl="union"``) and the naive reference transcription, plus their ratios and the largest difference of each
 optimised path from the reference. Batch 2 (CFG), 10 instances.
 
+``--profile`` also prints a torch.profiler breakdown (self time per aten op) of the crop and union paths.
+
 Run: python benchmarks/bench_ifadapter_processor.py [--instances 10] [--grid 32] [--repeats 10] [--device cpu]
+     [--profile]
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", default="float16" if torch.cuda.is_available() else "float32")
+    ap.add_argument("--profile", action="store_true", help="print a torch.profiler table of both paths")
     args = ap.parse_args()
     dev, dtype = args.device, getattr(torch, args.dtype)
     torch.manual_seed(0)
@@ -129,6 +133,16 @@ def main() -> None:
     print(f"optimised vs naive speed-up            {t_ref / t_fast:8.2f}x   (max |difference| {err:.2e}; union path "
           f"{err_union:.2e})")
     print(f"patched layer (plain + processor) / plain = {(t_plain + t_fast) / t_plain:.2f}")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev == "cuda" else [])
+        for impl in ("crop", "union"):
+            with torch.no_grad(), profile(activities=acts) as prof:
+                for _ in range(5):
+                    proc(q, kv, geo, impl=impl)
+            print(f"\n{impl} path, 5 calls:")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 
 if __name__ == "__main__":

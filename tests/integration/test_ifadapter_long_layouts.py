@@ -55,6 +55,7 @@ def graph(layout: dict, tag: str) -> dict:
         "scale": 1.0, "start_percent": 0.0, "end_percent": 1.0}}
     g["cap"] = {"class_type": "IFATest_CaptureModel", "inputs": {"model": ["apply", 0], "tag": tag}}
     g["sample"]["inputs"]["model"] = ["cap", 0]
+    g["lat"] = {"class_type": "IFATest_SaveLatentTensor", "inputs": {"samples": ["sample", 0], "prefix": tag}}
     return g
 
 
