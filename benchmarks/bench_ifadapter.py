@@ -12,7 +12,13 @@ are timed interleaved (round robin, best of ``--repeats``) so machine load hits 
 printed side by side. Peak memory is the process RSS high-water mark during the step above the RSS before it
 (sampled every 2 ms), plus the adapter's per-generation caches.
 
-Run: python benchmarks/bench_ifadapter.py [--size 512] [--repeats 3] [--dtype fp32]
+``--paths crop,union`` adds the previous processor path (``impl="union"``: every instance on the union of the boxes)
+as extra configurations, timed in the same rounds, with the largest output difference between the paths.
+The extra peak memory of a patched step is its peak RSS above the unpatched step's, compared with the adapter's own
+weights (all of ``spd_adapter``: resampler, box embedding and the 16 processors, at their official size).
+
+Run: python benchmarks/bench_ifadapter.py [--size 512] [--repeats 3] [--dtype fp32] [--instances 1,4,10]
+     [--paths crop[,union]]
 """
 from __future__ import annotations
 
@@ -102,6 +108,7 @@ def main() -> None:
     ap.add_argument("--instances", default="1,4,10")
     ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    ap.add_argument("--paths", default="crop", help="processor paths to time: crop (default), union (previous)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -162,14 +169,17 @@ def main() -> None:
 
     configs = {"unpatched": patcher}
     always_on = StepWindow(0.0, 1.0, "ratio", 1e9, 0.0)
+    paths = a.paths.split(",")
     for n in [int(v) for v in a.instances.split(",")]:
         tok = InstanceTokens(torch.randn(n, 13, 2048, generator=g), torch.randn(n, 13, 2048, generator=g),
                              layout(n))
-        m = patcher.clone()
-        runtime = IFAdapterRuntime(adapter, tok, 1.0)
-        for key in IFADAPTER_KEYS:
-            add_attn2_contribution(m, key, IFAdapterLayer(runtime, key, always_on, 1.0))
-        configs[f"{n} inst"] = m
+        for path in paths:
+            m = patcher.clone()
+            runtime = IFAdapterRuntime(adapter, tok, 1.0)
+            runtime.impl = path
+            for key in IFADAPTER_KEYS:
+                add_attn2_contribution(m, key, IFAdapterLayer(runtime, key, always_on, 1.0))
+            configs[f"{n} inst" + ("" if path == "crop" else f" ({path})")] = m
 
     def step(m):
         to = dict(m.model_options["transformer_options"])
@@ -179,7 +189,9 @@ def main() -> None:
 
     outs, best, peak = {}, {k: float("inf") for k in configs}, {k: 0 for k in configs}
     for k, m in configs.items():  # warm-up (fills the K/V and geometry caches: once per generation)
+        t1 = time.perf_counter()
         outs[k] = step(m).float()
+        print(f"  warm-up {k}: {time.perf_counter() - t1:.1f}s", flush=True)
     for _ in range(a.repeats):
         for k, m in configs.items():
             with PeakRSS() as pk:
@@ -188,20 +200,35 @@ def main() -> None:
                 dt = time.perf_counter() - t1
             best[k] = min(best[k], dt)
             peak[k] = max(peak[k], pk.delta)
+            print(f"  {k}: {dt:.1f}s, peak RSS +{pk.delta / 2**20:.0f} MB", flush=True)
     base = best["unpatched"]
     print(f"\nSDXL UNet step, {a.size}x{a.size} (latent {lat}x{lat}, IFAdapter layers {-(-lat // 4)}x{-(-lat // 4)}),"
           f" CFG batch 2, {a.dtype}, CPU, best of {a.repeats}")
-    print(f"{'config':<10} {'step s':>8} {'ratio':>7} {'peak RSS +MB':>13} {'max |diff| vs unpatched':>24}")
+    # the adapter's own weights at the official size: 519.75 M parameters (resampler + box net + 16 processors)
+    weights_mb = 519_750_000 * torch.finfo(dtype).bits / 8 / 2**20
+    print(f"{'config':<18} {'step s':>8} {'ratio':>7} {'peak RSS +MB':>13} {'extra vs unpatched MB':>22} "
+          f"{'max |diff| vs unpatched':>24}")
     for k in configs:
         diff = (outs[k] - outs["unpatched"]).abs().max().item()
-        print(f"{k:<10} {best[k]:8.2f} {best[k] / base:7.3f} {peak[k] / 2**20:13.0f} {diff:24.4g}")
+        extra = (peak[k] - peak["unpatched"]) / 2**20
+        print(f"{k:<18} {best[k]:8.2f} {best[k] / base:7.3f} {peak[k] / 2**20:13.0f} {extra:22.0f} {diff:24.4g}")
         assert torch.isfinite(outs[k]).all()
+    for k in configs:
+        if k.endswith(")"):
+            crop = k.split(" (")[0]
+            print(f"max |{crop} - {k}| = {(outs[crop] - outs[k]).abs().max().item():.3g} (same inputs, two paths)")
+    print(f"\nExtra memory of a patched step = the adapter's weights ({weights_mb:.0f} MB at the official size, "
+          f"{a.dtype}) + cached K/V + the step's transient peak above the unpatched step's; budget: weights + 5 % "
+          f"= {weights_mb * 1.05:.0f} MB")
     for k, m in configs.items():
         if k == "unpatched":
             continue
         contrib = m.model_options["transformer_options"]["patches_replace"]["attn2"][("middle", 0, 0)].contributions[0]
-        kv_bytes = sum(v.k.numel() * v.k.element_size() * 2 for v in contrib.runtime._caches.kv.values())
-        print(f"{k}: cached K/V {kv_bytes / 2**20:.1f} MB (all 16 layers)")
+        kv_mb = sum(v.k.numel() * v.k.element_size() * 2 for v in contrib.runtime._caches.kv.values()) / 2**20
+        transient = max(0.0, (peak[k] - peak["unpatched"]) / 2**20)
+        total = weights_mb + kv_mb + transient
+        print(f"{k}: cached K/V {kv_mb:.1f} MB (all 16 layers), transient {transient:.0f} MB; extra {total:.0f} MB = "
+              f"weights + {100 * (total / weights_mb - 1):.1f} %")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,15 @@
 """IFAdapter processor cost vs a plain SDXL attn2 layer at 32x32 (1024² image), measured side by side.
 
 Prints the time of: a plain cross-attention layer (to_q, to_k, to_v, attention over 77 text tokens, to_out), the
-optimised IFAdapter processor (per step, with K/V projected once per generation; and with K/V projection included)
-and the naive reference transcription, plus their ratios. Batch 2 (CFG), 10 instances.
+IFAdapter processor's crop path (the default: each instance on its own cells; per step, with K/V projected once per
+generation, and with K/V projection included), the previous union path (every instance on the union of the boxes,
+``impl="union"``) and the naive reference transcription, plus their ratios and the largest difference of each
+optimised path from the reference. Batch 2 (CFG), 10 instances.
+
+``--profile`` also prints a torch.profiler breakdown (self time per aten op) of the crop and union paths.
 
 Run: python benchmarks/bench_ifadapter_processor.py [--instances 10] [--grid 32] [--repeats 10] [--device cpu]
+     [--profile]
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", default="float16" if torch.cuda.is_available() else "float32")
+    ap.add_argument("--profile", action="store_true", help="print a torch.profiler table of both paths")
     args = ap.parse_args()
     dev, dtype = args.device, getattr(torch, args.dtype)
     torch.manual_seed(0)
@@ -95,6 +101,7 @@ def main() -> None:
             {
                 "plain": lambda: plain(x, context),
                 "fast": lambda: proc(q, kv, geo),
+                "union": lambda: proc(q, kv, geo, impl="union"),
                 "fast_kv": lambda: proc(q, tokens, geo),
                 "geo": lambda: InstanceGeometry.from_boxes(boxes, h, w),
                 "ref": lambda: proc(q, kv, geo, reference=True),
@@ -103,7 +110,11 @@ def main() -> None:
             dev,
         )
         t_plain, t_fast, t_fast_kv, t_geo, t_ref = (t[k] for k in ("plain", "fast", "fast_kv", "geo", "ref"))
-        err = (proc(q, kv, geo) - proc(q, kv, geo, reference=True)).abs().max().item()
+        t_union = t["union"]
+        ref_out = proc(q, kv, geo, reference=True)
+        err = (proc(q, kv, geo) - ref_out).abs().max().item()
+        err_union = (proc(q, kv, geo, impl="union") - ref_out).abs().max().item()
+        err_paths = (proc(q, kv, geo) - proc(q, kv, geo, impl="union")).abs().max().item()
 
     cover = geo.foreground.float().mean().item()
     print(
@@ -112,13 +123,26 @@ def main() -> None:
     )
     print(f"plain attn2 layer                      {t_plain * 1e3:8.2f} ms   1.00x")
     print(f"IFAdapter processor (K/V cached)       {t_fast * 1e3:8.2f} ms   {t_fast / t_plain:5.2f}x of plain attn2")
+    print(f"  previous union path (impl='union')   {t_union * 1e3:8.2f} ms   {t_union / t_plain:5.2f}x of plain attn2"
+          f"   (crop path {t_union / t_fast:.2f}x faster; max |crop - union| {err_paths:.2e})")
     print(
         f"IFAdapter processor (K/V each call)    {t_fast_kv * 1e3:8.2f} ms   {t_fast_kv / t_plain:5.2f}x of plain attn2"
     )
     print(f"layout rasterisation (once per grid)   {t_geo * 1e3:8.2f} ms   {t_geo / t_plain:5.2f}x of plain attn2")
     print(f"naive reference processor              {t_ref * 1e3:8.2f} ms   {t_ref / t_plain:5.2f}x of plain attn2")
-    print(f"optimised vs naive speed-up            {t_ref / t_fast:8.2f}x   (max |difference| {err:.2e})")
+    print(f"optimised vs naive speed-up            {t_ref / t_fast:8.2f}x   (max |difference| {err:.2e}; union path "
+          f"{err_union:.2e})")
     print(f"patched layer (plain + processor) / plain = {(t_plain + t_fast) / t_plain:.2f}")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev == "cuda" else [])
+        for impl in ("crop", "union"):
+            with torch.no_grad(), profile(activities=acts) as prof:
+                for _ in range(5):
+                    proc(q, kv, geo, impl=impl)
+            print(f"\n{impl} path, 5 calls:")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 
 if __name__ == "__main__":

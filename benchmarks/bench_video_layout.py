@@ -13,7 +13,10 @@ each row's frame.
   for both layouts, so the ratio over the whole step is smaller than the ratio printed here.)
 
 Configurations are interleaved round by round; medians are printed side by side.
-Run: ``python benchmarks/bench_video_layout.py [--size 128] [--frames 16] [--rounds 3] [--instances 4]``
+``--paths crop,union`` adds the previous IFAdapter processor path (every instance on the union of all rows' boxes)
+as extra configurations in the same rounds, with the largest difference between the paths' outputs.
+Run: ``python benchmarks/bench_video_layout.py [--size 128] [--frames 16] [--rounds 3] [--instances 4]
+[--only ifadapter] [--paths crop,union]``
 """
 from __future__ import annotations
 
@@ -117,8 +120,10 @@ def bench_ifadapter(env, args, static, moving) -> None:
     q = torch.randn(rows, grid[0] * grid[1], 1280) * 0.5
     opts = {"cond_or_uncond": [1, 0], "sigmas": torch.full((rows,), 5.0),
             "original_shape": [rows, 4, lat, lat], "activations_shape": [rows, 1280, *grid]}
-    configs, once = {}, {}
-    for name, lay in (("static layout", static), ("moving layout", moving)):
+    configs, once, first_layer = {}, {}, {}
+    cases = [(f"{name}" + ("" if path == "crop" else f" ({path})"), lay, path)
+             for path in args.paths.split(",") for name, lay in (("static layout", static), ("moving layout", moving))]
+    for name, lay, path in cases:
         layout = Layout.from_json(lay)
         t0 = time.perf_counter()
         if layout.timed:
@@ -132,6 +137,7 @@ def bench_ifadapter(env, args, static, moving) -> None:
                 uncond = adapter.encode_uncond(boxes)
             runtime = runtime_mod.IFAdapterRuntime(adapter, runtime_mod.InstanceTokens(cond, uncond, boxes))
             frames = None
+        runtime.impl = path
         always_on = ifa.StepWindow(0.0, 1.0, "ratio", 1e9, 0.0)
         layers = [ifa.IFAdapterLayer(runtime, key, always_on, 1.0, frames) for key in ifa.IFADAPTER_KEYS]
         for layer in layers:  # K/V projections and cells: once per run
@@ -144,13 +150,24 @@ def bench_ifadapter(env, args, static, moving) -> None:
                     layer(q, q, opts)
 
         configs[name] = step
+        first_layer[name] = layers[0]
+    outs = {}
+    for name in first_layer:  # the same inputs through every path: the largest difference
+        with torch.no_grad():
+            outs[name] = first_layer[name](q, q, opts)
     med = interleave(configs, args.rounds)
     ref = med["static layout"]
     print(f"\nIFAdapter, the 16 patched SDXL attn2 layers (1280 wide) per step, {args.frames} frames x CFG = {rows} "
           f"rows, grid {grid[0]}x{grid[1]} ({args.size}²), {n} instances, median of {args.rounds}:")
-    print(f"{'layout':<16}{'16 layers s':>12}{'ratio':>8}{'tokens + K/V + cells once s':>29}")
+    print(f"{'layout':<24}{'16 layers s':>12}{'ratio':>8}{'tokens + K/V + cells once s':>29}")
     for k, t in med.items():
-        print(f"{k:<16}{t:>12.3f}{t / ref:>8.3f}{once[k]:>29.2f}")
+        print(f"{k:<24}{t:>12.3f}{t / ref:>8.3f}{once[k]:>29.2f}")
+    for k in med:
+        if k.endswith(")"):
+            base = k.split(" (")[0]
+            ratio = med[k] / med[k.replace("moving", "static")]
+            print(f"{k}: moving / static with this path {ratio:.3f}; max |{base} - {k}| (first layer) = "
+                  f"{(outs[base] - outs[k]).abs().max().item():.3g}")
 
 
 def main() -> None:
@@ -160,6 +177,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--instances", type=int, default=4)
     ap.add_argument("--ifa-size", type=int, default=512, help="image side for the IFAdapter layers")
+    ap.add_argument("--paths", default="crop", help="IFAdapter processor paths: crop (default), union (previous)")
     ap.add_argument("--only", choices=["both", "instancediffusion", "ifadapter"], default="both")
     args = ap.parse_args()
     torch.set_grad_enabled(False)

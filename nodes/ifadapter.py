@@ -275,20 +275,16 @@ class EncodeAppearanceTokens:
 
     @staticmethod
     def _encode_frames(ifadapter, layout, texts, hidden, eot, mask) -> FrameTokens:
-        """Tokens of every distinct frame of a layout over time, in one batch (the box embedding differs)."""
+        """Tokens of a layout over time: each description once; each frame's box embedding is added when the frame
+        is sampled (FramesRuntime), so the cost does not grow with frames x instances."""
         tl = Timeline(layout, frame_span(layout))
-        n, u = len(texts), len(tl)
         boxes = torch.stack([lay.boxes_normalized() for lay in tl.layouts])  # [U, n, 4]
         ref = ifadapter.text_proj_model.proj_in.weight
-        flat = boxes.reshape(u * n, 4).to(ref.device)
         with torch.no_grad():
-            cond = ifadapter.encode_instances(hidden.repeat(u, 1, 1, 1).to(ref.device, ref.dtype),
-                                              mask.repeat(u, 1).to(ref.device),
-                                              eot.repeat(u, 1).to(ref.device, ref.dtype), flat)
-            uncond = ifadapter.encode_uncond(flat, seq_len=hidden.shape[2])
-        cond, uncond = cond.cpu().view(u, n, *cond.shape[1:]), uncond.cpu().view(u, n, *uncond.shape[1:])
-        frames = tuple(InstanceTokens(cond[i], uncond[i], boxes[i], tuple(texts)) for i in range(u))
-        return FrameTokens(frames, tl.index, tl.visible, frame_count(layout))
+            cond = ifadapter.encode_descriptions(hidden.to(ref.device, ref.dtype), mask.to(ref.device),
+                                                 eot.to(ref.device, ref.dtype))
+            uncond = ifadapter.encode_uncond_descriptions(len(texts), hidden.shape[2], ref.device)
+        return FrameTokens(cond.cpu(), uncond.cpu(), boxes, tl.index, tl.visible, frame_count(layout), tuple(texts))
 
 
 # --------------------------------------------------------------------------------------------------------------

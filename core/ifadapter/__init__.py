@@ -23,7 +23,15 @@ from .loading import (
     save_ifadapter,
 )
 from .resampler import Resampler, block_word_masks
-from .semantic_map import CBAM, MAX_OBJ, IFAttnProcessor, InstanceGeometry, InstanceKV, rasterize_boxes
+from .semantic_map import (
+    CBAM,
+    MAX_OBJ,
+    IFAttnProcessor,
+    InstanceCrops,
+    InstanceGeometry,
+    InstanceKV,
+    rasterize_boxes,
+)
 
 __all__ = [
     "CBAM",
@@ -37,6 +45,7 @@ __all__ = [
     "IFAdapter",
     "IFAdapterCheckpointError",
     "IFAttnProcessor",
+    "InstanceCrops",
     "InstanceGeometry",
     "InstanceKV",
     "ProcessorSlot",

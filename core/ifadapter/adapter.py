@@ -174,16 +174,44 @@ class IFAdapter(nn.Module):
         Returns:
             ``[n, 13, 2048]``: 12 resampled tokens (depth-major) then the EoT token, all plus the box embedding.
         """
+        tokens = self.encode_descriptions(text_hidden, word_mask, eot)
+        if tuple(boxes.shape) != (tokens.shape[0], 4):
+            raise ValueError(f"boxes must be [{tokens.shape[0]}, 4] normalised xyxy; got {tuple(boxes.shape)}")
+        return self.add_boxes(tokens, boxes)
+
+    def encode_descriptions(
+        self,
+        text_hidden: Tensor | Sequence[Tensor] | Mapping[int, Tensor],
+        word_mask: Tensor,
+        eot: Tensor,
+    ) -> Tensor:
+        """The box-free part of :meth:`encode_instances`: ``[n, 13, 2048]`` resampled tokens + EoT token.
+
+        The box embedding is added after the resampler, so a layout over time encodes each description once and
+        adds each frame's box with :meth:`add_boxes`.
+        """
         text = self._stack_depths(text_hidden)
         n = text.shape[0]
         if tuple(eot.shape) != (n, self.context_dim):
             raise ValueError(f"eot must be [{n}, {self.context_dim}]; got {tuple(eot.shape)}")
-        if tuple(boxes.shape) != (n, 4):
-            raise ValueError(f"boxes must be [{n}, 4] normalised xyxy; got {tuple(boxes.shape)}")
         dtype = self.text_proj_model.proj_in.weight.dtype
         resampled = self.text_proj_model(text.to(dtype), word_mask).flatten(1, 2)  # [n, 12, C]
-        tokens = torch.cat([resampled, eot.to(dtype)[:, None, :]], dim=1)
-        return tokens + self.pos_net(boxes.to(dtype))[:, None, :]
+        return torch.cat([resampled, eot.to(dtype)[:, None, :]], dim=1)
+
+    def add_boxes(self, tokens: Tensor, boxes: Tensor) -> Tensor:
+        """``tokens`` ``[..., n, 13, C]`` plus the box embedding of ``boxes`` ``[..., n, 4]`` on every token."""
+        dtype = self.text_proj_model.proj_in.weight.dtype
+        pos = self.pos_net(boxes.reshape(-1, 4).to(dtype)).view(*boxes.shape[:-1], -1)
+        return tokens + pos[..., None, :]
+
+    def encode_uncond_descriptions(self, n: int, seq_len: int = 77, device: torch.device | str | None = None
+                                   ) -> Tensor:
+        """The box-free part of :meth:`encode_uncond` for ``n`` instances (zero descriptions): ``[n, 13, C]``."""
+        dtype = self.text_proj_model.proj_in.weight.dtype
+        text = torch.zeros(n, len(TEXT_DEPTHS), seq_len, self.context_dim, dtype=dtype, device=device)
+        mask = torch.zeros(n, seq_len, dtype=torch.bool, device=device)
+        eot = torch.zeros(n, self.context_dim, dtype=dtype, device=device)
+        return self.encode_descriptions(text, mask, eot)
 
     def encode_uncond(self, boxes: Tensor, seq_len: int = 77) -> Tensor:
         """Tokens of the unconditional (CFG) branch: zero descriptions, zero EoT, empty word mask, boxes kept.

@@ -144,6 +144,7 @@ class IFAdapterRuntime:
         self.adapter = adapter
         self.tokens = tokens
         self.scale = float(scale)
+        self.impl = "crop"  # the processor path; "union" (the previous one) is kept for the benchmarks
         self._caches = _Caches()
 
     def __deepcopy__(self, memo):
@@ -228,7 +229,7 @@ class IFAdapterRuntime:
         kv = InstanceKV(kv2.k.index_select(0, rows), kv2.v.index_select(0, rows))
         geo = self.geometry(h, w, b, device)
         with torch.no_grad():
-            delta = self.processor(key, device)(q, kv, geo)
+            delta = self.processor(key, device)(q, kv, geo, impl=self.impl)
         if self.scale != 1.0:
             delta = delta * self.scale
         return delta

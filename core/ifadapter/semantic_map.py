@@ -22,7 +22,7 @@ Two implementations live here:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +49,9 @@ class InstanceGeometry:
         size_gate: ``[B, S]`` float32, ``sigmoid(A_fg / a_i)`` for real instances (1.0 if ``a_i == 0``, the
             released code's ``sigmoid(inf)``), ``sigmoid(0) = 0.5`` for empty slots.
         fg_index: ``[F]`` long, flat indices of the cells in the foreground of any row (union over the batch).
+
+    The per-instance crops the optimised processor works on (:meth:`crops`) are built on first use and kept with
+    the geometry, so a geometry cached per grid builds them once per run.
     """
 
     cells: Tensor
@@ -56,6 +59,16 @@ class InstanceGeometry:
     foreground: Tensor
     size_gate: Tensor
     fg_index: Tensor
+    crop_cache: dict = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    def crops(self) -> InstanceCrops:
+        """The cells of every (row, instance) as index lists (see :class:`InstanceCrops`); built once."""
+        key = str(self.cells.device)
+        crops = self.crop_cache.get(key)
+        if crops is None:
+            crops = InstanceCrops.from_cells(self.cells)
+            self.crop_cache[key] = crops
+        return crops
 
     @property
     def h(self) -> int:
@@ -91,6 +104,44 @@ class InstanceGeometry:
         (computed in float32 like it), with h and w explicit so non-square grids work.
         """
         return cls.from_cells(rasterize_boxes(boxes, h, w), valid)
+
+
+@dataclass(frozen=True)
+class InstanceCrops:
+    """Each (row, instance) pair's cells as a padded index list: what the crop path gathers and scatters.
+
+    Attributes (R = B*S segments, one per row and slot, row-major; A = the largest instance area, at least 1):
+        order: ``[R, A]`` long, cell indices (``y*w + x``) of the segment's instance in row-major order first, then
+            cells outside it (padding). The first A columns of a stable sort, so every row is a set of distinct cells.
+        gather: ``[R*A]`` long, ``order`` offset by the row (``b*N + cell``): rows of a ``[B*N, C]`` tensor.
+        q_gather: ``[R*A]`` long, as ``gather`` but padding repeats the segment's first cell, so padding rows of the
+            semantic map duplicate a real one (a max over the segment needs no mask).
+        inside: ``[R, A]`` bool, True on the instance's own cells (``a < area``).
+        full: ``[R]`` bool, the instance covers the whole grid (its CBAM max pool sees no zero outside the box).
+        area: the largest instance area ``A`` (0 when no slot covers a cell).
+    """
+
+    order: Tensor
+    gather: Tensor
+    q_gather: Tensor
+    inside: Tensor
+    full: Tensor
+    area: int
+
+    @classmethod
+    def from_cells(cls, cells: Tensor) -> InstanceCrops:
+        b, s, h, w = cells.shape
+        n = h * w
+        flat = cells.reshape(b * s, n)
+        areas = flat.sum(dim=1)
+        a = int(areas.max()) if flat.numel() else 0
+        width = max(a, 1)
+        order = torch.sort((~flat).to(torch.uint8), dim=1, stable=True).indices[:, :width].contiguous()
+        offset = (torch.arange(b, device=cells.device) * n).repeat_interleave(s)
+        inside = torch.arange(width, device=cells.device)[None, :] < areas[:, None]
+        gather = order + offset[:, None]
+        q_gather = torch.where(inside, gather, gather[:, :1])
+        return cls(order, gather.flatten(), q_gather.flatten(), inside, areas == n, a)
 
 
 def rasterize_boxes(boxes: Tensor, h: int, w: int) -> Tensor:
@@ -236,6 +287,7 @@ class IFAttnProcessor(nn.Module):
         instances: Tensor | InstanceKV,
         geometry: InstanceGeometry,
         reference: bool = False,
+        impl: str = "crop",
     ) -> Tensor:
         """The gated ISM residual for one layer.
 
@@ -244,6 +296,9 @@ class IFAttnProcessor(nn.Module):
             instances: tokens ``[B, S, 13, 2048]`` (S <= 10 slots) or their projection (:meth:`project_tokens`).
             geometry: the rasterised layout for this grid (:meth:`InstanceGeometry.from_boxes`).
             reference: use the literal (slow) transcription instead of the optimised path.
+            impl: the optimised path to run: ``"crop"`` (default: each instance on its own cells only) or
+                ``"union"`` (the previous path, every instance on the union of all rows' boxes; kept for the
+                benchmarks' side-by-side comparison).
         Returns:
             ``[B, N, 1280]`` = ``tanh(alpha) * (1 - M_bg) * D`` in q's dtype. Multiply by the user scale and add it
             to the base attention output before ``to_out``.
@@ -252,7 +307,97 @@ class IFAttnProcessor(nn.Module):
         self._check(q, kv, geometry)
         if reference:
             return self._forward_reference(q, kv, geometry)
-        return self._forward_fast(q, kv, geometry)
+        if impl == "crop":
+            return self._forward_crop(q, kv, geometry)
+        if impl == "union":
+            return self._forward_fast(q, kv, geometry)
+        raise ValueError(f"impl must be 'crop' or 'union'; got {impl!r}")
+
+    def _q_norm(self, x: Tensor) -> Tensor:
+        """``q_norm`` (Gemma RMS norm per head, float32 statistics) as one fused kernel where torch has it."""
+        if hasattr(F, "rms_norm"):
+            norm = self.q_norm
+            return F.rms_norm(x.float(), (x.shape[-1],), 1.0 + norm.weight.float(), norm.eps).to(x.dtype)
+        return self.q_norm(x)
+
+    def _forward_crop(self, q: Tensor, kv: InstanceKV, geo: InstanceGeometry) -> Tensor:
+        """Each instance on its own cells: work grows with the sum of the box areas, not slots x canvas.
+
+        The (row, instance) segments are padded to the largest box (:class:`InstanceCrops`); one
+        ``scaled_dot_product_attention`` over all segments gives every ``s_i`` on its box; the CBAM pools, channel
+        max/mean and 1x1 conv are reductions over a segment; the 7x7 spatial conv runs on the full grid (its maps are
+        scattered back, zero outside the box); the slot softmax runs on the full grid, and the fused map is one
+        accumulating ``index_put_`` of every segment's weighted map into the output rows.
+        """
+        b, n, c = q.shape
+        s, heads, d = kv.k.shape[1], self.heads, self.dim_head
+        dtype = q.dtype
+        crops = geo.crops()
+        if crops.order.device != q.device:
+            crops = InstanceCrops.from_cells(geo.cells.to(q.device))
+        if s == 0 or crops.area == 0:
+            return q.new_zeros(b, n, c)
+        a = crops.order.shape[1]
+        r = b * s
+        gate = torch.tanh(self.alpha.float())  # no .item() short-cut for 0: it would sync the GPU every layer
+
+        # s_i on instance i's cells: q gathered per segment, attention to the segment's own 13 tokens. The RMS norm
+        # is per row, so it runs on whichever is smaller: the layer's rows or the gathered ones.
+        if r * a > b * n:
+            q_c = self._q_norm(q.reshape(b * n, heads, d)).index_select(0, crops.q_gather).view(r, a, heads, d)
+        else:
+            q_c = self._q_norm(q.reshape(b * n, c).index_select(0, crops.q_gather).view(r, a, heads, d))
+        t = kv.k.shape[3]
+        k = kv.k.to(dtype).reshape(r, heads, t, d)
+        v = kv.v.to(dtype).reshape(r, heads, t, d)
+        sem = F.scaled_dot_product_attention(q_c.transpose(1, 2), k, v).transpose(1, 2)  # [R, A, H, d]
+        # padding rows repeat the segment's first cell: harmless for a max, masked (small tensors) everywhere else
+        sem = sem.reshape(r, a, c)  # free when SDPA writes [R, A, H, d] rows (CPU and CUDA kernels do)
+        inside = crops.inside.to(dtype)  # [R, A]
+
+        # CBAM channel gate: max pool over the full map (zeros outside the box count unless the box covers it all);
+        # average pool = sum over the box / N.
+        max_pool = sem.amax(dim=1)
+        max_pool = torch.where(crops.full.to(q.device)[:, None], max_pool, max_pool.clamp_min(0))
+        avg_pool = torch.matmul(inside[:, None, :], sem).view(r, c) / n
+        cam = self.cbam.cam
+        ch_gate = cam.gate(max_pool.to(cam.linear[0].weight.dtype), avg_pool.to(cam.linear[0].weight.dtype))
+
+        # The channel-gated map gives the SAM inputs (channel max, channel mean) and, by one matvec, the 1x1 conv.
+        gated = sem * ch_gate.to(dtype)[:, None, :]
+        ch_max = gated.amax(dim=2).float()  # [R, A]
+        mean_w = torch.stack([torch.full_like(self.conv.weight.view(c), 1.0 / c), self.conv.weight.view(c)], dim=1)
+        mean_and_logit = torch.matmul(gated, mean_w.to(dtype)).float() * crops.inside[..., None]  # [R, A, 2]
+        del gated
+        ch_max = ch_max * crops.inside
+
+        # Spatial gate: the 2-channel maps on the full grid (7x7 conv), zero outside the box. ``order`` is a set of
+        # distinct cells per segment and its padding lies outside the box, where the maps are 0 anyway.
+        order = crops.order
+        maps = torch.stack([ch_max, mean_and_logit[..., 0]], dim=1)  # [R, 2, A]
+        maps = maps.new_zeros(r, 2, n).scatter_(2, order[:, None, :].expand(r, 2, a), maps)
+        sam_w = self.cbam.sam.conv.weight.float()
+        spatial = F.conv2d(maps.view(r, 2, geo.h, geo.w), sam_w, padding=sam_w.shape[-1] // 2).view(r, n)
+        spatial = spatial.gather(1, order)  # [R, A]
+        bias = self.conv.bias.float()
+        size_gate = geo.size_gate.to(q.device).reshape(r, 1)
+        # g_i * size gate; on padding (outside box i) this is bias * size gate, the value outside the box
+        logits = (torch.sigmoid(spatial) * mean_and_logit[..., 1] + bias) * size_gate
+
+        # Softmax over max_obj slots on the full grid: the max_obj - S empty slots all have logit 0.5 * bias.
+        dense = (bias * size_gate).expand(r, n).scatter(1, order, logits).view(b, s, n)
+        n_null = self.max_obj - s
+        if n_null > 0:
+            null = (0.5 * bias + math.log(n_null)).expand(b, 1, n)
+            weights = torch.cat([dense, null], dim=1).softmax(dim=1)[:, :s]
+        else:
+            weights = dense.softmax(dim=1)
+        weights = weights.reshape(r, n).gather(1, order) * (inside * gate)  # [R, A], 0 on padding
+        w = weights.to(dtype)[:, :, None]
+        # in place at sampling time (sem is not needed after this); out of place when training needs its gradient
+        fused = (sem * w if torch.is_grad_enabled() and sem.requires_grad else sem.mul_(w)).view(r * a, c)
+        # sum over the instances covering each cell (accumulate: index_add_ is several times slower on CPU)
+        return q.new_zeros(b * n, c).index_put_((crops.gather,), fused, accumulate=True).view(b, n, c)
 
     def _forward_fast(self, q: Tensor, kv: InstanceKV, geo: InstanceGeometry) -> Tensor:
         b, n, c = q.shape

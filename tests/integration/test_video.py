@@ -258,7 +258,7 @@ def test_ifadapter_each_frame_follows_its_own_layout(comfy, ifa_file):
               for c in p.contributions]
     runtime = layers[0].runtime
     assert len(layers) == 16 and all(lay.runtime is runtime for lay in layers)
-    assert len(runtime.tokens.frames) == 4
+    assert runtime.tokens.distinct == 4
     # the patched layers saw a different semantic map per row: per-frame cells, the dog only on frames 1 and 2
     geos = [g for k, g in runtime._geometry.items() if len(k[2]) == 2 * FRAMES]
     assert geos
