@@ -3,7 +3,8 @@
 - ``middle_patch`` (between attn1 and attn2 of each of the 16 transformer blocks, ``transformer_index`` 0..15):
   the UniFusion fuser of that block. Rows are routed with ``cond_or_uncond``: positive rows get the layout's
   grounding tokens, negative rows the all-null grounding tokens (as the official sampler does: the uncond pass is
-  *not* plain SD). The position net runs once per (device, dtype) and the tokens are cached on the patch state.
+  *not* plain SD). The position net runs once per (device, dtype) and the tokens are cached on the patch state, and
+  so are the tokens' keys and values in each fuser (:class:`GroundingKV`): a step projects only the visual tokens.
 - ``output_block_patch``: ScaleU at the 12 decoder joins (all rows, every step).
 - alpha: the fusers are on for the first ``int(alpha·steps)`` steps, counted exactly on every ComfyUI version by
   :class:`..steps.StepWindow` (the schedule from this pack's samplers, ComfyUI's ``sample_sigmas``, or captured on
@@ -16,6 +17,7 @@ import math
 import torch
 
 from ...core.instancediffusion import null_inputs, single_instance_inputs
+from ...core.instancediffusion.grounding_kv import GroundingKV
 from ..frames import FrameTable, chunk_frames
 from ..patches import rows_by_cond
 from ..steps import SCHEDULE_KEY, StepWindow
@@ -46,6 +48,7 @@ class GroundingState:
         self.frames = frames
         self._tokens: dict = {}
         self._rows: dict = {}
+        self.kv = GroundingKV(adapter.module)  # the fusers' grounding keys/values of the token table, per run
         self.position_net_runs = 0  # how many times the position net ran (once per device/dtype)
 
     def __deepcopy__(self, memo):
@@ -146,8 +149,8 @@ class FuserPatch:
         st.adapter.to_device(x.device)
         idx = st.row_index(extra_options, x.shape[0])
         table = st.tokens(x.device, torch.float32, instances=st.frames is None and bool((idx >= 2).any()))
-        objs = table[idx.to(x.device)]
-        return st.adapter.module.fuse(x, objs, int(extra_options["transformer_index"]), scale)
+        # the grounding tokens' keys/values in this fuser are projected once per run, not in every step
+        return st.kv.fuse(x, table, idx, int(extra_options["transformer_index"]), scale)
 
 
 class ScaleUPatch:
