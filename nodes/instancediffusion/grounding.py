@@ -179,6 +179,7 @@ class MISContextPatch:
 
     def __init__(self, state: GroundingState):
         self.state = state
+        self._last: tuple | None = None  # (context, row index, the context built from them)
 
     def __deepcopy__(self, memo):
         return self
@@ -188,9 +189,18 @@ class MISContextPatch:
         if not mis or context is None:
             return n, context, value
         idx = self.state.row_index(extra_options, context.shape[0])
-        if not bool((idx >= 2).any()):
-            return n, context, value
-        caps = [self.state.captions[int(i) - 2] if int(i) >= 2 else None for i in idx]
+        last = self._last
+        if last is not None and last[0] is context and last[1] is idx:  # the other 15 blocks of this UNet call
+            return (n, context, value) if last[2] is None else (n, last[2], last[2])
+        ctx = self._context(context, idx)
+        self._last = (context, idx, ctx)
+        return (n, context, value) if ctx is None else (n, ctx, ctx)
+
+    def _context(self, context: torch.Tensor, idx: torch.Tensor) -> torch.Tensor | None:
+        rows_idx = idx.tolist()
+        if not any(i >= 2 for i in rows_idx):
+            return None
+        caps = [self.state.captions[i - 2] if i >= 2 else None for i in rows_idx]
         length = context.shape[1]
         for c in caps:
             if c is not None:
@@ -199,8 +209,7 @@ class MISContextPatch:
         for r, c in enumerate(caps):
             src = context[r:r + 1] if c is None else c.to(device=context.device, dtype=context.dtype)
             rows.append(src.repeat(1, length // src.shape[1], 1))  # repeating tokens leaves attention unchanged
-        ctx = torch.cat(rows, 0)
-        return n, ctx, ctx
+        return torch.cat(rows, 0)
 
 
 def find_state(model) -> GroundingState | None:
