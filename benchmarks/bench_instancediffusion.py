@@ -220,6 +220,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds per configuration (after one warm-up)")
     ap.add_argument("--mis-size", type=int, default=256, help="image side for the MIS measurement")
     ap.add_argument("--instances", default="10", help="instance counts for the step table (comma-separated)")
+    ap.add_argument("--mis-instances", default="1,4", help="instance counts for the MIS table (comma-separated)")
     ap.add_argument("--steps", type=int, default=50, help="steps of the whole-run estimates")
     ap.add_argument("--alpha", type=float, default=0.8, help="alpha of the whole-run estimate")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: step, memory, mis")
@@ -312,18 +313,19 @@ def main() -> None:
               "patched single-branch step; run cost = (k·branch + (steps-k)·single) / (steps·single), k = int(0.36·steps)")
         cfg = {}
         ms = {}
-        for n in (1, 4):
+        mis_counts = [int(c) for c in args.mis_instances.split(",")]
+        for n in mis_counts:
             m = apply(n, args.mis_size)
             ms[n] = m
             for path, mm in (("today", legacy(m, mod)), ("new", m)):
                 cfg[f"{path}, single, {n}"] = step_fn(mm, args.mis_size)
                 cfg[f"{path}, branches, {n}"] = step_fn(mm, args.mis_size, rows=2 * (n + 1), mis_branches=n + 1,
                                                          mod=mod)
-        d = max(max_delta(cfg[f"today, branches, {n}"], cfg[f"new, branches, {n}"]) for n in (1, 4))
+        d = max(max_delta(cfg[f"today, branches, {n}"], cfg[f"new, branches, {n}"]) for n in mis_counts)
         med, _ = interleaved(cfg, args.rounds)
         k = int(args.steps * 0.36)
         print(f"{'instances':<11}{'path':<7}{'single s':>9}{'branch s':>10}{'x single':>10}{'run cost':>10}")
-        for n in (1, 4):
+        for n in mis_counts:
             for path in ("today", "new"):
                 t1, tb = med[f"{path}, single, {n}"], med[f"{path}, branches, {n}"]
                 run = (k * tb + (args.steps - k) * t1) / (args.steps * t1)
