@@ -26,7 +26,7 @@ from .loading import (
 from .model import AdapterConfig, InstanceDiffusion, from_official_key, to_official_key
 from .position_net import DropFlags, FourierEmbedder, PositionNet
 from .sampler import alpha_schedule, ddim_uniform_timesteps, fuser_scale, linear_alphas_cumprod, mis_sample, plms_sample
-from .scaleu import SCALEU_CHANNELS, ScaleU, fourier_filter
+from .scaleu import SCALEU_CHANNELS, ScaleU, fourier_filter, fourier_filter_fft
 
 __all__ = [
     "MISSING_BOX",
@@ -67,4 +67,5 @@ __all__ = [
     "SCALEU_CHANNELS",
     "ScaleU",
     "fourier_filter",
+    "fourier_filter_fft",
 ]

@@ -58,6 +58,24 @@ class SelfAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v)
         return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
 
+    def forward_with_kv(self, x: torch.Tensor, k_extra: torch.Tensor, v_extra: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward_queries` with the extra tokens already projected: ``k_extra = to_k(extra)``,
+        ``v_extra = to_v(extra)``, each [B, M, inner] (or [1, M, inner], broadcast over B). -> [B, N, C].
+
+        The keys and values of tokens that do not change during a run are projected once per run instead of in every
+        call; the attention is the same (one batched scaled_dot_product_attention over all heads and rows).
+        """
+        b, n, _ = x.shape
+        h = self.heads
+        m = k_extra.shape[1]
+        if k_extra.shape[0] != b:
+            k_extra, v_extra = k_extra.expand(b, -1, -1), v_extra.expand(b, -1, -1)
+        q = self.to_q(x).view(b, n, h, -1).transpose(1, 2)
+        k = torch.cat([self.to_k(x), k_extra], dim=1).view(b, n + m, h, -1).transpose(1, 2)
+        v = torch.cat([self.to_v(x), v_extra], dim=1).view(b, n + m, h, -1).transpose(1, 2)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
+
 
 class GEGLU(nn.Module):
     """Linear C -> 2·inner, split into (value, gate), value · gelu(gate) (key ``proj``)."""
@@ -119,6 +137,28 @@ class GatedSelfAttentionDense(nn.Module):
             o = o.expand(h.shape[0], -1, -1)
         # LayerNorm is per token, so norm1(cat[h, o]) == cat[norm1(h), norm1(o)]; only the visual rows are kept.
         a = self.attn.forward_queries(self.norm1(h), self.norm1(o))
+        h = h + scale * torch.tanh(self.alpha_attn) * a
+        h = h + scale * torch.tanh(self.alpha_dense) * self.ff(self.norm2(h))
+        return h.to(x.dtype)
+
+    def grounding_kv(self, objs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The grounding tokens' keys and values in this fuser's attention: objs [R, M, 768] -> (K, V), each
+        [R, M, heads·d_head] in the fuser's dtype: ``attn.to_k / to_v(norm1(linear(objs)))``.
+
+        They depend only on the layout and the weights, so a sampling run computes them once (see
+        :mod:`.grounding_kv`) and :meth:`forward_kv` uses them in every step.
+        """
+        w = self.linear.weight
+        o = self.norm1(self.linear(objs.to(device=w.device, dtype=w.dtype)))
+        return self.attn.to_k(o), self.attn.to_v(o)
+
+    def forward_kv(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """:meth:`forward` with the grounding tokens given as their keys and values from :meth:`grounding_kv`
+        (k, v: [B or 1, M, inner]); the same maths, up to float rounding. x is not modified."""
+        if scale == 0.0:
+            return x
+        h = x.to(self.linear.weight.dtype)
+        a = self.attn.forward_with_kv(self.norm1(h), k, v)
         h = h + scale * torch.tanh(self.alpha_attn) * a
         h = h + scale * torch.tanh(self.alpha_dense) * self.ff(self.norm2(h))
         return h.to(x.dtype)

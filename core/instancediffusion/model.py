@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .fuser import FUSER_CHANNELS, FUSER_PREFIXES, build_fusers
+from .fuser import FUSER_CHANNELS, FUSER_PREFIXES, GatedSelfAttentionDense, build_fusers
 from .position_net import DropFlags, PositionNet
 from .scaleu import SCALEU_CHANNELS, ScaleU
 
@@ -110,6 +110,12 @@ class InstanceDiffusion(nn.Module):
 
     def fuse(self, x: torch.Tensor, objs: torch.Tensor, transformer_index: int, scale: float = 1.0) -> torch.Tensor:
         """Apply fuser ``transformer_index`` (0..15) to visual tokens x [B, N, C]; objs [B or 1, 184, 768]."""
+        fuser = self.fuser_for(x, transformer_index)
+        with torch.no_grad():
+            return fuser(x, objs, scale)
+
+    def fuser_for(self, x: torch.Tensor, transformer_index: int) -> GatedSelfAttentionDense:
+        """Fuser ``transformer_index`` (0..15), checked against the visual tokens x [B, N, C] it will fuse."""
         if not 0 <= transformer_index < len(self.fusers):
             raise ValueError(
                 f"InstanceDiffusion: transformer_index {transformer_index} is outside 0..{len(self.fusers) - 1} "
@@ -121,8 +127,7 @@ class InstanceDiffusion(nn.Module):
                 f"InstanceDiffusion: fuser {transformer_index} expects {fuser.linear.out_features} channels, "
                 f"got x of shape {tuple(x.shape)} (is this an SD1.5 model?)"
             )
-        with torch.no_grad():
-            return fuser(x, objs, scale)
+        return fuser
 
     def scale_u(self, h: torch.Tensor, hsp: torch.Tensor, block_id: int) -> tuple[torch.Tensor, torch.Tensor]:
         """ScaleU at output block ``block_id`` (0..11); h [B, C_i, H, W], hsp [B, C_skip, H, W]."""

@@ -7,6 +7,9 @@ Parameters ``scaleu_b_{i}`` (C_i,) and ``scaleu_s_{i}`` (1,), names equal to the
 
 from __future__ import annotations
 
+import functools
+import math
+
 import torch
 from torch import nn
 
@@ -14,12 +17,13 @@ from torch import nn
 SCALEU_CHANNELS: tuple[int, ...] = (1280, 1280, 1280, 1280, 1280, 1280, 1280, 640, 640, 640, 320, 320)
 
 
-def fourier_filter(x: torch.Tensor, threshold: int, scale: torch.Tensor | float) -> torch.Tensor:
-    """Scale the centred low-frequency block of x's 2-D spectrum.
+def fourier_filter_fft(x: torch.Tensor, threshold: int, scale: torch.Tensor | float) -> torch.Tensor:
+    """Scale the centred low-frequency block of x's 2-D spectrum: the official computation, through full FFTs.
 
     x: [B, C, H, W]. FFT over (H, W) in fp32 (the official run is under fp16 autocast, where FFTs are fp32),
     fftshift, multiply bins ``[H//2-t : H//2+t, W//2-t : W//2+t]`` (Python slicing, as official) by ``scale``,
     inverse shift, inverse FFT, keep ``.real``, cast back to x's dtype. Returns a new tensor.
+    :func:`fourier_filter` computes the same result without the full transforms.
     """
     dtype = x.dtype
     xf = torch.fft.fftn(x.float(), dim=(-2, -1))
@@ -31,6 +35,47 @@ def fourier_filter(x: torch.Tensor, threshold: int, scale: torch.Tensor | float)
     mask[crow - threshold : crow + threshold, ccol - threshold : ccol + threshold] = scale_t
     xf = torch.fft.ifftshift(xf * mask, dim=(-2, -1))
     return torch.fft.ifftn(xf, dim=(-2, -1)).real.to(dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _band(n: int, threshold: int, device: torch.device) -> torch.Tensor:
+    """[k, n] complex64 DFT rows ``exp(-2πi·f·j/n)`` for the frequencies f the official mask slice
+    ``[n//2 - t : n//2 + t]`` of the fftshifted spectrum selects (fftshift puts frequency i - n//2 at index i;
+    Python slicing, so a negative start wraps as in the official code)."""
+    kept = torch.arange(n)[n // 2 - threshold : n // 2 + threshold]
+    f = (kept - n // 2).to(torch.float64)
+    angle = -2 * math.pi * torch.outer(f, torch.arange(n, dtype=torch.float64)) / n
+    return torch.polar(torch.ones_like(angle), angle).to(device=device, dtype=torch.complex64)
+
+
+def fourier_filter(x: torch.Tensor, threshold: int, scale: torch.Tensor | float) -> torch.Tensor:
+    """The official Fourier filter (:func:`fourier_filter_fft`: the centred ``2t × 2t`` block of the shifted
+    spectrum scaled by ``scale``, real part, x's dtype), computed from the scaled bins only.
+
+    The DFT is linear, so ``ifft(mask · fft(x)) = x + (scale - 1) · ifft(1_S · fft(x))`` with S the (2t)² bins the
+    mask scales; those bins and their inverse transform are a few rank-2t matrix products along H and W
+    (O(t·H·W) per channel instead of two full FFTs of complex copies). The same values up to float rounding
+    (fp32 throughout, like the official FFT). Returns a new tensor; x is not modified.
+    """
+    dtype = x.dtype
+    xf = x.float()
+    h, w = x.shape[-2:]
+    rows, cols = _band(h, threshold, x.device), _band(w, threshold, x.device)  # [kh, H], [kw, W]
+    kw = cols.shape[0]
+    if rows.shape[0] == 0 or kw == 0:
+        return xf.to(dtype) if xf is not x else x.clone()
+    m = xf.numel() // (h * w)
+    x2 = xf.reshape(m * h, w)
+    cw = torch.cat([cols.real, cols.imag], 0)  # [2kw, W]
+    # the scaled bins: X[r, c] = Σ_y Σ_x x[y, x] · rows[r, y] · cols[c, x]
+    t = (x2 @ cw.T).view(m, h, 2, kw)
+    t = torch.complex(t[:, :, 0], t[:, :, 1]).permute(1, 0, 2).reshape(h, m * kw)  # x · colsᵀ, [H, m·kw]
+    s = torch.as_tensor(scale, dtype=torch.float32, device=x.device).reshape(())
+    bins = (rows @ t) * ((s - 1) / (h * w))  # [kh, m·kw]
+    # their inverse transform, real part: Re(conj(rows)ᵀ · bins · conj(cols)), added to x in one pass
+    u = (rows.conj().T @ bins).view(h, m, kw).permute(1, 0, 2)  # [m, H, kw]
+    u = torch.cat([u.real, u.imag], -1).reshape(m * h, 2 * kw)
+    return torch.addmm(x2, u, cw).view(x.shape).to(dtype)
 
 
 class ScaleU(nn.Module):

@@ -3,7 +3,8 @@
 - ``middle_patch`` (between attn1 and attn2 of each of the 16 transformer blocks, ``transformer_index`` 0..15):
   the UniFusion fuser of that block. Rows are routed with ``cond_or_uncond``: positive rows get the layout's
   grounding tokens, negative rows the all-null grounding tokens (as the official sampler does: the uncond pass is
-  *not* plain SD). The position net runs once per (device, dtype) and the tokens are cached on the patch state.
+  *not* plain SD). The position net runs once per (device, dtype) and the tokens are cached on the patch state, and
+  so are the tokens' keys and values in each fuser (:class:`GroundingKV`): a step projects only the visual tokens.
 - ``output_block_patch``: ScaleU at the 12 decoder joins (all rows, every step).
 - alpha: the fusers are on for the first ``int(alpha·steps)`` steps, counted exactly on every ComfyUI version by
   :class:`..steps.StepWindow` (the schedule from this pack's samplers, ComfyUI's ``sample_sigmas``, or captured on
@@ -16,6 +17,7 @@ import math
 import torch
 
 from ...core.instancediffusion import null_inputs, single_instance_inputs
+from ...core.instancediffusion.grounding_kv import GroundingKV
 from ..frames import FrameTable, chunk_frames
 from ..patches import rows_by_cond
 from ..steps import SCHEDULE_KEY, StepWindow
@@ -46,6 +48,7 @@ class GroundingState:
         self.frames = frames
         self._tokens: dict = {}
         self._rows: dict = {}
+        self.kv = GroundingKV(adapter.module)  # the fusers' grounding keys/values of the token table, per run
         self.position_net_runs = 0  # how many times the position net ran (once per device/dtype)
 
     def __deepcopy__(self, memo):
@@ -146,8 +149,8 @@ class FuserPatch:
         st.adapter.to_device(x.device)
         idx = st.row_index(extra_options, x.shape[0])
         table = st.tokens(x.device, torch.float32, instances=st.frames is None and bool((idx >= 2).any()))
-        objs = table[idx.to(x.device)]
-        return st.adapter.module.fuse(x, objs, int(extra_options["transformer_index"]), scale)
+        # the grounding tokens' keys/values in this fuser are projected once per run, not in every step
+        return st.kv.fuse(x, table, idx, int(extra_options["transformer_index"]), scale)
 
 
 class ScaleUPatch:
@@ -176,6 +179,7 @@ class MISContextPatch:
 
     def __init__(self, state: GroundingState):
         self.state = state
+        self._last: tuple | None = None  # (context, row index, the context built from them)
 
     def __deepcopy__(self, memo):
         return self
@@ -185,9 +189,18 @@ class MISContextPatch:
         if not mis or context is None:
             return n, context, value
         idx = self.state.row_index(extra_options, context.shape[0])
-        if not bool((idx >= 2).any()):
-            return n, context, value
-        caps = [self.state.captions[int(i) - 2] if int(i) >= 2 else None for i in idx]
+        last = self._last
+        if last is not None and last[0] is context and last[1] is idx:  # the other 15 blocks of this UNet call
+            return (n, context, value) if last[2] is None else (n, last[2], last[2])
+        ctx = self._context(context, idx)
+        self._last = (context, idx, ctx)
+        return (n, context, value) if ctx is None else (n, ctx, ctx)
+
+    def _context(self, context: torch.Tensor, idx: torch.Tensor) -> torch.Tensor | None:
+        rows_idx = idx.tolist()
+        if not any(i >= 2 for i in rows_idx):
+            return None
+        caps = [self.state.captions[i - 2] if i >= 2 else None for i in rows_idx]
         length = context.shape[1]
         for c in caps:
             if c is not None:
@@ -196,8 +209,7 @@ class MISContextPatch:
         for r, c in enumerate(caps):
             src = context[r:r + 1] if c is None else c.to(device=context.device, dtype=context.dtype)
             rows.append(src.repeat(1, length // src.shape[1], 1))  # repeating tokens leaves attention unchanged
-        ctx = torch.cat(rows, 0)
-        return n, ctx, ctx
+        return torch.cat(rows, 0)
 
 
 def find_state(model) -> GroundingState | None:

@@ -15,6 +15,7 @@ from core.instancediffusion import (
     ScaleU,
     expected_shapes,
     fourier_filter,
+    fourier_filter_fft,
     null_inputs,
     to_official_key,
 )
@@ -267,6 +268,23 @@ def test_fourier_filter_hand_cases():
     out = fourier_filter(h, 1, 1.0)
     assert out.dtype == torch.float16 and torch.equal(h, h0)
     assert torch.allclose(out.float(), h.float(), atol=1e-2)
+
+
+@pytest.mark.parametrize("threshold", [1, 2, 3])
+def test_fourier_filter_equals_the_official_full_fft_path(threshold):
+    # the scaled bins only (rank-2t products) == fft -> shift -> mask -> ifft, for every size incl. odd/degenerate
+    g = torch.Generator().manual_seed(threshold)
+    for hh in range(1, 10):
+        for ww in range(1, 10):
+            x = torch.randn(2, 3, hh, ww, generator=g) * 3
+            for s in (1.3, torch.tensor([0.2]), 1.0):
+                got, want = fourier_filter(x, threshold, s), fourier_filter_fft(x, threshold, s)
+                assert got.shape == want.shape and got.dtype == want.dtype
+                assert (got - want).abs().max() <= 1e-5, (hh, ww, s)
+    x = torch.randn(2, 320, 64, 64, generator=g)  # SD1.5's largest ScaleU input at 512x512
+    assert (fourier_filter(x, 1, 1.7) - fourier_filter_fft(x, 1, 1.7)).abs().max() <= 1e-5
+    xh = torch.randn(1, 8, 16, 16, generator=g).half()
+    assert (fourier_filter(xh, 1, 1.7).float() - fourier_filter_fft(xh, 1, 1.7).float()).abs().max() <= 2e-3
 
 
 def test_scaleu_block_scales():

@@ -280,6 +280,28 @@ def test_clones_share_weights_and_do_not_leak_and_the_position_net_runs_once(com
     assert state.position_net_runs == runs  # cached across runs of the same inputs
 
 
+def test_grounding_keys_values_are_projected_once_for_all_steps_and_runs(comfy, id_files):
+    import torch
+    from comfy_testnodes.tiny_models import tiny_checkpoint
+
+    import nodes as comfy_nodes
+    from core.layout import Layout
+
+    n, mod = _nodes(comfy)
+    adapter = n["IFAInstanceDiffusionLoader"]().load("tiny_id.safetensors")[0]
+    model, clip, _ = tiny_checkpoint("sd15")
+    patched = n["IFAApplyInstanceDiffusion"]().apply(model, adapter, clip, Layout.from_json(LAYOUT), 1.0, 1.0,
+                                                      "auto", True)[0]
+    state = mod.find_state(patched)
+    pos = comfy_nodes.CLIPTextEncode().encode(clip, "a cat and a dog")[0]
+    neg = comfy_nodes.CLIPTextEncode().encode(clip, "blurry")[0]
+    for seed in (1, 2):  # 4 steps x 16 fusers per run; each fuser projects the null + layout rows once in all
+        comfy_nodes.common_ksampler(patched, seed, 4, 5.0, "euler", "normal", pos, neg,
+                                    {"samples": torch.zeros(1, 4, H // 8, W // 8)})
+        assert state.kv.projections == 16
+    assert state.kv.cached_bytes() == state.kv.table_bytes(state.tokens(torch.device("cpu"), torch.float32))
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_fuser_and_scaleu_patches_in_low_precision(comfy, id_files, dtype):
     import torch
