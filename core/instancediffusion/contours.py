@@ -58,47 +58,57 @@ def _fraction(a: np.ndarray, b: np.ndarray, level: float) -> np.ndarray:
     return np.where(a == b, 0.0, f)
 
 
-def contour_segments(image: np.ndarray, level: float, fully_connected: str = "low") -> list[tuple[tuple, tuple]]:
-    """Directed marching-squares segments ``((r, c), (r, c))`` in skimage's emission order (row-major cells)."""
+def _segment_arrays(image: np.ndarray, level: float, fully_connected: str) -> tuple[np.ndarray, np.ndarray]:
+    """Directed marching-squares segments as two [m, 2] float64 arrays (starts, ends) of (row, col), in skimage's
+    emission order (row-major cells; a saddle's two segments in table order). Built without a per-cell loop."""
     img = np.asarray(image, dtype=np.float64)
     if img.ndim != 2:
         raise ValueError(f"find_contours: expected a 2-D array, got shape {img.shape}")
     if fully_connected not in ("low", "high"):
         raise ValueError(f"fully_connected must be 'low' or 'high', got {fully_connected!r}")
+    empty = np.zeros((0, 2), dtype=np.float64)
     if img.shape[0] < 2 or img.shape[1] < 2:
-        return []
+        return empty, empty
     level = float(level)
     ul, ur, ll, lr = img[:-1, :-1], img[:-1, 1:], img[1:, :-1], img[1:, 1:]
     case = (ul > level) * 1 + (ur > level) * 2 + (ll > level) * 4 + (lr > level) * 8
     valid = (case > 0) & (case < 15) & ~np.isnan(ul + ur + ll + lr)
     rs, cs = np.nonzero(valid)  # row-major: the order skimage visits cells
     if rs.size == 0:
-        return []
+        return empty, empty
     ul, ur, ll, lr = ul[rs, cs], ur[rs, cs], ll[rs, cs], lr[rs, cs]
     r0, c0 = rs.astype(np.float64), cs.astype(np.float64)
     r1, c1 = r0 + 1.0, c0 + 1.0
-    edges = (
+    edges = np.stack([
         np.stack([r0, c0 + _fraction(ul, ur, level)], 1),  # top
         np.stack([r1, c0 + _fraction(ll, lr, level)], 1),  # bottom
         np.stack([r0 + _fraction(ul, ll, level), c0], 1),  # left
         np.stack([r0 + _fraction(ur, lr, level), c1], 1),  # right
-    )
-    pts = [e.tolist() for e in edges]
-    out: list[tuple[tuple, tuple]] = []
-    for i, k in enumerate(case[rs, cs].tolist()):
-        segs = _CASES.get(k) or _SADDLES[(fully_connected, k)]
-        for a, b in segs:
-            out.append((tuple(pts[a][i]), tuple(pts[b][i])))
-    return out
+    ])  # [4 edges, cells, 2]
+    table = np.full((16, 2, 2), -1, dtype=np.int64)  # case -> up to two (from_edge, to_edge) segments
+    for k, segs in {**_CASES, 6: _SADDLES[(fully_connected, 6)], 9: _SADDLES[(fully_connected, 9)]}.items():
+        table[k, : len(segs)] = segs
+    codes = case[rs, cs]
+    count = 1 + (table[codes, 1, 0] >= 0)  # segments per cell
+    cell = np.repeat(np.arange(codes.size), count)
+    which = np.arange(cell.size) - np.repeat(np.cumsum(count) - count, count)  # 0 or 1 within its cell
+    pair = table[codes[cell], which]  # [m, 2] edge codes
+    return edges[pair[:, 0], cell], edges[pair[:, 1], cell]
 
 
-def assemble_contours(segments: list[tuple[tuple, tuple]]) -> list[np.ndarray]:
-    """Chain directed segments into contours (the rule in the module docstring), oldest chain first."""
+def contour_segments(image: np.ndarray, level: float, fully_connected: str = "low") -> list[tuple[tuple, tuple]]:
+    """Directed marching-squares segments ``((r, c), (r, c))`` in skimage's emission order (row-major cells)."""
+    starts, ends = _segment_arrays(image, level, fully_connected)
+    return list(zip(map(tuple, starts.tolist()), map(tuple, ends.tolist())))
+
+
+def _assemble_ids(starts: list[int], ends: list[int]) -> list[list[int]]:
+    """Chain directed segments given as point ids (the rule in the module docstring), oldest chain first."""
     chains: dict[int, deque] = {}
-    by_start: dict[tuple, tuple[deque, int]] = {}
-    by_end: dict[tuple, tuple[deque, int]] = {}
+    by_start: dict[int, tuple[deque, int]] = {}
+    by_end: dict[int, tuple[deque, int]] = {}
     created = 0
-    for p, q in segments:
+    for p, q in zip(starts, ends):
         if p == q:
             continue
         after, after_id = by_start.pop(q, (None, -1))  # a chain that starts where this segment ends
@@ -128,13 +138,34 @@ def assemble_contours(segments: list[tuple[tuple, tuple]]) -> list[np.ndarray]:
             del chains[before_id]
             by_start[after[0]] = (after, after_id)
             by_end[after[-1]] = (after, after_id)
-    return [np.array(chains[k], dtype=np.float64) for k in sorted(chains)]
+    return [list(chains[k]) for k in sorted(chains)]
+
+
+def _assemble_arrays(starts: np.ndarray, ends: np.ndarray) -> list[np.ndarray]:
+    """Chain segments given as coordinate arrays: points become integer ids (equal coordinates, equal id) so that
+    the chaining loop hashes integers, and the chains are mapped back to coordinates at the end."""
+    if starts.shape[0] == 0:
+        return []
+    both = np.ascontiguousarray(np.concatenate([starts, ends]))
+    keys, ids = np.unique(both.view(np.complex128).ravel(), return_inverse=True)  # (row, col) as one number
+    points = np.stack([keys.real, keys.imag], axis=1)
+    ids = ids.reshape(-1)
+    m = starts.shape[0]
+    return [points[np.asarray(c, dtype=np.int64)] for c in _assemble_ids(ids[:m].tolist(), ids[m:].tolist())]
+
+
+def assemble_contours(segments: list[tuple[tuple, tuple]]) -> list[np.ndarray]:
+    """Chain directed segments into contours (the rule in the module docstring), oldest chain first."""
+    if not segments:
+        return []
+    seg = np.asarray(segments, dtype=np.float64).reshape(-1, 2, 2)
+    return _assemble_arrays(seg[:, 0], seg[:, 1])
 
 
 def find_contours(image: np.ndarray, level: float, fully_connected: str = "low") -> list[np.ndarray]:
     """Contours of ``image`` [H, W] at ``level``: a list of [n, 2] float64 (row, col) arrays, equal to
     ``skimage.measure.find_contours(image, level, fully_connected)`` (positive_orientation "low", no mask)."""
-    return assemble_contours(contour_segments(image, level, fully_connected))
+    return _assemble_arrays(*_segment_arrays(image, level, fully_connected))
 
 
 def find_contours_binary(mask: np.ndarray) -> list[np.ndarray]:
