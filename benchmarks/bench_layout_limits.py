@@ -154,8 +154,13 @@ def more_cases(size: int) -> dict[str, tuple[dict | str, bool, str]]:
                  {"frame": f, "regions": [{"kind": "box", "box": [f % (size // 2), k, f % (size // 2) + size // 2,
                                                                   k + size // 2]}]} for f in range(n_frames)]}
                  for k in range(n_inst)]}
-    for work in ("at_frame", "preview_frames", "masks_frames"):
-        out[f"{work}: {n_inst} instances x {n_frames} keyframes"] = (timed, True, work)
+    out[f"at_frame: {n_inst} instances x {n_frames} keyframes"] = (timed, True, "at_frame")
+    for work in ("preview_frames", "masks_frames"):  # 1,024 frames at 1024²: over the output bound, refused first
+        out[f"{work}: {n_inst} instances x {n_frames} keyframes (refused)"] = (timed, False, work)
+    short = {**timed, "frames": 16, "instances": [{**inst, "keyframes": inst["keyframes"][:16]}
+                                                  for inst in timed["instances"]]}
+    for work in ("preview_frames", "masks_frames"):  # the same layout over 16 frames: drawn
+        out[f"{work}: {n_inst} instances x 16 keyframes"] = (short, True, work)
     boxes = [[f % 100, 0, f % 100 + 50, 50] for f in range(n_frames)]
     out[f"box_tracks: {n_inst} tracks x {n_frames} boxes"] = (
         {"width": size, "height": size, "tracks": [{"description": f"t{k}", "boxes": boxes} for k in range(n_inst)]},
@@ -180,7 +185,6 @@ def run_work(path: str, work: str) -> dict:
 
     from core.layout import Layout, LayoutError
     from core.layout.timeline import at_frame, frame_count
-    from core.render import render_layout, to_comfy_image
 
     with open(path, encoding="utf-8") as f:
         text = f.read()
@@ -203,17 +207,16 @@ def run_work(path: str, work: str) -> dict:
                 from core.instancediffusion.inputs import EMBED_DIM, from_layout
 
                 from_layout(lay, torch.zeros(len(lay.active()), EMBED_DIM), preset="masks")
-            elif work == "at_frame":
-                for f in range(frame_count(lay)):
-                    at_frame(lay, f)
-            elif work == "preview_frames":  # nodes/video.py LayoutPreviewFrames: one picture per frame
-                imgs = [to_comfy_image(render_layout(at_frame(lay, f), opacity=0.45, legend=True))
-                        for f in range(frame_count(lay))]
-                torch.cat(imgs, 0)
-            elif work == "masks_frames":  # LayoutToMasksFrames, instance 0: union and background per frame
-                h, w = lay.height, lay.width
-                out = [at_frame(lay, f) for f in range(frame_count(lay))]
-                torch.stack([x.union_mask(h, w) for x in out]), torch.stack([x.background_mask(h, w) for x in out])
+            elif work == "at_frame":  # Layout at Frame: one node run resolves one frame (here the middle one)
+                at_frame(lay, frame_count(lay) // 2)
+            elif work == "preview_frames":  # nodes/video.py Layout Preview over Frames (core/frame_outputs.py)
+                from core.frame_outputs import preview_frames
+
+                preview_frames(lay, frame_count(lay), opacity=0.45, legend=True)
+            elif work == "masks_frames":  # Layout to Masks over Frames, instance 0 (every instance), canvas size
+                from core.frame_outputs import mask_frames
+
+                mask_frames(lay, 0, frame_count(lay), lay.height, lay.width)
         result = "ok"
     except LayoutError as e:
         result = f"refused: {str(e)[:150]}"
