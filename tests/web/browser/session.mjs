@@ -68,19 +68,36 @@ export function layoutValue(id = S.nodeId) {
   }, id);
 }
 
+/** The editor canvas's box once it has stopped moving (Vue node mode re-lays the node out after a frame change or a
+ * selection; a point taken mid-layout lands off target). */
+async function stableCanvasBox() {
+  const canvas = S.page.locator(`${S.ed} canvas`).first();
+  let prev = await canvas.boundingBox();
+  for (let i = 0; i < 40; i++) {
+    await S.page.waitForTimeout(25);
+    const box = await canvas.boundingBox();
+    if (box && prev && ["x", "y", "width", "height"].every((k) => box[k] === prev[k])) return box;
+    prev = box;
+  }
+  return prev;
+}
+
 export async function canvasPoint(fx, fy) {
-  const box = await S.page.locator(`${S.ed} canvas`).first().boundingBox();
+  const box = await stableCanvasBox();
   return [box.x + fx * box.width, box.y + fy * box.height];
 }
 
 export async function drag(from, to) {
   const { page } = S;
   const a = await canvasPoint(...from);
-  const b = await canvasPoint(...to);
   await page.mouse.move(a[0], a[1]);
   await page.mouse.down();
-  await page.mouse.move((a[0] + b[0]) / 2, (a[1] + b[1]) / 2, { steps: 4 });
-  await page.mouse.move(b[0], b[1], { steps: 4 });
+  // Each step aims at its canvas point through the canvas's current box (a press may re-lay the node out), and the
+  // last one is repeated once the canvas has settled, so the release lands on the target whatever moved meanwhile.
+  for (const t of [0.25, 0.5, 0.75, 1, 1]) {
+    const p = await canvasPoint(from[0] + t * (to[0] - from[0]), from[1] + t * (to[1] - from[1]));
+    await page.mouse.move(p[0], p[1], { steps: 2 });
+  }
   await page.mouse.up();
 }
 
