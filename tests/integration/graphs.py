@@ -21,3 +21,19 @@ def base_graph(arch: str = "sd15", width: int = 256, height: int = 192, steps: i
     if save:
         g["save"] = {"class_type": "SaveImage", "inputs": {"images": ["decode", 0], "filename_prefix": "ifa_test"}}
     return g
+
+
+def add_ifadapter(g: dict, layout_json: str, width: int, height: int, ifadapter_name: str, tag: str) -> dict:
+    """Instance Layout -> IFAdapter Loader -> Encode Appearance Tokens -> Apply IFAdapter on ``g``'s checkpoint, the
+    patched model captured under ``tag`` (IFATest_CaptureModel) and fed to the KSampler."""
+    g["lay"] = {"class_type": "IFAInstanceLayout",
+                "inputs": {"width": width, "height": height, "layout": layout_json}}
+    g["ifa"] = {"class_type": "IFAAdapterLoader", "inputs": {"ifadapter_name": ifadapter_name, "dtype": "auto"}}
+    g["tok"] = {"class_type": "IFAEncodeAppearanceTokens",
+                "inputs": {"clip": ["ckpt", 1], "ifadapter": ["ifa", 0], "layout": ["lay", 0]}}
+    g["apply"] = {"class_type": "IFAApplyIFAdapter", "inputs": {
+        "model": ["ckpt", 0], "ifadapter": ["ifa", 0], "tokens": ["tok", 0], "layout": ["lay", 0],
+        "scale": 1.0, "start_percent": 0.0, "end_percent": 1.0}}
+    g["cap"] = {"class_type": "IFATest_CaptureModel", "inputs": {"model": ["apply", 0], "tag": tag}}
+    g["sample"]["inputs"]["model"] = ["cap", 0]
+    return g

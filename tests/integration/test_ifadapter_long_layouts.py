@@ -17,7 +17,7 @@ import threading
 import time
 
 import pytest
-from graphs import base_graph
+from graphs import add_ifadapter, base_graph
 
 pytestmark = pytest.mark.integration
 
@@ -45,16 +45,7 @@ def ifa_file(comfy):
 
 def graph(layout: dict, tag: str) -> dict:
     g = base_graph("sdxl", W, H, steps=1, seed=5, positive="a street", negative="blurry", batch=2, save=False)
-    g["lay"] = {"class_type": "IFAInstanceLayout", "inputs": {"width": W, "height": H, "layout": json.dumps(layout)}}
-    g["ifa"] = {"class_type": "IFAAdapterLoader", "inputs": {"ifadapter_name": "tiny_ifa_long.safetensors",
-                                                            "dtype": "auto"}}
-    g["tok"] = {"class_type": "IFAEncodeAppearanceTokens",
-                "inputs": {"clip": ["ckpt", 1], "ifadapter": ["ifa", 0], "layout": ["lay", 0]}}
-    g["apply"] = {"class_type": "IFAApplyIFAdapter", "inputs": {
-        "model": ["ckpt", 0], "ifadapter": ["ifa", 0], "tokens": ["tok", 0], "layout": ["lay", 0],
-        "scale": 1.0, "start_percent": 0.0, "end_percent": 1.0}}
-    g["cap"] = {"class_type": "IFATest_CaptureModel", "inputs": {"model": ["apply", 0], "tag": tag}}
-    g["sample"]["inputs"]["model"] = ["cap", 0]
+    add_ifadapter(g, json.dumps(layout), W, H, "tiny_ifa_long.safetensors", tag)
     g["lat"] = {"class_type": "IFATest_SaveLatentTensor", "inputs": {"samples": ["sample", 0], "prefix": tag}}
     return g
 

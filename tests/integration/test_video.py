@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 from comfy_env import GraphError
-from graphs import base_graph
+from graphs import add_ifadapter, base_graph
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -237,17 +237,7 @@ def ifa_graph(layout=None, batch=FRAMES) -> dict:
     layout = layout or ifa_layout()
     g = base_graph("sdxl", IFA_W, IFA_H, steps=2, seed=5, positive="a street", negative="blurry", batch=batch,
                    save=False)
-    g["lay"] = {"class_type": "IFAInstanceLayout",
-                "inputs": {"width": IFA_W, "height": IFA_H, "layout": json.dumps(layout)}}
-    g["ifa"] = {"class_type": "IFAAdapterLoader", "inputs": {"ifadapter_name": "tiny_ifa_video.safetensors",
-                                                            "dtype": "auto"}}
-    g["tok"] = {"class_type": "IFAEncodeAppearanceTokens",
-                "inputs": {"clip": ["ckpt", 1], "ifadapter": ["ifa", 0], "layout": ["lay", 0]}}
-    g["apply"] = {"class_type": "IFAApplyIFAdapter", "inputs": {
-        "model": ["ckpt", 0], "ifadapter": ["ifa", 0], "tokens": ["tok", 0], "layout": ["lay", 0],
-        "scale": 1.0, "start_percent": 0.0, "end_percent": 1.0}}
-    g["cap"] = {"class_type": "IFATest_CaptureModel", "inputs": {"model": ["apply", 0], "tag": "ifa_video"}}
-    g["sample"]["inputs"]["model"] = ["cap", 0]
+    add_ifadapter(g, json.dumps(layout), IFA_W, IFA_H, "tiny_ifa_video.safetensors", "ifa_video")
     return g
 
 
