@@ -153,7 +153,8 @@ class EvaluateLayout:
             "vlm": combo("vlm", "Image-text-to-text model folder in models/vlm (Qwen2-VL, LLaVA, ...): verifies "
                                 "each localised instance (IFS). Needs a detector."),
             "detection_threshold": ("FLOAT", {"default": 0.25, "min": 0.0, "max": 1.0, "step": 0.01,
-                                              "tooltip": "Minimum detector score of a box."}),
+                                              "tooltip": "Minimum detector score (0 to 1) of a box to count; "
+                                                         "lower finds more and mismatches more."}),
             "allow_download": ("BOOLEAN", {"default": False,
                                            "tooltip": "Download a hub model from the list into models/<kind> on "
                                                       "first use. Off: only local folders are used."}),
