@@ -16,7 +16,7 @@ NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}
 LOAD_ERRORS: dict[str, str] = {}
 
-_CAPABILITIES = ("layout", "ifadapter", "instancediffusion", "training_sample", "video")
+_CAPABILITIES = ("layout", "ifadapter", "instancediffusion", "training_sample", "video", "evaluate_layout")
 
 folders.register_model_folders()
 

@@ -67,6 +67,8 @@ def workflow_badge(workflow: dict) -> str:
         parts.append("LoRA")
     if any(t and t.startswith("ControlNet") for t in types):
         parts.append("ControlNet")
+    if "IFAEvaluateLayout" in types:
+        parts.append("Evaluate Layout")
     return " · ".join(parts)
 
 

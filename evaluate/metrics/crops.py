@@ -17,7 +17,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from core.layout import Layout
+try:  # inside the node pack (see ground_truth.py)
+    from ...core.layout import Layout
+except ImportError:  # `evaluate` as a top-level package
+    from core.layout import Layout
 
 from .ground_truth import image_size
 

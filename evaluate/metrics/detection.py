@@ -37,7 +37,10 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from core.layout import Layout
+try:  # inside the node pack (see ground_truth.py)
+    from ...core.layout import Layout
+except ImportError:  # `evaluate` as a top-level package
+    from core.layout import Layout
 
 from .ground_truth import GroundTruth, ground_truth, image_size
 

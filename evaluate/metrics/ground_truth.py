@@ -23,8 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core import raster
-from core.layout import Instance, Layout
+try:  # inside the node pack, which ComfyUI imports as a package (the Evaluate Layout node)
+    from ...core import raster
+    from ...core.layout import Instance, Layout
+except ImportError:  # `evaluate` as a top-level package: the CLI and the tests, run from the repository root
+    from core import raster
+    from core.layout import Instance, Layout
 
 MAX_EVAL_PIXELS = 2048 * 2048
 

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 
 import torch
 
-from core.paths import contained_path
+try:  # inside the node pack (see metrics/ground_truth.py)
+    from ...core.paths import contained_path
+except ImportError:  # `evaluate` as a top-level package
+    from core.paths import contained_path
 
 KINDS = ("detection", "clip", "vlm", "yolo", "inception")
 MAX_NAME_CHARS = 200
