@@ -74,7 +74,7 @@ def tiny_workflow(specs: dict, name: str, arch: str, out: Path) -> Path:
         elif ct == "IFAAdapterLoader":
             inp["ifadapter_name"] = "tiny_ifa.safetensors"
         elif ct in ("KSampler", "IFAInstanceDiffusionSampler"):
-            inp["steps"] = 2
+            inp["steps"] = 1
     path = out / f"{arch}.json"
     path.write_text(json.dumps(prompt))
     return path
@@ -134,11 +134,15 @@ def test_ablation_options_set_the_pack_inputs(specs):
 
 
 # ------------------------------------------------------------------------------------------ two servers, one dies
-def test_two_servers_one_killed_mid_run_every_item_once_then_resume(servers, specs, tmp_path):
+@pytest.fixture(scope="module")
+def sd15_run(servers, specs, tmp_path_factory):
+    """The 6-item benchmark through the shipped InstanceDiffusion workflow on both servers; server b is killed while
+    its sampler runs its first item."""
     a, b = servers
-    wf = tiny_workflow(specs, "InstanceDiffusion boxes.json", "sd15", tmp_path)
-    bench = benchmark(tmp_path / "bench.jsonl")
-    out = tmp_path / "run"
+    tmp = tmp_path_factory.mktemp("sd15_run")
+    wf = tiny_workflow(specs, "InstanceDiffusion boxes.json", "sd15", tmp)
+    bench = benchmark(tmp / "bench.jsonl")
+    out = tmp / "run"
     killed = {}
 
     def on_event(kind, item, server):
@@ -146,8 +150,13 @@ def test_two_servers_one_killed_mid_run_every_item_once_then_resume(servers, spe
             killed["item"] = item.id
             b.proc.kill()
 
-    opts = RunOptions(str(bench), str(wf), str(out), [a.url, b.url])
-    s = run_benchmark(opts, on_event=on_event)
+    s = run_benchmark(RunOptions(str(bench), str(wf), str(out), [a.url, b.url]), on_event=on_event)
+    return {"summary": s, "killed": killed, "bench": bench, "wf": wf, "out": out}
+
+
+def test_two_servers_one_killed_mid_run_every_item_generated_once(servers, sd15_run):
+    a, b = servers
+    s, killed, out = sd15_run["summary"], sd15_run["killed"], sd15_run["out"]
     assert killed, "server b never started sampling an item"
     assert s.ok and s.generated == 6 and s.skipped == 0, s
     manifest = read_lines(str(out / "manifest.jsonl"))
@@ -156,14 +165,141 @@ def test_two_servers_one_killed_mid_run_every_item_once_then_resume(servers, spe
     assert by_id[killed["item"]]["server"] == a.url  # the killed server's item went to the other one
     assert {e["workflow_hash"] for e in manifest} == {s.workflow_hash}
     for e in manifest:
-        assert e["seed"] == 100 + int(e["id"].split("-")[1]) and e["seconds"] > 0
+        assert e["seed"] == 100 + int(e["id"].split("-")[1]) and e["seconds"] > 0 and e["finished"].endswith("Z")
         with Image.open(out / e["image"]) as im:
             assert im.size == (SIZE, SIZE)
         assert e["image"] == f"images/{item_file_stem(e['id'])}.png"
     errors = read_lines(str(out / "errors.jsonl"))
     assert [(x["id"], x["server"], x["retried"]) for x in errors] == [(killed["item"], b.url, True)]
     assert not list(out.glob("images/.tmp-*"))
-    # resume: nothing left to do; b is dead and says so, a answers
-    s2 = run_benchmark(RunOptions(str(bench), str(wf), str(out), [a.url, b.url]))
+    saved = json.loads((out / "workflow.json").read_text())
+    assert {n["class_type"] for n in saved.values()} >= {"IFAInstanceLayout", "IFAApplyInstanceDiffusion", "SaveImage"}
+
+
+def test_resume_skips_done_items_and_refuses_another_workflow(servers, sd15_run, tmp_path):
+    a, b = servers
+    out, bench = sd15_run["out"], sd15_run["bench"]
+    logs = []
+    s2 = run_benchmark(RunOptions(str(bench), str(sd15_run["wf"]), str(out), [a.url, b.url]), log=logs.append)
     assert (s2.generated, s2.skipped, s2.ok) == (0, 6, True)
+    assert any(b.url in m and "unreachable" in m for m in logs), logs  # the dead server is named
     assert len(read_lines(str(out / "manifest.jsonl"))) == 6
+    with pytest.raises(ValueError, match="made with workflow .* use a new --out"):
+        run_benchmark(RunOptions(str(bench), str(sd15_run["wf"]), str(out), [a.url],
+                                 overrides=ablation_overrides(scaleu="off")))
+
+
+def test_sdxl_ifadapter_run_with_the_token_set_ablation(servers, specs, tmp_path):
+    a, _ = servers
+    wf = tiny_workflow(specs, "IFAdapter layout to image.json", "sdxl", tmp_path)
+    bench = benchmark(tmp_path / "bench.jsonl")
+    full = run_benchmark(RunOptions(str(bench), str(wf), str(tmp_path / "full"), [a.url], limit=2))
+    eot = run_benchmark(RunOptions(str(bench), str(wf), str(tmp_path / "eot"), [a.url], limit=2,
+                                   overrides=ablation_overrides(ifadapter_tokens="eot")))
+    assert full.ok and eot.ok and full.generated == eot.generated == 2 and full.workflow_hash != eot.workflow_hash
+    name = f"images/{item_file_stem('item-0')}.png"
+    with Image.open(tmp_path / "full" / name) as x, Image.open(tmp_path / "eot" / name) as y:
+        assert x.size == y.size == (SIZE, SIZE) and x.tobytes() != y.tobytes()
+
+
+# ------------------------------------------------------------------------------------------ bad input
+def test_bad_lines_unreachable_server_and_wrong_size_are_named_and_the_run_goes_on(servers, specs, tmp_path):
+    from comfy_env import free_port
+
+    a, _ = servers
+    wf = tiny_workflow(specs, "InstanceDiffusion boxes.json", "sd15", tmp_path)
+    outside = layout(0)
+    outside["instances"][0]["regions"][0]["box"] = [0, 0, 400, 10]
+    lines = [json.dumps({"id": "good-1", "seed": 1, "layout": layout(1)}),
+             "{not json",
+             json.dumps({"id": "outside", "seed": 2, "layout": outside}),
+             json.dumps({"id": "odd-size", "seed": 3, "layout": layout(2, 132, 132)}),
+             json.dumps({"id": "good-1", "seed": 4, "layout": layout(3)}),
+             json.dumps({"id": "good-2", "seed": 5, "layout": layout(4)})]
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("\n".join(lines) + "\n")
+    dead = f"http://127.0.0.1:{free_port()}"
+    logs = []
+    s = run_benchmark(RunOptions(str(bench), str(wf), str(tmp_path / "run"), [dead, a.url]), log=logs.append)
+    assert s.generated == 2 and not s.ok
+    text = "\n".join(s.failed)
+    assert "item 2: not valid JSON" in text
+    assert "item 3 ('outside'): not a valid layout: instance 1" in text and "x1=400" in text
+    assert "item 4 ('odd-size'): the image is 128x128 but its layout is 132x132" in text
+    assert "item 5 ('good-1'): the id is already used by item 1" in text
+    assert any(dead in m and "unreachable" in m and "takes no items" in m for m in logs), logs
+    errors = {x["number"] for x in read_lines(str(tmp_path / "run" / "errors.jsonl"))}
+    assert errors == {2, 3, 4, 5}
+    ids = sorted(e["id"] for e in read_lines(str(tmp_path / "run" / "manifest.jsonl")))
+    assert ids == ["good-1", "good-2"]
+    with pytest.raises(RuntimeError, match="no server answered"):
+        run_benchmark(RunOptions(str(bench), str(wf), str(tmp_path / "run2"), [dead]))
+
+
+# ------------------------------------------------------------------------------------------ score and report
+@pytest.fixture(scope="module")
+def eval_models(tmp_path_factory):
+    import eval_tiny_models as tiny
+
+    root = tmp_path_factory.mktemp("eval_models")
+    tiny.save_owlv2(root / "detection" / "tiny-owlv2")
+    tiny.save_clip(root / "clip" / "tiny-clip")
+    tiny.save_llava(root / "vlm" / "tiny-llava")
+    return root
+
+
+def test_score_and_report_on_the_run(sd15_run, eval_models):
+    from evaluate.report.write import write_report
+    from evaluate.scoring.cli import score_run
+
+    out = sd15_run["out"]
+    metrics = ["ap", "ifs", "clip", "clip_image", "attr_colour"]
+    pairs = [("detection", "tiny-owlv2"), ("clip", "tiny-clip"), ("vlm", "tiny-llava")]
+    summary = score_run(str(out), metrics, pairs, str(eval_models), device="cpu")
+    recs = read_lines(str(out / "scores" / "instances.jsonl"))
+    assert len(recs) == 12 and summary["images"] == 6 and summary["instances"] == 12
+    assert sorted({r["item"] for r in recs}) == [f"item-{i}" for i in range(6)]
+    assert [r["instance"] for r in recs[:2]] == [1, 2] and recs[0]["category"] == "ball"
+    for r in recs:
+        assert 0 <= r["iou"] <= 1 and isinstance(r["localised"], bool) and -1 <= r["clip"] <= 1
+        assert r["attr_colour"] in (0, 1, None)
+        assert r["failed"] == (not r["localised"] or r["vlm"]["tiny-llava"] is not True)
+    # the summary is what the per-instance records add up to
+    assert summary["localised"] == pytest.approx(sum(r["localised"] for r in recs) / 12)
+    ok = sum(r["localised"] and r["vlm"]["tiny-llava"] is True for r in recs)
+    assert summary["ifs"]["tiny-llava"] == pytest.approx(ok / 12) == pytest.approx(summary["ifs"]["mean"])
+    assert summary["failed_instances"] == sum(r["failed"] for r in recs)
+    assert 0 <= summary["box"]["AP"] <= 1 and summary["ifs_versions"]["prompt"] == "ifs-v1"
+    assert summary["models"] == ["detection=tiny-owlv2", "clip=tiny-clip", "vlm=tiny-llava"]
+
+    paths = write_report(str(out))
+    names = sorted(Path(p).name for p in paths)
+    assert names == ["instances.jsonl", "report.html", "report.json", "report.md"]
+    md = (out / "report" / "report.md").read_text()
+    assert "| box AP |" in md and "| IFS rate (tiny-llava) |" in md and s_hash(sd15_run) in md
+    rep = json.loads((out / "report" / "report.json").read_text())
+    assert {r["key"] for r in rep["metrics"]} >= {"box.AP", "localised", "ifs.mean", "clip", "clip_image"}
+    page = (out / "report" / "report.html").read_text()
+    assert page.count('class="card') == 6 and page.count("data:image/png;base64,") == 6
+    assert 'src="http' not in page and "<link" not in page
+
+
+def s_hash(run) -> str:
+    return run["summary"].workflow_hash
+
+
+def test_score_cli_names_a_model_of_the_wrong_kind_and_a_missing_one(sd15_run, eval_models, capsys):
+    from evaluate.__main__ import main
+
+    out = str(sd15_run["out"])
+    rc = main(["score", "--run", out, "--metrics", "ap", "--models",
+               f"detection={eval_models / 'clip' / 'tiny-clip'}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "error: detection model" in err and "clip" in err, err
+    rc = main(["score", "--run", out, "--metrics", "ap", "--models", "detection=IDEA-Research/grounding-dino-tiny",
+               "--models-root", str(eval_models)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not found: put it in" in err and "IDEA-Research--grounding-dino-tiny" in err, err
+    rc = main(["score", "--run", out, "--metrics", "ifs", "--models", "detection=tiny-owlv2",
+               "--models-root", str(eval_models)])
+    assert rc == 2 and "metric 'ifs' needs a vlm model" in capsys.readouterr().err
