@@ -303,3 +303,33 @@ def test_score_cli_names_a_model_of_the_wrong_kind_and_a_missing_one(sd15_run, e
     rc = main(["score", "--run", out, "--metrics", "ifs", "--models", "detection=tiny-owlv2",
                "--models-root", str(eval_models)])
     assert rc == 2 and "metric 'ifs' needs a vlm model" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ in-process, CLI
+def test_cli_runs_in_process_without_servers(specs, tmp_path):
+    """``python -m evaluate run`` with no --servers boots ComfyUI in its own process (a subprocess here, as a user
+    runs it) and generates through the executor; then score and report run from the same CLI."""
+    import os
+    import subprocess
+
+    from comfy_env import make_custom_nodes_dir
+
+    models = tmp_path / "models"
+    for kind in ("instancediffusion", "ifadapter"):
+        (models / kind).mkdir(parents=True)
+    _write_tiny_weights(models)
+    custom = make_custom_nodes_dir(tmp_path / "custom_nodes")
+    wf = tiny_workflow(specs, "InstanceDiffusion boxes.json", "sd15", tmp_path)
+    bench = benchmark(tmp_path / "bench.jsonl", n=2)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "evaluate", "run", "--benchmark", str(bench), "--workflow", str(wf), "--out",
+           str(out), "--comfyui", str(find_comfyui()), "--custom-nodes", str(custom), "--comfy-models", str(models)]
+    r = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "generated 2, already done 0, failed 0" in r.stdout
+    manifest = read_lines(str(out / "manifest.jsonl"))
+    assert sorted(e["id"] for e in manifest) == ["item-0", "item-1"] and {e["server"] for e in manifest} == {
+        "in-process"}
+    assert "100%" in r.stderr  # the progress bar ran to the end
+    r = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert r.returncode == 0 and "generated 0, already done 2" in r.stdout, r.stderr[-3000:]
