@@ -121,13 +121,14 @@ def reference_images(folder: str) -> list[np.ndarray]:
 
 def score_run(run: str, metrics: list[str], pairs: list[tuple[str, str]], root: str | None = None,
               allow_download: bool = False, reference: str | None = None, device: str | None = None,
-              batch: int = 8, log=print) -> dict:  # fmt: skip
-    """Score a run folder and write ``<run>/scores/``; returns the summary."""
+              batch: int = 8, log=print, models: Models | None = None) -> dict:  # fmt: skip
+    """Score a run folder and write ``<run>/scores/``; returns the summary. ``models``: already loaded models
+    (any objects with the model classes' methods), instead of loading ``pairs`` (which then only name them)."""
     metrics = check_metrics(metrics, {k for k, _ in pairs}, reference)
     entries = run_entries(run, log)
     if not entries:
         raise ValueError(f"{run}: no generated image to score")
-    models = load_models(pairs, root, allow_download, device, batch)
+    models = models or load_models(pairs, root, allow_download, device, batch)
     ref = reference_images(reference) if reference else None
     summary, images = score_images(entries, metrics, models, ref)
     summary = _finite({"metrics": metrics, "models": [f"{k}={n}" for k, n in pairs], **summary})
