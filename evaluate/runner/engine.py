@@ -140,6 +140,9 @@ async def _worker(backend, wf: BenchmarkWorkflow, queue: list[BenchmarkItem], st
 
 async def _run_async(opts: RunOptions, log: Callable[[str], None], on_event: Event | None) -> RunSummary:
     summary = RunSummary()
+    if not 0 < opts.item_timeout <= 7 * 86400 or (opts.limit is not None and opts.limit < 1):
+        raise ValueError(f"--item-timeout must be 0 to 604800 seconds and --limit at least 1, got "
+                         f"{opts.item_timeout} and {opts.limit}")
     items, bad = read_benchmark(opts.benchmark)
     folder = RunFolder(opts.out)
     os.makedirs(opts.out, exist_ok=True)
