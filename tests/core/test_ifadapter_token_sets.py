@@ -69,3 +69,18 @@ def test_runtime_refuses_more_tokens_than_an_instance_has(tiny):
     big = InstanceTokens(torch.randn(2, 14, 2048), torch.randn(2, 14, 2048), tok.boxes)
     with pytest.raises(ValueError, match=r"\(14, 2048\) per instance.*subset of the 13"):
         IFAdapterRuntime(tiny, big)
+
+
+def test_frame_tokens_of_a_layout_over_time_keep_the_same_subset(tiny):
+    from core.ifadapter.frames import FramesRuntime, FrameTokens
+
+    g = torch.Generator().manual_seed(9)
+    boxes = torch.tensor([[[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]], [[0.1, 0.1, 0.6, 0.6], [0.4, 0.4, 0.9, 0.9]]])
+    ft = FrameTokens(torch.randn(2, 13, 2048, generator=g), torch.randn(2, 13, 2048, generator=g), boxes,
+                     torch.tensor([0, 1, 1]), torch.ones(2, 2, dtype=torch.bool), 3)
+    sub = select_tokens(ft, EOT)
+    assert isinstance(sub, FrameTokens) and sub.cond.shape == (2, 1, 2048) and torch.equal(sub.index, ft.index)
+    got = FramesRuntime(tiny, sub).frame_tokens((1,))
+    full = FramesRuntime(tiny, ft).frame_tokens((1,))
+    assert got.shape == (2, 2, 1, 2048)
+    torch.testing.assert_close(got, full[:, :, 12:])  # the box embedding is added to every kept token alike
