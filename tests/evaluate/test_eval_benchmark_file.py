@@ -115,3 +115,48 @@ def test_overrides_urls_and_ablation_options_are_checked():
     for bad in ("127.0.0.1:8188", "ftp://x", "http://x/?a=1"):
         with pytest.raises(ValueError, match="give it as http://host:port"):
             check_url(bad)
+
+
+def _graph():
+    """An API prompt as ComfyUI's Export (API) writes it: Layout from JSON, a ControlNet between the text encoder
+    and the sampler, a preview saved beside the decoded image."""
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "x.safetensors"}},
+        "2": {"class_type": "IFALayoutFromJSON", "inputs": {"json_text": "", "file": "old.json", "width": 0}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "old prompt", "clip": ["1", 1]}},
+        "4": {"class_type": "ControlNetApply", "inputs": {"conditioning": ["3", 0], "control_net": ["9", 0],
+                                                          "image": ["8", 0], "strength": 0.5}},
+        "5": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["1", 1]}},
+        "6": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 1}},
+        "7": {"class_type": "KSamplerAdvanced", "inputs": {"model": ["1", 0], "noise_seed": 5, "positive": ["4", 0],
+                                                           "negative": ["5", 0], "latent_image": ["6", 0]}},
+        "8": {"class_type": "IFALayoutPreview", "inputs": {"layout": ["2", 0]}},
+        "10": {"class_type": "VAEDecode", "inputs": {"samples": ["7", 0], "vae": ["1", 2]}},
+        "11": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "preview"}},
+        "12": {"class_type": "SaveImage", "inputs": {"images": ["10", 0], "filename_prefix": "out"}},
+    }
+
+
+def test_slots_in_an_api_prompt():
+    from evaluate.runner.slots import BenchmarkWorkflow
+    from evaluate.runner.workflow_format import WorkflowError
+
+    g = _graph()
+    wf = BenchmarkWorkflow.from_prompt(g, [Override.parse("KSamplerAdvanced.steps=9")], prompt_template="{prompt}, photo")
+    assert (wf.layout_nodes, wf.seed_nodes, wf.size_nodes, wf.text_nodes, wf.output_node) == (
+        ["2"], [("7", "noise_seed")], ["6"], ["3"], "12")  # the negative's encoder is not the positive
+    p = wf.for_item(parse_item(1, {"id": "q", "seed": 11, "layout": LAYOUT}))
+    assert p["2"]["inputs"]["file"] == "(none)" and json.loads(p["2"]["inputs"]["json_text"])["width"] == 64
+    assert p["2"]["inputs"]["width"] == 0 and p["7"]["inputs"]["noise_seed"] == 11 and p["7"]["inputs"]["steps"] == 9
+    assert (p["6"]["inputs"]["width"], p["6"]["inputs"]["height"]) == (64, 48)
+    assert p["3"]["inputs"]["text"] == "a table, photo" and p["5"]["inputs"]["text"] == "blurry"
+    assert p["12"]["inputs"]["filename_prefix"] == f"ifa_eval/{item_file_stem('q')}" and g == _graph()
+    assert BenchmarkWorkflow.from_prompt(g, output_node="11").output_node == "11"
+    del g["10"]
+    g["12"]["inputs"]["images"] = ["8", 0]
+    with pytest.raises(WorkflowError, match="2 Save Image nodes .*--output-node"):
+        BenchmarkWorkflow.from_prompt(g)
+    with pytest.raises(WorkflowError, match="no layout node"):
+        BenchmarkWorkflow.from_prompt({k: v for k, v in _graph().items() if k != "2"})
+    with pytest.raises(WorkflowError, match="--output-node '99': no node"):
+        BenchmarkWorkflow.from_prompt(_graph(), output_node="99")
