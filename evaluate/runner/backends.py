@@ -25,6 +25,7 @@ from urllib.parse import urlencode, urlsplit
 
 Progress = Callable[[int, int], None]
 MAX_IMAGE_BYTES = 256 << 20
+HISTORY_WAIT_S = 60.0
 
 
 class ServerGone(RuntimeError):
@@ -170,9 +171,18 @@ class HttpServer:
         return (entry.get("status") or {}).get("completed") is not None or bool(entry.get("outputs"))
 
     async def _image(self, prompt_id: str, output_node: str) -> bytes:
-        entry = await self._history(prompt_id)
-        if not entry:
-            raise ServerGone(f"server {self.url}: prompt {prompt_id} is not in its history")
+        # The server announces the end on the websocket before its queue worker writes the history entry (newer
+        # ComfyUI writes it after execute() returns), so the entry may need a moment to appear.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + HISTORY_WAIT_S
+        while True:
+            entry = await self._history(prompt_id)
+            if entry and ((entry.get("status") or {}).get("completed") is not None or entry.get("outputs")):
+                break
+            if loop.time() > deadline:
+                raise ServerGone(f"server {self.url}: prompt {prompt_id} finished but is not in its history after "
+                                 f"{HISTORY_WAIT_S:.0f} s")
+            await asyncio.sleep(0.2)
         status = entry.get("status") or {}
         if status.get("status_str") == "error":
             msgs = [m[1] for m in status.get("messages", []) if m and m[0] == "execution_error"]
