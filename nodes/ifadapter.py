@@ -26,6 +26,8 @@ from ..core.ifadapter.adapter import TEXT_DEPTHS
 from ..core.ifadapter.frames import FramesRuntime, FrameTokens
 from ..core.ifadapter.runtime import IFAdapterRuntime, InstanceTokens, token_grid
 from ..core.ifadapter.semantic_map import MAX_OBJ, InstanceGeometry
+from ..core.ifadapter.token_sets import OFFICIAL as OFFICIAL_TOKEN_SET
+from ..core.ifadapter.token_sets import TOKEN_SETS, select_tokens
 from ..core.layout import Layout
 from ..core.layout.timeline import Timeline, at_frame, frame_count, frame_span
 from ..core.paths import PathRefused, output_file, write_into
@@ -451,6 +453,11 @@ class ApplyIFAdapter:
                                       "tooltip": "Fraction of the sampling (0-1) at which the adapter stops: the "
                                                  "official control_ratio, 1.0 for base SDXL, 0.3 with LoRAs or "
                                                  "community checkpoints."}),
+        }, "optional": {
+            "token_set": (list(TOKEN_SETS), {"default": OFFICIAL_TOKEN_SET,
+                          "tooltip": "Which of each instance's 13 tokens the semantic map attends to: all (official), "
+                                     "the 12 appearance tokens only (no EoT) or the EoT token only: the paper's "
+                                     "Table 3 ablation, applied at inference."}),
         }}
 
     RETURN_TYPES = ("MODEL",)
@@ -458,7 +465,8 @@ class ApplyIFAdapter:
     FUNCTION = "apply"
     CATEGORY = CATEGORY_IFADAPTER
 
-    def apply(self, model, ifadapter, tokens, layout, scale=1.0, start_percent=0.0, end_percent=1.0):
+    def apply(self, model, ifadapter, tokens, layout, scale=1.0, start_percent=0.0, end_percent=1.0,
+              token_set=OFFICIAL_TOKEN_SET):
         refusal = sdxl_refusal(model, ifadapter)
         if refusal:
             raise ValueError(refusal)
@@ -480,6 +488,7 @@ class ApplyIFAdapter:
         if end_percent < start_percent:
             raise ValueError(f"end_percent {end_percent} is before start_percent {start_percent}")
         frames = None
+        tokens = select_tokens(tokens, token_set)
         if timed:
             runtime = FramesRuntime(ifadapter, tokens, scale)
             frames = FrameTable(tokens.index, tokens.covered, "Apply IFAdapter")

@@ -118,6 +118,7 @@ case "$cmd" in
     # The ComfyUI that COMFYUI_PATH names, else the 2024 build: its own (legacy) frontend, canvas node mode.
     step "browser, $( [ -n "${COMFYUI_PATH:-}" ] && echo "$COMFYUI_PATH" || echo "ComfyUI 2024") " \
       env IFA_ARTIFACT_PREFIX=comfyui-2024 bash -c "cd tests/web && npm run test:browser"
+    step "evaluation report page (browser, no server)" bash -c "cd tests/web && npm run test:eval-report"
     step "pytest (unit + integration), $( [ -n "${COMFYUI_PATH:-}" ] && echo "$COMFYUI_PATH" || echo "ComfyUI 2024")" \
       "$VENV/bin/python" -m pytest -ra "$@"
     if [ $both = 1 ]; then
@@ -132,6 +133,8 @@ case "$cmd" in
         FRONT_END_ROOT="$FRONTENDS/fe-$FE_OLDEST_VUE/comfyui_frontend_package/static" \
         bash -c "cd tests/web && npm run test:browser"
       step "pytest integration, ComfyUI 0.8.0" on_080 "$VENV/bin/python" -m pytest -ra tests/integration "$@"
+      step "pytest evaluation runner (real servers), ComfyUI 0.8.0" on_080 "$VENV/bin/python" -m pytest -ra \
+        tests/evaluate/test_eval_runner_servers.py "$@"
     else
       echo "(ComfyUI 0.8.0 tarball not at $TARBALL_080 or COMFYUI_PATH set: tested one backend only)"
     fi

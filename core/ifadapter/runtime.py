@@ -136,10 +136,12 @@ class IFAdapterRuntime:
     def __init__(self, adapter: IFAdapter, tokens: InstanceTokens, scale: float = 1.0) -> None:
         if len(tokens) > adapter.adapter_modules[COMFY_KEY_TO_INDEX[("middle", 0, 0)]].max_obj:
             raise ValueError(f"{len(tokens)} instances given but IFAdapter supports at most 10 per image")
-        if tokens.cond.shape[1:] != (TOKENS_PER_INSTANCE, adapter.context_dim):
+        t = tokens.cond.shape[1]
+        if not 1 <= t <= TOKENS_PER_INSTANCE or tokens.cond.shape[2:] != (adapter.context_dim,):
+            # fewer than 13 tokens: a token-set ablation (token_sets.py) kept only some of them
             raise ValueError(
                 f"instance tokens are {tuple(tokens.cond.shape[1:])} per instance; this adapter needs "
-                f"({TOKENS_PER_INSTANCE}, {adapter.context_dim})"
+                f"({TOKENS_PER_INSTANCE}, {adapter.context_dim}) or a subset of the {TOKENS_PER_INSTANCE}"
             )
         self.adapter = adapter
         self.tokens = tokens
