@@ -176,7 +176,7 @@ def score_images(entries: Sequence[tuple[dict, object, np.ndarray]], metrics: Se
                 sc = clip_scores.instance_clip_scores(emb, txt)
                 for (r, _, _), s in zip(kept, sc):
                     r["clip"] = round(float(s), 5)
-                image_values["clip"].append(float(np.mean(sc)))
+                image_values["clip"].append(clip_scores.image_instance_clip_score(emb, txt))
             for key, (kind, cand) in clip_cands.items():
                 if not kept:
                     continue
