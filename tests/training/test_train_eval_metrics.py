@@ -31,11 +31,7 @@ LAYOUT = {"format": "instance-layout", "version": 1, "width": 64, "height": 64, 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    tiny.save_clip(root / "clip" / "tiny-clip")
-    tiny.save_owlv2(root / "detection" / "tiny-owlv2")
-    tiny.save_llava(root / "vlm" / "tiny-llava")
-    return root
+    return tiny.save_eval_models(tmp_path_factory.mktemp("models"))
 
 
 class FixedDetector:
