@@ -1,12 +1,16 @@
-"""Benchmark files: one JSON object a line, ``{"id": str, "seed": int, "layout": <layout JSON>, ...}``.
+"""Benchmark files: one JSON object a line, ``{"id": str, "seed": int, "layout": <layout JSON>, ...}``; the one
+module that reads them (the runner) and writes them (the importers, the stress pairs).
 
-The format (docs/evaluation.md, "Benchmark files"): ``id`` names the item (1..200 characters, unique in the file),
-``seed`` is the sampler seed (0..2^64-1), ``layout`` is a layout in the pack's JSON format (docs/layout-format.md),
-as an object or as a JSON string; any other field (e.g. ``source``) is kept and ignored. Blank lines are skipped.
-Items are numbered from 1 by their place among the non-blank lines, and every message names that number and the id.
+The format (docs/evaluation.md, "Benchmark files"): ``id`` names the item (1..``MAX_ID_CHARS`` characters, no
+control character, unique in the file), ``seed`` is the sampler seed (0..2^64-1, ComfyUI's seed range), ``layout``
+is a layout in the pack's JSON format (docs/layout-format.md), as an object or as a JSON string; any other field
+(e.g. ``source``: where an importer took the item from) is kept and ignored. Blank lines are skipped. Items are
+numbered from 1 by their place among the non-blank lines, and every message names that number and the id.
 
 :func:`read_benchmark` never stops at a bad line: it returns the good items and one :class:`BadItem` per bad line,
-so a run goes on without them. Bounds: at most ``MAX_ITEMS`` items, a line at most ``MAX_LINE_CHARS`` characters.
+so a run goes on without them. Bounds, the same for reading and writing: at most ``MAX_ITEMS`` items (COCO val2017
+has 5,000 images, COCO-IFG 1,000 layouts, COCO train2017 118,287 images), a line at most ``MAX_LINE_CHARS``
+characters, ids at most ``MAX_ID_CHARS`` characters. A refusal is a :class:`BenchmarkError` (a ValueError).
 """
 from __future__ import annotations
 
@@ -20,21 +24,27 @@ from dataclasses import dataclass, field
 
 from core.layout import MAX_JSON_CHARS, Layout, LayoutError
 
-MAX_ITEMS = 1_000_000
+MAX_ITEMS = 200_000
 MAX_LINE_CHARS = MAX_JSON_CHARS + 4096
 MAX_ID_CHARS = 200
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
 
+class BenchmarkError(ValueError):
+    """A benchmark item or source that cannot be read or written; the message names the item (from 1) and the
+    field."""
+
+
 @dataclass(frozen=True)
 class BenchmarkItem:
-    """One valid benchmark line. ``number``: its place in the file, from 1."""
+    """One benchmark item. ``extra``: the other fields of its line; ``number``: its place in the file, from 1 (0
+    for an item not read from a file)."""
 
-    number: int
     id: str
     seed: int
     layout: Layout
     extra: dict = field(default_factory=dict)
+    number: int = 0
 
     def label(self) -> str:
         """How messages name the item: ``item 3 ("coco-139")``."""
@@ -57,34 +67,43 @@ def item_label(number: int, item_id: str | None) -> str:
     return f"item {number}" + (f" ({item_id!r})" if item_id is not None else "")
 
 
+def check_id(item_id, number: int) -> str:
+    """An item id: a string of 1..``MAX_ID_CHARS`` characters without control characters; BenchmarkError naming
+    item ``number`` otherwise."""
+    if not isinstance(item_id, str) or not 1 <= len(item_id) <= MAX_ID_CHARS or not item_id.strip():
+        raise BenchmarkError(f"item {number}: id must be a string of 1 to {MAX_ID_CHARS} characters, "
+                             f"got {item_id!r:.80}")
+    if any(ord(c) < 32 for c in item_id):
+        raise BenchmarkError(f"item {number}: the id {item_id[:80]!r} holds a control character")
+    return item_id
+
+
 def parse_item(number: int, line: str | dict) -> BenchmarkItem:
-    """One line -> :class:`BenchmarkItem`; ValueError naming the item (from 1) and the field otherwise."""
+    """One line -> :class:`BenchmarkItem`; BenchmarkError naming the item (from 1) and the field otherwise."""
     if isinstance(line, str):
         if len(line) > MAX_LINE_CHARS:
-            raise ValueError(f"item {number}: the line has {len(line)} characters; at most {MAX_LINE_CHARS}")
+            raise BenchmarkError(f"item {number}: the line has {len(line)} characters; at most {MAX_LINE_CHARS}")
         try:
             d = json.loads(line)
         except (json.JSONDecodeError, RecursionError) as e:
-            raise ValueError(f"item {number}: not valid JSON ({e})") from None
+            raise BenchmarkError(f"item {number}: not valid JSON ({e})") from None
     else:
         d = line
     if not isinstance(d, dict):
-        raise ValueError(f"item {number}: a line must be a JSON object with id, seed and layout")
-    item_id = d.get("id")
-    if not isinstance(item_id, str) or not 1 <= len(item_id) <= MAX_ID_CHARS or "\x00" in item_id:
-        raise ValueError(f"item {number}: id must be a string of 1 to {MAX_ID_CHARS} characters, got {item_id!r:.80}")
+        raise BenchmarkError(f"item {number}: a line must be a JSON object with id, seed and layout")
+    item_id = check_id(d.get("id"), number)
     who = item_label(number, item_id)
     seed = d.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"{who}: seed must be an integer from 0 to 2^64-1, got {seed!r:.40}")
+        raise BenchmarkError(f"{who}: seed must be an integer from 0 to 2^64-1, got {seed!r:.40}")
     if "layout" not in d:
-        raise ValueError(f"{who}: no layout")
+        raise BenchmarkError(f"{who}: no layout")
     try:
         layout = Layout.from_json(d["layout"])
     except LayoutError as e:
-        raise ValueError(f"{who}: not a valid layout: {e}") from None
+        raise BenchmarkError(f"{who}: not a valid layout: {e}") from None
     extra = {k: v for k, v in d.items() if k not in ("id", "seed", "layout")}
-    return BenchmarkItem(number, item_id, seed, layout, extra)
+    return BenchmarkItem(item_id, seed, layout, extra, number)
 
 
 def read_benchmark(path: str) -> tuple[list[BenchmarkItem], list[BadItem]]:
@@ -100,7 +119,7 @@ def read_benchmark(path: str) -> tuple[list[BenchmarkItem], list[BadItem]]:
                 continue
             number += 1
             if number > MAX_ITEMS:
-                raise ValueError(f"{path}: more than {MAX_ITEMS} items; split the benchmark")
+                raise BenchmarkError(f"{path}: more than {MAX_ITEMS} items; split the benchmark")
             try:
                 item = parse_item(number, line)
             except ValueError as e:
@@ -123,11 +142,16 @@ def _id_of(line: str) -> str | None:
 
 
 def write_benchmark(path: str, items: Iterable[BenchmarkItem | dict]) -> int:
-    """Write items (or plain dicts in the line format) as a benchmark file, atomically; returns the count."""
+    """Write items (or plain dicts in the line format) as a benchmark file, atomically; returns the count. The same
+    bounds as the reader: at most ``MAX_ITEMS`` items, each a valid line (BenchmarkError naming the first bad one)."""
     lines = []
-    for it in items:
+    for number, it in enumerate(items, start=1):
+        if number > MAX_ITEMS:
+            raise BenchmarkError(f"{path}: more than {MAX_ITEMS} items; a benchmark holds at most {MAX_ITEMS}")
         d = it.to_dict() if isinstance(it, BenchmarkItem) else it
-        lines.append(json.dumps(d, allow_nan=False, ensure_ascii=False) + "\n")
+        line = json.dumps(d, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        parse_item(number, line)
+        lines.append(line + "\n")
     write_atomic(path, "".join(lines).encode("utf-8"))
     return len(lines)
 

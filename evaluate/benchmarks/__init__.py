@@ -1,6 +1,7 @@
 """Benchmark importers: sources of layouts -> a benchmark JSONL (one ``{"id", "seed", "layout", ...}`` per line).
 
-- ``items.py``: the benchmark item, the id / seed rules, the bounds and the JSONL writer (atomic);
+- ``sources.py``: reading the source files (bounded), the base seed, ``limit`` and unique ids (the item, its bounds
+  and the writer are ``evaluate/benchmark_file.py``, which the runner reads with);
 - ``coco.py``: COCO val2017 instances (+ captions) with InstanceDiffusion's ``eval_local.py`` selection rules for
   its box / mask / point / scribble settings and its colour / texture attribute prompts;
 - ``coco_ifg.py``: COCO-IFG-style files (a global prompt and ``[x, y, w, h]`` + description tuples);

@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..benchmark_file import BenchmarkError, write_benchmark
 from .coco import ATTRIBUTES, SETTINGS, coco_items
 from .coco_ifg import DEFAULT_SIZE, coco_ifg_items
 from .folder import folder_items
-from .items import BenchmarkError, write_jsonl
 
 
 def parser() -> argparse.ArgumentParser:
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             items = coco_ifg_items(args.file, args.width, args.height, args.limit, args.seed)
         else:
             items = folder_items(args.folder, args.limit, args.seed)
-        n = write_jsonl(items, args.out)
+        n = write_benchmark(args.out, items)
     except BenchmarkError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -48,9 +48,10 @@ from PIL import Image
 
 from core.layout import MAX_CANVAS, Instance, Layout, LayoutError, Region
 
+from ..benchmark_file import BenchmarkError, BenchmarkItem
 from ..metrics.attributes import COLOURS, TEXTURES
 from ..metrics.masks import SCRIBBLE_POINTS, sample_mask_points
-from .items import BenchmarkError, Item, check_base_seed, check_count, check_limit, read_json, unique_ids
+from .sources import check_base_seed, check_count, check_limit, read_json, unique_ids
 
 SETTINGS = ("box", "mask", "point", "scribble")
 ATTRIBUTES = {"colors": COLOURS, "textures": TEXTURES}
@@ -217,7 +218,7 @@ def _regions(setting: str, coco, a: dict, W: int, H: int, rng: np.random.RandomS
 
 
 def coco_items(instances: str, captions: str | None = None, setting: str = "box",
-               attributes: Sequence[str] = (), limit: int | None = None, seed: int = 0) -> list[Item]:  # fmt: skip
+               attributes: Sequence[str] = (), limit: int | None = None, seed: int = 0) -> list[BenchmarkItem]:  # fmt: skip
     """The benchmark items of COCO file ``instances`` (and ``captions``, or None for no caption) in ``setting``.
 
     Item ``i`` (images sorted by id, counted from 0) has the id of its file name without the extension (so the
@@ -273,5 +274,5 @@ def coco_items(instances: str, captions: str | None = None, setting: str = "box"
         source = {"dataset": "coco", "image_id": img_id, "file_name": name, "setting": setting,
                   "attributes": list(attributes), "captions": first_caption is not None,
                   "annotations": len(anns)}  # fmt: skip
-        items.append(Item(item_id, seed + pos, layout, source))
+        items.append(BenchmarkItem(item_id, seed + pos, layout, {"source": source}))
     return unique_ids(items)

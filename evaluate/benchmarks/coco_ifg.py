@@ -24,7 +24,8 @@ import os
 
 from core.layout import MAX_CANVAS, LayoutError, from_ifadapter_json
 
-from .items import BenchmarkError, Item, check_base_seed, check_count, check_id, check_limit, read_text, unique_ids
+from ..benchmark_file import BenchmarkError, BenchmarkItem, check_id
+from .sources import check_base_seed, check_count, check_limit, read_text, unique_ids
 
 PROMPT_KEYS = ("caption", "prompt", "global_caption")
 INSTANCE_KEYS = ("annotations", "instances", "objects", "boxes")
@@ -95,7 +96,7 @@ def _item_id(d: dict, number: int) -> str:
 
 
 def coco_ifg_items(path: str, width: int = DEFAULT_SIZE, height: int = DEFAULT_SIZE, limit: int | None = None,
-                   seed: int = 0) -> list[Item]:  # fmt: skip
+                   seed: int = 0) -> list[BenchmarkItem]:  # fmt: skip
     """The benchmark items of COCO-IFG-style file ``path`` on a ``width`` x ``height`` canvas unless an item
     gives its own; item ``i`` (from 0, file order) gets seed ``seed + i``."""
     check_base_seed(seed)
@@ -125,5 +126,5 @@ def coco_ifg_items(path: str, width: int = DEFAULT_SIZE, height: int = DEFAULT_S
         except LayoutError as e:
             raise BenchmarkError(f"{where}: {e}") from None
         source = {"dataset": "coco-ifg", "file": os.path.basename(path), "position": number}
-        items.append(Item(item_id, seed + pos, layout, source))
+        items.append(BenchmarkItem(item_id, seed + pos, layout, {"source": source}))
     return unique_ids(items)

@@ -13,7 +13,8 @@ import os
 
 from core.layout import MAX_JSON_CHARS, Layout, LayoutError
 
-from .items import MAX_ITEMS, BenchmarkError, Item, check_base_seed, check_id, check_limit, read_text, unique_ids
+from ..benchmark_file import MAX_ITEMS, BenchmarkError, BenchmarkItem, check_id
+from .sources import check_base_seed, check_limit, read_text, unique_ids
 
 
 def layout_files(folder: str) -> list[str]:
@@ -33,7 +34,7 @@ def layout_files(folder: str) -> list[str]:
     return sorted(found)
 
 
-def folder_items(folder: str, limit: int | None = None, seed: int = 0) -> list[Item]:
+def folder_items(folder: str, limit: int | None = None, seed: int = 0) -> list[BenchmarkItem]:
     """The benchmark items of the layouts under ``folder``."""
     check_base_seed(seed)
     check_limit(limit)
@@ -47,5 +48,5 @@ def folder_items(folder: str, limit: int | None = None, seed: int = 0) -> list[I
             layout = Layout.from_json(text)
         except LayoutError as e:
             raise BenchmarkError(f"item {number} ({rel}): {e}") from None
-        items.append(Item(item_id, seed + pos, layout, {"dataset": "folder", "file": rel}))
+        items.append(BenchmarkItem(item_id, seed + pos, layout, {"source": {"dataset": "folder", "file": rel}}))
     return unique_ids(items)

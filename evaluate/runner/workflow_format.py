@@ -43,11 +43,13 @@ def _specs(spec: dict) -> list[tuple[str, object, dict]]:
     return out
 
 
-def _is_widget(typ) -> bool:
+def is_widget(typ) -> bool:
+    """Whether an input of type ``typ`` is a widget (a value in ``widgets_values``), not a socket."""
     return isinstance(typ, (list, tuple)) or typ in WIDGET_TYPES
 
 
-def _has_control(name: str, typ, opts: dict) -> bool:
+def has_control(name: str, typ, opts: dict) -> bool:
+    """Whether the frontend stores a ``control_after_generate`` value after this input's widget value."""
     return typ == "INT" and (name in ("seed", "noise_seed") or bool(opts.get("control_after_generate")))
 
 
@@ -81,14 +83,14 @@ def ui_to_api(workflow: dict, specs: dict[str, list[tuple[str, object, dict]]]) 
         values = list(raw or []) if by_name is None else []
         inputs, vi = {}, 0
         for name, typ, opts in specs[ntype]:
-            if _is_widget(typ) and not opts.get("forceInput"):
+            if is_widget(typ) and not opts.get("forceInput"):
                 if by_name is not None:
                     if name in by_name:
                         inputs[name] = by_name[name]
                 elif vi < len(values):
                     inputs[name] = values[vi]
                     vi += 1
-                    if _has_control(name, typ, opts) and vi < len(values) and values[vi] in CONTROL_VALUES:
+                    if has_control(name, typ, opts) and vi < len(values) and values[vi] in CONTROL_VALUES:
                         vi += 1
             if name in linked:
                 inputs[name] = linked[name]

@@ -1,2 +1,3 @@
-"""``python -m evaluate score``: the selected metrics over a run folder (``compute.py``: the metrics per image and
-over the run; ``cli.py``: the command's options, model loading and the files it writes under ``<run>/scores/``)."""
+"""Scoring: ``compute.py`` (``score_images``: every metric per instance, per image and over a set of images; the one
+scoring path of ``python -m evaluate score``, the Evaluate Layout node and the trainer's ``[eval]`` metrics);
+``cli.py``: the ``score`` command's options, model loading and the files it writes under ``<run>/scores/``."""

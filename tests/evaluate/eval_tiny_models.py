@@ -147,3 +147,12 @@ def save_siglip(folder: pathlib.Path) -> pathlib.Path:
     ip = SiglipImageProcessor(size={"height": 64, "width": 64})
     SiglipProcessor(image_processor=ip, tokenizer=tok).save_pretrained(folder)
     return folder
+
+
+def save_eval_models(root: pathlib.Path) -> pathlib.Path:
+    """The three model kinds the scoring tests load, under ``root/<kind>/<name>``: ``detection/tiny-owlv2``,
+    ``clip/tiny-clip``, ``vlm/tiny-llava``; returns ``root``."""
+    save_owlv2(root / "detection" / "tiny-owlv2")
+    save_clip(root / "clip" / "tiny-clip")
+    save_llava(root / "vlm" / "tiny-llava")
+    return root

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
+from evaluate import benchmark_file
 from evaluate.__main__ import main
-from evaluate.benchmark_file import item_file_stem, parse_item, read_benchmark, write_benchmark
+from evaluate.benchmark_file import BenchmarkError, item_file_stem, parse_item, read_benchmark, write_benchmark
 from evaluate.runner.backends import check_url
 from evaluate.runner.manifest import RunFolder, append_line, read_lines
 from evaluate.runner.slots import Override, ablation_overrides
@@ -56,6 +57,22 @@ def test_write_round_trips_and_stems_are_safe_and_distinct(tmp_path):
     assert "/" not in stem and not stem.startswith(".") and stem != item_file_stem("../x y/u")
     assert item_file_stem("a/b") != item_file_stem("a_b")
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
+
+
+def test_the_writer_keeps_the_readers_bounds(tmp_path, monkeypatch):
+    out = str(tmp_path / "w.jsonl")
+    with pytest.raises(BenchmarkError, match=r"item 2: the id 'a\\nb' holds a control character"):
+        write_benchmark(out, [{"id": "ok", "seed": 0, "layout": LAYOUT}, {"id": "a\nb", "seed": 0, "layout": LAYOUT}])
+    with pytest.raises(BenchmarkError, match=r"item 1 \('x'\): seed must be an integer from 0 to 2\^64-1"):
+        write_benchmark(out, [{"id": "x", "seed": 2**64, "layout": LAYOUT}])
+    monkeypatch.setattr(benchmark_file, "MAX_ITEMS", 2)
+    with pytest.raises(BenchmarkError, match="more than 2 items"):
+        write_benchmark(out, [{"id": str(i), "seed": i, "layout": LAYOUT} for i in range(3)])
+    assert not os.path.exists(out)  # nothing written on a refusal
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps({"id": str(i), "seed": i, "layout": LAYOUT}) + "\n" for i in range(3)))
+    with pytest.raises(BenchmarkError, match="more than 2 items"):
+        read_benchmark(str(path))
 
 
 @pytest.mark.parametrize("iou", [0.1, 0.25, 0.5, 0.75, 0.9])

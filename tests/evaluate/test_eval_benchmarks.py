@@ -13,11 +13,11 @@ from pycocotools.coco import COCO
 
 from core.instancediffusion.inputs import PRESETS, from_layout
 from core.layout import Layout
+from evaluate.benchmark_file import BenchmarkError, write_benchmark
 from evaluate.benchmarks.__main__ import main as cli
 from evaluate.benchmarks.coco import MAX_OBJS, coco_items
 from evaluate.benchmarks.coco_ifg import coco_ifg_items
 from evaluate.benchmarks.folder import folder_items
-from evaluate.benchmarks.items import BenchmarkError, write_jsonl
 from evaluate.metrics.attributes import COLOURS, TEXTURES
 
 CATS = [{"id": 1, "name": "person"}, {"id": 17, "name": "cat"}, {"id": 18, "name": "dog"}]
@@ -284,5 +284,5 @@ def test_jsonl_and_cli(tmp_path, capsys):
     assert cli(["folder", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.jsonl")]) == 2
     assert "error: layout folder" in capsys.readouterr().err and not (tmp_path / "x.jsonl").exists()
     # the writer replaces atomically and leaves no temporary file behind
-    assert write_jsonl([], str(out)) == 0 and out.read_text() == ""
+    assert write_benchmark(str(out), []) == 0 and out.read_text() == ""
     assert sorted(p.name for p in out.parent.iterdir()) == ["coco.jsonl"]

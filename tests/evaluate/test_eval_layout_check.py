@@ -10,33 +10,16 @@ import json
 import eval_tiny_models as tiny
 import numpy as np
 import pytest
-from eval_scenes import RGB, draw, two_boxes
+from eval_scenes import ColourDetector, draw, two_boxes
 
 from core.layout import Layout
 from evaluate.layout_check import score, summary_text
-from evaluate.metrics.detection import Detection
 from evaluate.models.clip import ClipEmbedder
 from evaluate.models.detector import GroundedDetector
 from evaluate.models.vlm import VlmVerifier
 from evaluate.overlay import HIT, MISS, draw_overlay
 
 COLOUR_OF = {"ball": "red", "cube": "blue"}
-
-
-class ColourDetector:
-    """Finds each queried category as the bounding box of its colour's pixels (score 1)."""
-
-    def detect(self, images, queries):
-        out = []
-        for im, qs in zip(images, queries):
-            found = []
-            for q in qs:
-                ys, xs = np.nonzero((im == np.array(RGB[COLOUR_OF[q]], np.uint8)).all(axis=-1))
-                if len(xs):
-                    found.append(Detection((float(xs.min()), float(ys.min()), float(xs.max() + 1),
-                                            float(ys.max() + 1)), 1.0, q))  # fmt: skip
-            out.append(found)
-        return out
 
 
 class AnswerVlm:
@@ -57,7 +40,7 @@ def scene(cube_at=(60, 20, 90, 70)):
 def test_hits_and_misses_on_drawn_scenes():
     lay = two_boxes()
     good, shifted = scene(), scene((0, 60, 20, 80))  # the cube drawn far from its box
-    rep = score([lay, lay], [good, shifted], detector=ColourDetector())
+    rep = score([lay, lay], [good, shifted], detector=ColourDetector(COLOUR_OF))
     s = rep["summary"]
     assert (s["images"], s["instances"], s["detections"], s["hits"]) == (2, 4, 4, 3)
     assert s["localisation_rate"] == 0.75 and s["hit_rate"] == 0.75
@@ -66,7 +49,7 @@ def test_hits_and_misses_on_drawn_scenes():
     assert rep["instances"][0]["iou"] == 1.0 and rep["instances"][3]["iou"] == 0.0
     assert rep["detections"][1][1] == {"box": [0.0, 60.0, 20.0, 80.0], "score": 1.0, "category": "cube"}
     assert 0 < s["box_AP"] < 1 and s["box_AP50"] == pytest.approx(0.75, abs=0.01)
-    assert score([lay], [good], detector=ColourDetector())["summary"]["box_AP"] == 1.0
+    assert score([lay], [good], detector=ColourDetector(COLOUR_OF))["summary"]["box_AP"] == 1.0
     json.dumps(rep, allow_nan=False)  # JSON-safe: no NaN
     text = summary_text(rep)
     assert "2 image(s), 4 instance(s), 3 hit(s) (75.0 %)" in text and "image 2 instance 2 (cube): miss" in text
@@ -75,14 +58,14 @@ def test_hits_and_misses_on_drawn_scenes():
 def test_vlm_verdicts_make_ifs_and_hits():
     lay = two_boxes()
     vlm = AnswerVlm({"red ball": "Yes.", "blue cube": "no"})
-    rep = score([lay], [scene()], detector=ColourDetector(), vlm=vlm, names={"vlm": "table"})
+    rep = score([lay], [scene()], detector=ColourDetector(COLOUR_OF), vlm=vlm, names={"vlm": "table"})
     assert [r["hit"] for r in rep["instances"]] == [True, False]
     assert [r["verified"] for r in rep["instances"]] == [True, False]
     assert rep["summary"]["ifs"] == {"table": 0.5, "mean": 0.5}
     assert rep["versions"] == {"ifs_prompt": "ifs-v1", "yes_no_parser": "yesno-v1", "localisation_iou": 0.5}
     # a non-localised instance is not asked and fails
     vlm2 = AnswerVlm({"red ball": "yes", "blue cube": "yes"})
-    rep2 = score([lay], [scene((0, 60, 20, 80))], detector=ColourDetector(), vlm=vlm2)
+    rep2 = score([lay], [scene((0, 60, 20, 80))], detector=ColourDetector(COLOUR_OF), vlm=vlm2)
     assert vlm2.asked == ["red ball"] and [r["hit"] for r in rep2["instances"]] == [True, False]
 
 
@@ -90,20 +73,20 @@ def test_bad_input_messages():
     lay = two_boxes()
     with pytest.raises(ValueError, match=r"image 2 is 80x80 but its layout's canvas is 100x80 \(aspect ratio "
                                          r"1.000 vs 1.250\)"):
-        score([lay, lay], [scene(), np.zeros((80, 80, 3), np.uint8)], detector=ColourDetector())
+        score([lay, lay], [scene(), np.zeros((80, 80, 3), np.uint8)], detector=ColourDetector(COLOUR_OF))
     with pytest.raises(ValueError, match="IFS verification needs a detector"):
         score([lay], [scene()], vlm=AnswerVlm({}))
     with pytest.raises(ValueError, match="image 1 size 4096x4096 has 16777216 pixels"):
         score([lay.scaled(5000, 4000)], [np.zeros((4096, 4096 * 5 // 4, 3), np.uint8)[:, :4096]])
     # the same shape at another size is fine (the layout is scaled to the image)
     big = np.repeat(np.repeat(scene(), 2, axis=0), 2, axis=1)
-    assert score([lay], [big], detector=ColourDetector())["summary"]["hits"] == 2
+    assert score([lay], [big], detector=ColourDetector(COLOUR_OF))["summary"]["hits"] == 2
 
 
 def test_overlay_marks_hits_and_misses():
     lay = two_boxes()
     shifted = scene((0, 60, 20, 80))
-    rep = score([lay], [shifted], detector=ColourDetector())
+    rep = score([lay], [shifted], detector=ColourDetector(COLOUR_OF))
     out = draw_overlay(lay, shifted, rep["instances"], rep["detections"][0])
     assert out.shape[1] == 100 and out.shape[0] > 80 and out.dtype == np.float32  # the legend strip below
     px = (out[:80] * 255).round().astype(int)

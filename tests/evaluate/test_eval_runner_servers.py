@@ -241,11 +241,7 @@ def test_bad_lines_unreachable_server_and_wrong_size_are_named_and_the_run_goes_
 def eval_models(tmp_path_factory):
     import eval_tiny_models as tiny
 
-    root = tmp_path_factory.mktemp("eval_models")
-    tiny.save_owlv2(root / "detection" / "tiny-owlv2")
-    tiny.save_clip(root / "clip" / "tiny-clip")
-    tiny.save_llava(root / "vlm" / "tiny-llava")
-    return root
+    return tiny.save_eval_models(tmp_path_factory.mktemp("eval_models"))
 
 
 def test_score_and_report_on_the_run(sd15_run, eval_models):

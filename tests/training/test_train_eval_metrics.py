@@ -20,6 +20,7 @@ from evaluate.metrics.detection import Detection  # noqa: E402
 from evaluate.metrics.ground_truth import ground_truth  # noqa: E402
 from evaluate.models.clip import ClipEmbedder  # noqa: E402
 from evaluate.models.vlm import VlmVerifier  # noqa: E402
+from evaluate.scoring.compute import Models  # noqa: E402
 from train.engine.config import ConfigError, EvalConfig, from_dict  # noqa: E402
 from train.engine.eval_metrics import METRICS, MetricScorer  # noqa: E402
 
@@ -30,11 +31,18 @@ LAYOUT = {"format": "instance-layout", "version": 1, "width": 64, "height": 64, 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    tiny.save_clip(root / "clip" / "tiny-clip")
-    tiny.save_owlv2(root / "detection" / "tiny-owlv2")
-    tiny.save_llava(root / "vlm" / "tiny-llava")
-    return root
+    return tiny.save_eval_models(tmp_path_factory.mktemp("models"))
+
+
+class FixedDetector:
+    """Returns the given detections, image by image (the detector's interface)."""
+
+    def __init__(self, found):
+        self.found = found
+
+    def detect(self, images, queries):
+        assert len(images) == len(self.found)
+        return self.found
 
 
 def _cfg(models, metrics, **kw):
@@ -72,14 +80,14 @@ def test_perfect_detections_give_box_ap_one_and_every_instance_goes_to_the_vlm(m
     layouts, images = [lay for lay, _ in items], [im for _, im in items]
     gts = [ground_truth(lay, (64, 64)) for lay in layouts]
     found = [[Detection(g.box, 0.9, g.category) for g in gt] for gt in gts]
-    got = scorer.detection_metrics(layouts, images, gts, found, {"box_ap", "ifs"})
-    assert got["box_AP"] == pytest.approx(1.0) and got["box_AP50"] == pytest.approx(1.0)
     vlm = VlmVerifier("tiny-llava", str(models), device="cpu")
+    got = scorer.score(items, Models(detection=FixedDetector(found), vlms={"vlm": vlm}))
+    assert got["box_AP"] == pytest.approx(1.0) and got["box_AP50"] == pytest.approx(1.0)
     crops = [crop_box(im, g.box) for im, gt in zip(images, gts) for g in gt]
     verdicts = vlm.verdicts(crops, [g.description for gt in gts for g in gt])
     assert got["ifs"] == ifs.ifs_rates([True] * 4, {"vlm": verdicts})["mean"]
     # nothing found: no instance is localised, the VLM is not asked, the rate is 0
-    got = scorer.detection_metrics(layouts, images, gts, [[], []], {"box_ap", "ifs"})
+    got = scorer.score(items, Models(detection=FixedDetector([[], []]), vlms={"vlm": vlm}))
     assert got == {"box_AP": 0.0, "box_AP50": 0.0, "ifs": 0.0}
 
 

@@ -14,9 +14,11 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "evaluate"))
+
+from eval_scenes import ColourDetector  # noqa: E402
 
 from evaluate.benchmark_file import item_file_stem  # noqa: E402
-from evaluate.metrics.detection import Detection  # noqa: E402
 from evaluate.report.write import write_report  # noqa: E402
 from evaluate.runner.manifest import RunFolder  # noqa: E402
 from evaluate.scoring.cli import score_run  # noqa: E402
@@ -25,22 +27,6 @@ from evaluate.scoring.compute import Models  # noqa: E402
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
 BOXES = {"red": (8, 8, 56, 56), "green": (72, 8, 120, 56), "blue": (40, 72, 88, 120)}
 DRAWN = [("red", "green", "blue"), (), ("red", "blue"), ("green",)]
-
-
-class ColourDetector:
-    """Finds each queried colour's pixels and returns their bounding box (score 1)."""
-
-    def detect(self, images, queries):
-        out = []
-        for im, qs in zip(images, queries):
-            dets = []
-            for q in qs:
-                ys, xs = np.nonzero(np.all(im == COLOURS[q], axis=-1))
-                if len(xs):
-                    dets.append(Detection((float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)),
-                                          1.0, q))
-            out.append(dets)
-        return out
 
 
 def build(root: Path) -> Path:
