@@ -157,8 +157,9 @@ class PositionNet(nn.Module):
 
         segs = get("segs")
         k_seg = (segs.reshape(b, -1).sum(-1) > 0).to(dt).view(b, 1, 1) * keep[:, 3]
-        if not bool(k_seg.any()):
-            # features are multiplied by 0; skip the ConvNeXt (identical result, unless it produced inf/nan)
+        if not self.training and not bool(k_seg.any()):
+            # features are multiplied by 0; skip the ConvNeXt (identical result, unless it produced inf/nan). Training
+            # always runs it, as the official code does, so every parameter takes part in every step (DDP).
             seg_feat = torch.zeros(b, N_SEG_TOKENS, self.null_seg_feature.shape[0], dtype=dt, device=dev)
         else:
             seg_feat = self.encode_segs(segs)
