@@ -5,6 +5,7 @@ from-scratch initialisation leaves the UNet unchanged."""
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -112,3 +113,64 @@ def test_official_initialisation_leaves_the_unet_unchanged(parts):
         plain = parts["model"].model.diffusion_model(x, t.float(), context=ctx, transformer_options={})
     # zero gates and tanh(0) + 1 = 1 ScaleU: the base model's output, up to ScaleU's low-frequency filter rounding
     assert np.allclose(eps.numpy(), plain.numpy(), atol=1e-5)
+
+
+def test_trained_adapter_exports_loads_in_the_loader_and_samples_in_a_graph(parts, comfy):
+    """Two optimiser steps on a sample prepared by the training rules, export, then Load InstanceDiffusion ->
+    Apply InstanceDiffusion -> KSampler in a real ComfyUI graph."""
+    from comfy_testnodes import tiny_instancediffusion as tid
+    from integration.graphs import base_graph
+    from safetensors import safe_open
+
+    from core.instancediffusion.loading import save_adapter
+    from core.instancediffusion.training_inputs import SourceInstance, TrainingInputSettings, prepare_training_sample
+    from train.instancediffusion_model import official_init
+
+    m = parts["mods"]
+    trainer = _training_model(parts, official_init(tid.TINY_CONFIG, seed=2))
+    mask = np.zeros((64, 64), dtype=bool)
+    mask[10:40, 8:30] = True
+    inst = [SourceInstance((8, 10, 30, 40), mask=mask, description="a red ball", label="ball")]
+    s = prepare_training_sample(inst, 64, 64, "a ball", np.random.default_rng(0), TrainingInputSettings(size=64))
+    g = torch.Generator().manual_seed(0)
+    batch = {"latent": torch.randn(1, 4, 8, 8, generator=g), "noise": torch.randn(1, 4, 8, 8, generator=g),
+             "timestep": torch.tensor([500]), "context": torch.randn(1, 77, 768, generator=g),
+             "boxes": s.boxes[None], "masks": s.masks[None], "points": s.points[None], "scribbles": s.scribbles[None],
+             "polygons": s.polygons[None], "segs": s.segs[None],
+             "positive_embeddings": torch.randn(1, 30, 768, generator=g) * s.masks[None, :, None],
+             "drop": torch.zeros(1, 4, dtype=torch.bool)}
+    opt = torch.optim.AdamW(trainer.adapter.parameters(), lr=1e-2)
+    for _ in range(2):
+        opt.zero_grad()
+        trainer(batch).backward()
+        opt.step()
+    assert float(trainer.adapter.fusers[0].alpha_attn.detach()) != 0.0  # the gates left zero: the fusers act now
+    path = comfy.models_dir / "instancediffusion" / "trained_tiny.safetensors"
+    meta = save_adapter(trainer.adapter.state_dict(), path, {"steps": 2, "recipe": "instancediffusion"})
+    with safe_open(str(path), "pt") as f:
+        assert f.metadata() == meta and meta["format"] == "instancediffusion-sd15-adapter" and meta["steps"] == "2"
+    loaded = m["adapter"].load_adapter(str(path)).module
+    for k, v in trainer.adapter.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v.detach()), k
+
+    def graph(with_adapter: bool, cfg: float = 4.0) -> dict:
+        gr = base_graph("sd15", width=64, height=64, steps=2, seed=3, cfg=cfg)
+        if with_adapter:
+            gr["lay"] = {"class_type": "IFAInstanceLayout", "inputs": {"width": 64, "height": 64,
+                                                                       "layout": json.dumps(LAYOUT)}}
+            gr["idl"] = {"class_type": "IFAInstanceDiffusionLoader", "inputs": {"model_name": path.name}}
+            gr["apply"] = {"class_type": "IFAApplyInstanceDiffusion", "inputs": {
+                "model": ["ckpt", 0], "instancediffusion": ["idl", 0], "clip": ["ckpt", 1], "layout": ["lay", 0],
+                "strength": 1.0, "alpha": 1.0, "preset": "auto", "scaleu": True}}
+            gr["sample"]["inputs"]["model"] = ["apply", 0]
+        gr["lat"] = {"class_type": "IFATest_SaveLatentTensor", "inputs": {"samples": ["sample", 0], "prefix": "idt"}}
+        return gr
+
+    from safetensors.torch import load_file
+
+    def run(gr):
+        return load_file(comfy.run(gr)["lat"]["text"][0])["samples"].numpy()
+
+    a, b, plain = run(graph(True)), run(graph(True, 4.0000001)), run(graph(False))
+    assert np.isfinite(a).all() and np.array_equal(a, b)
+    assert np.abs(a - plain).max() > 0  # the trained adapter changes the sample
