@@ -141,7 +141,7 @@ class InstanceDiffusionTrainingModel(nn.Module):
             raise ValueError(f"the base model is a {mtype.name} model; InstanceDiffusion trains eps- (or v-) "
                              "prediction SD1.5 checkpoints with the DDPM objective")
         self.sigmas = model_patcher.model.model_sampling.sigmas.detach().float().cpu()
-        from .model import protect_inplace_residuals
+        from .engine.objective import protect_inplace_residuals
 
         model_patcher.model.diffusion_model.requires_grad_(False)  # SD1.5 frozen
         protect_inplace_residuals(model_patcher.model.diffusion_model)

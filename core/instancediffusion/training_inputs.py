@@ -238,14 +238,18 @@ def compose_caption(prompt: str, labels: Sequence[str], style: str) -> str:
 
 def prepare_training_sample(instances: Sequence[SourceInstance], width: int, height: int, prompt: str,
                             rng: np.random.Generator, settings: TrainingInputSettings | None = None,
-                            decoded: Sequence[DecodedInstance] | None = None) -> TrainingSample:
+                            decoded: Sequence[DecodedInstance] | None = None,
+                            geometry: CropGeometry | None = None) -> TrainingSample:
     """One training sample's grounding input (module docstring, steps 1-5), consuming ``rng`` in that order.
 
     instances: in layout order, source pixels of a ``width`` x ``height`` image. decoded: the result of
     :func:`decode_instances` on the same instances and generator state, if the caller already ran step 1.
+    geometry: the crop the image went through, when not the official centre crop (e.g. the trainer's resize).
     """
     st = settings or TrainingInputSettings()
-    g = CropGeometry.centre(width, height, st.size)
+    g = geometry or CropGeometry.centre(width, height, st.size)
+    if g.size != st.size:
+        raise ValueError(f"crop geometry of size {g.size} for training inputs of size {st.size}")
     dec = list(decoded) if decoded is not None else decode_instances(instances, rng)
     flip = bool(st.random_flip and rng.random() < 0.5)
     s = st.size
@@ -285,6 +289,37 @@ def prepare_training_sample(instances: Sequence[SourceInstance], width: int, hei
     use_caption = rng.random() < st.prob_use_caption
     labels = [dec[i].source.label for i in out.slots]
     out.caption = compose_caption(prompt, labels, st.caption_style) if use_caption else ""
+    return out
+
+
+def source_instances(layout) -> list[SourceInstance]:
+    """The active, described instances of a ``core.layout.Layout`` as :class:`SourceInstance` on its canvas: the
+    instance's box (explicit, else the bounding box of its regions), the union of its mask and polygon regions at
+    canvas resolution (imported COCO polygons by pycocotools' rule), its first scribble and point, description and
+    label."""
+    from .. import raster
+    from .inputs import _resize_bool, rasterize_polygon
+
+    w, h = int(layout.width), int(layout.height)
+    out = []
+    for inst in layout.active():
+        if not inst.description.strip():
+            continue
+        masks = [np.asarray(r.mask).astype(bool) for r in inst.regions if r.kind == "mask" and r.mask is not None]
+        polys = [r for r in inst.regions if r.kind == "polygon" and r.points]
+        mask = None
+        if masks or polys:
+            mask = np.zeros((h, w), dtype=bool)
+            for m in masks:
+                mask |= _resize_bool(m, h, w)
+            for r in polys:
+                mask |= rasterize_polygon(r.points, h, w, w, h, raster.polygon_fill(r))
+        scr, pt = inst.region("scribble"), inst.region("point")
+        out.append(SourceInstance(
+            box=tuple(float(v) for v in inst.bbox((w, h))), mask=mask,
+            scribble=list(scr.points) if scr is not None and scr.points else None,
+            point=tuple(pt.points[0]) if pt is not None and pt.points else None,
+            description=inst.description.strip(), label=(inst.label or "").strip()))
     return out
 
 
