@@ -73,6 +73,7 @@ class InstanceDiffusionOptions:
     convnext_dims: list = field(default_factory=lambda: [96, 192, 384, 768])  # from-scratch mask encoder widths
     convnext_depths: list = field(default_factory=lambda: [3, 3, 9, 3])
     convnext_init: str = ""  # ConvNeXt-T ImageNet-1k weights for the mask encoder of a from-scratch run
+    zero_instances: bool = False  # ablation baseline: every sample's grounding input is the all-null input
 
 
 @dataclass
@@ -281,7 +282,8 @@ class InstanceDiffusionRecipe(Recipe):
         out = {k: [] for k in (*GROUNDING_KEYS, "context", "drop", "latent")}
         for s, d in zip(samples, draws):
             ts = d.sample
-            keep = 0.0 if d.null else 1.0  # the all-null grounding input: every tensor zero
+            null = d.null or self.opts.zero_instances
+            keep = 0.0 if null else 1.0  # the all-null grounding input: every tensor zero
             emb = torch.zeros(ts.masks.shape[0], 768)
             for slot, (k, use_label) in enumerate(zip(ts.slots, ts.use_label)):
                 emb[slot] = (s["pooled_label"] if use_label else s["pooled_desc"])[k]
@@ -290,7 +292,7 @@ class InstanceDiffusionRecipe(Recipe):
                            ("positive_embeddings", emb)):
                 out[key].append(v * keep)
             out["context"].append(s["caption"] if ts.caption else s["empty"])
-            out["drop"].append(torch.tensor(d.drop.as_list()) & (not d.null))
+            out["drop"].append(torch.tensor(d.drop.as_list()) & (not null))
             out["latent"].append(s["latent"].flip(-1) if ts.flip else s["latent"])
         return {k: torch.stack(v) for k, v in out.items()}
 
