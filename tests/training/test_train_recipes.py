@@ -32,6 +32,11 @@ LAUNCH = REPO / "tests" / "training" / "launch_tiny.py"
 STEPS = 3
 BROKEN = {"broken_image", "broken_layout", "no_layout"}
 FIXTURES = fixtures()
+EVAL_METRICS = ["clip_score", "instance_clip_score", "colour_binding", "box_ap", "ifs"]
+# a preview / eval layout whose descriptions start with a colour word, so colour binding has instances to score
+COLOURS = {"format": "instance-layout", "version": 1, "width": 64, "height": 64, "prompt": "shapes on grey",
+           "instances": [{"description": "red circle", "regions": [{"kind": "box", "box": [4, 4, 36, 36]}]},
+                         {"description": "blue square", "regions": [{"kind": "box", "box": [28, 24, 60, 60]}]}]}
 
 
 def write_config(path: Path, setup: dict, out: Path, **train) -> Path:
@@ -46,8 +51,12 @@ def write_config(path: Path, setup: dict, out: Path, **train) -> Path:
              "[data]", f'folder = "{setup["data"]}"', "resolution = 64", "bucket_step = 32", "holdout = 0.25",
              "[cache]", f'dir = "{setup["cache"]}"', "[train]"]
     lines += [f"{k} = {json.dumps(v)}" for k, v in t.items()]
-    lines += ["[samples]", f"every = {STEPS}", f'layouts = ["{setup["data"] / "shape_000.json"}"]', "steps = 2",
-              "cfg = 3.0", f"[{fx.recipe}]"]
+    layouts = [str(setup["data"] / "shape_000.json"), str(setup["root"] / "colours.json")]
+    lines += ["[samples]", f"every = {STEPS}", f"layouts = {json.dumps(layouts)}", "steps = 2", "cfg = 3.0"]
+    lines += ["[eval]", f"every = {STEPS}", f"metrics = {json.dumps(EVAL_METRICS)}", 'layouts = "both"',
+              f'models_dir = "{setup["eval_models"]}"', 'clip = "tiny-clip"', 'detector = "tiny-owlv2"',
+              'vlm = "tiny-llava"', "batch_size = 4"]
+    lines += [f"[{fx.recipe}]"]
     lines += [f"{k} = {_toml(v)}" for k, v in fx.options.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -92,8 +101,28 @@ def setup(request, comfy, tmp_path_factory):
         fx.write_base(str(base))
     data = root / "data"
     assert set(make_dataset(str(data), 4, seed=3)) == BROKEN
+    (root / "colours.json").write_text(json.dumps(COLOURS))
+    eval_models = _tiny_eval_models(tmp_path_factory)
     return {"fixture": fx, "recipe": fx.recipe, "root": root, "base": base, "data": data, "cache": root / "cache",
-            "steps": STEPS, "samples": 4, "base_sha256": hashlib.sha256(base.read_bytes()).hexdigest()}
+            "steps": STEPS, "samples": 4, "base_sha256": hashlib.sha256(base.read_bytes()).hexdigest(),
+            "eval_models": eval_models}
+
+
+_EVAL_MODELS: list[Path] = []
+
+
+def _tiny_eval_models(tmp_path_factory) -> Path:
+    """Tiny random-weight CLIP, OWLv2 and LLaVA in a models folder (tests/evaluate/eval_tiny_models.py), once."""
+    if not _EVAL_MODELS:
+        sys.path.insert(0, str(REPO / "tests" / "evaluate"))
+        import eval_tiny_models as tiny  # sets HF_HUB_OFFLINE: nothing downloads, here or in the trainer
+
+        root = tmp_path_factory.mktemp("eval-models")
+        tiny.save_clip(root / "clip" / "tiny-clip")
+        tiny.save_owlv2(root / "detection" / "tiny-owlv2")
+        tiny.save_llava(root / "vlm" / "tiny-llava")
+        _EVAL_MODELS.append(root)
+    return _EVAL_MODELS[0]
 
 
 @pytest.fixture(scope="module")
@@ -133,9 +162,33 @@ def test_loss_falls_bad_samples_are_reported_and_previews_are_written(setup, ref
     assert [(m["step"], m["eval_loss"]) for m in lines if "eval_loss" in m] == sorted(ev.items())
     assert [(m["step"], m["eval_loss_train"]) for m in lines if "eval_loss" in m] == sorted(ev_train.items())
     pic = np.asarray(Image.open(reference["out"] / "samples" / f"step-{STEPS:08d}-shape_000.png"))
+    assert (reference["out"] / "samples" / f"step-{STEPS:08d}-colours.png").is_file()
     assert pic.shape[1] > 2 * 64 and pic.std() > 0  # the generated image with the layout drawn beside it
     ckpts = sorted(p.name for p in (reference["out"] / "checkpoints").iterdir())
     assert ckpts == [f"step-{i:08d}.pt" for i in range(1, STEPS + 1)]
+
+
+def test_eval_metrics_run_on_generated_images_and_are_logged_with_the_loss(setup, reference):
+    s = reference["summary"]
+    scores = {int(k): v for k, v in s["eval_metrics"].items()}
+    assert set(scores) == {0, STEPS}
+    keys = {"clip_score", "instance_clip_score", "colour_binding", "box_AP", "box_AP50", "ifs"}
+    for values in scores.values():
+        assert set(values) == keys, values
+        assert 0.0 <= values["clip_score"] <= 100.0 and -1.0 <= values["instance_clip_score"] <= 1.0
+        assert values["colour_binding"] in (0.0, 0.25, 0.5, 0.75, 1.0)  # 2 scored instances, 1 colour layout
+        assert 0.0 <= values["box_AP"] <= 1.0 and 0.0 <= values["ifs"] <= 1.0
+    lines = [json.loads(x) for x in (reference["out"] / "metrics.jsonl").read_text().splitlines()]
+    logged = {m["step"]: m for m in lines if "eval/clip_score" in m}
+    assert sorted(logged) == [0, STEPS]
+    for at, m in logged.items():
+        assert {k[5:]: v for k, v in m.items() if k.startswith("eval/")} == scores[at]
+    # the images scored: the two preview layouts and the held-out sample, each with its layout drawn beside it
+    held = s["held_out"][0]
+    for at in (0, STEPS):
+        for name in ("shape_000", "colours", held):
+            pic = np.asarray(Image.open(reference["out"] / "eval" / f"step-{at:08d}-{name}.png"))
+            assert pic.shape[1] > 2 * 64 and pic.std() > 0
 
 
 def test_resume_after_kill_continues_exactly(setup, reference, comfy):
@@ -187,6 +240,8 @@ def test_two_processes_keep_identical_weights_and_match_one_process(setup, refer
     # the eval loss is computed in the same chunks whatever the world size: bitwise equal on equal weights (step 0)
     ev, ref = _evals(s), _evals(reference["summary"])
     assert ev[0] == ref[0]
+    # so are the [eval] metrics (rank 0 generates and scores the same images)
+    assert json.dumps(s["eval_metrics"]["0"]) == json.dumps(reference["summary"]["eval_metrics"]["0"])
     assert ev[STEPS] == pytest.approx(ref[STEPS], rel=1e-4)
 
 

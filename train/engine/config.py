@@ -92,12 +92,29 @@ class SamplesConfig:
 
 
 @dataclass
+class EvalConfig:
+    every: int = 0  # steps between metric evaluations (also at the start and the end); 0 disables
+    metrics: list = field(default_factory=list)  # names from train/engine/eval_metrics.py METRICS
+    layouts: str = "samples"  # "samples" ([samples] layouts), "holdout" (held-out samples' layouts) or "both"
+    max_layouts: int = 16  # at most this many eval layouts (images generated per evaluation)
+    models_dir: str = ""  # folder with clip/, detection/, vlm/, yolo/ sub-folders (default: ComfyUI's models)
+    clip: str = "openai/clip-vit-large-patch14"  # CLIP / SigLIP for clip_score, instance_clip_score, *_binding
+    detector: str = "IDEA-Research/grounding-dino-tiny"  # Grounding DINO / OWLv2 for box_ap and ifs
+    detector_threshold: float = 0.1  # the detector's box (and Grounding DINO's text) score threshold
+    vlm: str = ""  # image-text-to-text model for ifs (e.g. Qwen/Qwen2-VL-2B-Instruct)
+    yolo: str = ""  # ultralytics YOLO-seg .pt for mask_ap, mask_iou, pim_* (needs ultralytics)
+    allow_download: bool = False  # fetch a missing hub name into models_dir on first use
+    batch_size: int = 8  # images / crops per model call
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     samples: SamplesConfig = field(default_factory=SamplesConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     recipe: str = ""  # the recipe's name (its table is [<recipe>])
     options: Any = None  # the recipe's table (its Options dataclass)
     source: str = ""  # the file it was read from (paths are relative to its folder)
@@ -117,7 +134,7 @@ class Config:
 
 
 _TABLES = {"model": ModelConfig, "data": DataConfig, "cache": CacheConfig, "train": TrainConfig,
-           "samples": SamplesConfig}
+           "samples": SamplesConfig, "eval": EvalConfig}
 
 
 def _coerce(table: str, key: str, value: Any, default: Any) -> Any:
@@ -215,6 +232,7 @@ def _resolve_paths(cfg: Config, base: str) -> None:
     if cfg.model.base and (os.sep in cfg.model.base or cfg.model.base.startswith(".")):
         cfg.model.base = rel(cfg.model.base)
     cfg.samples.layouts = [rel(p) for p in cfg.samples.layouts]
+    cfg.eval.models_dir = rel(cfg.eval.models_dir)
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -262,6 +280,30 @@ def validate(cfg: Config, max_instances_limit: int = 10) -> None:
     _check(t.eval_batch_size >= 1, f"[train] eval_batch_size must be >= 1, got {t.eval_batch_size}")
     _check(s.every >= 0 and s.steps >= 1, "[samples] every must be >= 0 and steps >= 1")
     _check(not s.every or bool(s.layouts), "[samples] every > 0 needs at least one layout file in [samples] layouts")
+    _validate_eval(cfg)
+
+
+def _validate_eval(cfg: Config) -> None:
+    from .eval_metrics import LAYOUT_SOURCES, METRICS
+
+    e = cfg.eval
+    _check(e.every >= 0 and e.max_layouts >= 1 and e.batch_size >= 1,
+           "[eval] every must be >= 0, max_layouts and batch_size >= 1")
+    _check(0.0 <= e.detector_threshold <= 1.0, f"[eval] detector_threshold must be in [0, 1], got "
+                                               f"{e.detector_threshold}")
+    bad = [m for m in e.metrics if m not in METRICS]
+    _check(not bad, f"[eval] metrics: unknown {bad}; known metrics: {sorted(METRICS)}")
+    _check(not e.every or bool(e.metrics), "[eval] every > 0 needs at least one name in [eval] metrics")
+    _check(e.layouts in LAYOUT_SOURCES, f"[eval] layouts must be one of {list(LAYOUT_SOURCES)}, got {e.layouts!r}")
+    if not e.every:
+        return
+    _check(e.layouts == "holdout" or bool(cfg.samples.layouts),
+           f"[eval] layouts = {e.layouts!r} needs layout files in [samples] layouts")
+    _check(e.layouts == "samples" or cfg.data.holdout > 0,
+           f"[eval] layouts = {e.layouts!r} needs a held-out split ([data] holdout > 0)")
+    for m in e.metrics:
+        for kind in METRICS[m]:
+            _check(bool(getattr(e, kind)), f"[eval] metric {m} needs a {kind} model: set [eval] {kind}")
 
 
 def accumulation_steps(cfg: Config, world_size: int) -> int:

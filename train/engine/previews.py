@@ -8,6 +8,7 @@ model as its Apply node does and gives the positive / negative conditioning; Com
 """
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -16,6 +17,8 @@ from PIL import Image
 
 from core.layout import Layout
 from core.render import render_layout
+
+log = logging.getLogger("train")
 
 
 def read_layouts(paths: list[str]) -> list[tuple[str, Layout]]:
@@ -34,12 +37,21 @@ class PreviewRenderer:
     """Prepares the preview layouts once through the recipe (text features kept on the CPU), then renders them on
     demand."""
 
-    def __init__(self, layout_paths: list[str], recipe, encoders, out_dir: str):
+    def __init__(self, layouts: list[tuple[str, Layout]], recipe, encoders, out_dir: str, strict: bool = True):
+        """``layouts``: ``(name, layout)`` pairs (:func:`read_layouts`); images are generated at each layout's canvas
+        size rounded down to multiples of 8. A layout the recipe refuses (e.g. more instances than it supports)
+        raises when ``strict``, else it is left out with a warning."""
         self.recipe, self.out_dir = recipe, out_dir
         self.items = []
-        for name, layout in read_layouts(layout_paths):
-            with torch.no_grad():
-                item = recipe.prepare_preview(layout, encoders)
+        for name, layout in layouts:
+            try:
+                with torch.no_grad():
+                    item = recipe.prepare_preview(layout, encoders)
+            except ValueError as e:
+                if strict:
+                    raise ValueError(f"layout {name}: {e}") from None
+                log.warning("layout %s left out of the evaluation: %s", name, e)
+                continue
             self.items.append((name, layout, item))
 
     def render(self, trainable, vae, step: int, steps: int, cfg: float, seed: int, sampler: str,
@@ -47,13 +59,17 @@ class PreviewRenderer:
         """Generate every preview layout at ``step``; returns ``(path, picture [H, W, 3] in 0..1)`` per layout."""
         out = []
         for name, layout, image in self.generate(trainable, vae, steps, cfg, seed, sampler, scheduler):
-            os.makedirs(self.out_dir, exist_ok=True)
             h, w = image.shape[:2]
             picture = side_by_side(image, render_layout(layout.scaled(w, h)))
-            path = os.path.join(self.out_dir, f"step-{step:08d}-{name}.png")
-            Image.fromarray((picture * 255).round().astype(np.uint8)).save(path)
-            out.append((path, picture))
+            out.append((self.save(step, name, picture), picture))
         return out
+
+    def save(self, step: int, name: str, picture: np.ndarray) -> str:
+        """Write ``picture`` (``[H, W, 3]`` in 0..1) as ``<out_dir>/step-<step>-<name>.png``; returns the path."""
+        os.makedirs(self.out_dir, exist_ok=True)
+        path = os.path.join(self.out_dir, f"step-{step:08d}-{name}.png")
+        Image.fromarray((picture * 255).round().astype(np.uint8)).save(path)
+        return path
 
     def generate(self, trainable, vae, steps: int, cfg: float, seed: int, sampler: str, scheduler: str):
         """Yield ``(name, layout, image [H, W, 3] float32 in 0..1)`` for every preview layout."""

@@ -85,17 +85,6 @@ class Trainer:
         self.reader = ensure_cache(cfg, self.model_hash, self.recipe,
                                    functools.partial(tuple, (self.vae, self.patcher, encoders)), d.rank, d.world,
                                    d.barrier)
-        self.previews = None
-        if cfg.samples.every and d.main:
-            from .previews import PreviewRenderer
-
-            self.previews = PreviewRenderer(cfg.samples.layouts, self.recipe, encoders,
-                                            os.path.join(cfg.train.output_dir, "samples"))
-        del clip, encoders
-        import comfy.model_management as mm
-
-        mm.unload_all_models()
-        mm.soft_empty_cache()
         t = cfg.train
         self.holdout = holdout_positions(self.reader.samples, cfg.data.holdout)
         held = set(self.holdout)
@@ -108,6 +97,38 @@ class Trainer:
             key = "eval_loss_train" if self.holdout else "eval_loss"
             self.eval_sets[key] = EvalLoss(self.reader.samples, training, t.eval_timesteps, t.eval_batch_size,
                                            d.rank, d.world, "train")
+        self.previews = self.eval_images = None
+        if d.main and (cfg.samples.every or cfg.eval.every):
+            from .previews import PreviewRenderer, read_layouts
+
+            out = cfg.train.output_dir
+            previews = read_layouts(cfg.samples.layouts)
+            if cfg.samples.every:
+                self.previews = PreviewRenderer(previews, self.recipe, encoders, os.path.join(out, "samples"))
+            if cfg.eval.every:
+                layouts = previews if cfg.eval.layouts != "holdout" else []
+                if cfg.eval.layouts != "samples":
+                    layouts = layouts + self._holdout_layouts()
+                self.eval_images = PreviewRenderer(layouts[:cfg.eval.max_layouts], self.recipe, encoders,
+                                                   os.path.join(out, "eval"), strict=False)
+        del clip, encoders
+        import comfy.model_management as mm
+
+        mm.unload_all_models()
+        mm.soft_empty_cache()
+
+    def _holdout_layouts(self) -> list:
+        """``(name, layout)`` of each held-out sample, its layout scaled to the sample's bucket."""
+        from core.layout import Layout
+
+        out = []
+        for pos in self.holdout:
+            entry = self.reader.samples[pos]
+            with open(os.path.join(self.cfg.data.folder, entry["name"] + ".json"), encoding="utf-8") as f:
+                layout = Layout.from_json(f.read())
+            bw, bh = entry["bucket"]
+            out.append((entry["name"].replace("/", "_"), layout.scaled(bw, bh)))
+        return out
 
     # ------------------------------------------------------------------------------------------------ setup
     def _place_unet(self) -> None:
@@ -140,9 +161,37 @@ class Trainer:
         # noise and recipe draws of eval sample ``pos`` come from (seed, EVAL_STEP, pos): the same at every timestep
         return self._batch(positions, positions, EVAL_STEP, False, timesteps)
 
-    def evaluate(self, model) -> dict[str, float]:
-        """The eval losses (see ``evaluation.py``) by metrics key; every rank must call it."""
-        return {k: e(model, self._eval_batch, self.d.gather) for k, e in self.eval_sets.items()}
+    def evaluate_metrics(self, trainable, step: int) -> dict[str, float]:
+        """Rank 0: generate the eval layouts with ``trainable`` and score them with the ``[eval]`` metrics."""
+        import numpy as np
+
+        from .eval_metrics import MetricScorer
+        from .previews import side_by_side
+
+        s = self.cfg.samples
+        items = []
+        for name, layout, image in self.eval_images.generate(trainable, self.vae, s.steps, s.cfg, s.seed, s.sampler,
+                                                             s.scheduler):
+            items.append((layout, (image * 255).round().astype(np.uint8)))
+            self.eval_images.save(step, name, side_by_side(image, self._layout_picture(layout, image)))
+        self.patcher.model.to(self.d.device)
+        return MetricScorer(self.cfg.eval, str(self.d.device)).score(items)
+
+    @staticmethod
+    def _layout_picture(layout, image):
+        from core.render import render_layout
+
+        return render_layout(layout.scaled(image.shape[1], image.shape[0]))
+
+    def evaluate(self, model: DiffusionObjective) -> dict[str, float]:
+        """The eval losses (see ``evaluation.py``) by metrics key, with the trained module in eval mode (dropout
+        off); every rank must call it."""
+        was_training = model.trainable.training
+        model.trainable.eval()
+        try:
+            return {k: e(model, self._eval_batch, self.d.gather) for k, e in self.eval_sets.items()}
+        finally:
+            model.trainable.train(was_training)
 
     # ------------------------------------------------------------------------------------------------ run
     def run(self) -> dict:
@@ -204,15 +253,17 @@ class Trainer:
                      d.world, t.micro_batch_size, accum, t.batch_size)
         progress = Progress(t.output_dir, t.max_steps, step, d.main, recipe.title or recipe.name)
         evals: dict[int, dict[str, float]] = {}
+        scores: dict[int, dict[str, float]] = {}
 
         def eval_now(at: int) -> None:
             if self.eval_sets:
                 evals[at] = self.evaluate(inner)
                 progress.record(at, **evals[at])
 
-        if step == 0:
-            eval_now(0)
-        d.barrier()
+        def metrics_now(at: int) -> None:
+            if self.eval_images is not None:
+                scores[at] = self.evaluate_metrics(self._shadow(trainable, ema_state()), at)
+                progress.record(at, **{f"eval/{k}": v for k, v in scores[at].items()})
 
         def export_info(at_step: int) -> dict:
             return dict(summary_info, steps=at_step)
@@ -227,6 +278,10 @@ class Trainer:
         def export_weights() -> dict:
             return ema_state() or {k: v.detach().cpu() for k, v in trainable.state_dict().items()}
 
+        if step == 0:
+            eval_now(0)
+            metrics_now(0)
+        d.barrier()
         step_times = []
         while step < t.max_steps:
             t0 = time.perf_counter()
@@ -262,6 +317,8 @@ class Trainer:
                 progress.record(step, loss=float(loss_sum), lr=lr, grad_norm=float(grad_norm), step_time=dt)
             if t.eval_every and step % t.eval_every == 0:
                 eval_now(step)
+            if cfg.eval.every and step % cfg.eval.every == 0:
+                metrics_now(step)
             if cfg.samples.every and step % cfg.samples.every == 0 and self.previews is not None:
                 s = cfg.samples
                 pics = self.previews.render(self._shadow(trainable, ema_state()), self.vae, step, s.steps, s.cfg,
@@ -282,6 +339,8 @@ class Trainer:
                 d.barrier()
         if t.max_steps not in evals:
             eval_now(t.max_steps)
+        if cfg.eval.every and t.max_steps not in scores:
+            metrics_now(t.max_steps)
         progress.close()
         digests, peaks = [weights_digest(trainable)], [peak_memory_mb(d.device)]
         gathered = d.gather((digests[0], peaks[0]))
@@ -290,6 +349,7 @@ class Trainer:
         summary = {"recipe": recipe.name, "steps": step,
                    **{key: {str(k): v[key] for k, v in evals.items()} for key in self.eval_sets},
                    "eval_samples": {key: len(e) for key, e in self.eval_sets.items()},
+                   "eval_metrics": {str(k): v for k, v in scores.items()},
                    "held_out": [self.reader.samples[p]["name"] for p in self.holdout], "weight_digests": digests,
                    "world_size": d.world, "step_time_mean": sum(step_times) / max(1, len(step_times)),
                    "step_time_median": _median(step_times[1:] or step_times), "peak_memory_mb": peaks,
