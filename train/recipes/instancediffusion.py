@@ -299,8 +299,11 @@ class InstanceDiffusionRecipe(Recipe):
     def state(self, trainable):
         """Apply InstanceDiffusion's grounding state and patched clone for ``trainable`` (built once)."""
         if self._state is None or self._state[0] is not trainable:
-            handle = self.adapter_nodes.Adapter(trainable, "training", "training")  # the loader's handle ...
-            trainable.train().requires_grad_(True)  # ... which freezes the module for sampling: trainable again
+            mode, grads = trainable.training, [p.requires_grad for p in trainable.parameters()]
+            handle = self.adapter_nodes.Adapter(trainable, "training", "training")  # the loader's handle, which
+            trainable.train(mode)  # sets eval mode and freezes the module for sampling: as the engine had it again
+            for p, g in zip(trainable.parameters(), grads):
+                p.requires_grad_(g)
             st = training_state_class(self.grounding)(handle, {}, [], 1.0, 1.0, self.window, True, [])
             patched = self.patcher.clone()
             patched.set_model_patch(self.grounding.FuserPatch(st), "middle_patch")

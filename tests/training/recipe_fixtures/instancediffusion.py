@@ -82,7 +82,9 @@ def _model_keys(root) -> dict:
 FIXTURE = RecipeFixture(
     recipe="instancediffusion", base_file="tiny_sd15_train.safetensors", register=_register, write_base=_write_base,
     # no flips and no caption drop in these short runs (both are covered by the learning test and tests/core)
-    options={"random_flip": False, "prob_use_caption": 1.0},
+    # (the from-scratch sizes are for runs without the init file, e.g. benchmarks/bench_train.py)
+    options={"random_flip": False, "prob_use_caption": 1.0, "mid_dim": 64, "convnext_dims": [8, 16, 32, 64],
+             "convnext_depths": [1, 1, 1, 1]},
     # three steps do not reliably lower the eval loss of the training samples here (at lr 3e-3, 1e-3 and 2e-4, from
     # scratch and fine-tuning, the held-out loss fell and the training split's rose by < 0.5 %); the learning test
     # is tests/training/test_train_instancediffusion_learning.py (hundreds of steps, instance input vs zeroed)
