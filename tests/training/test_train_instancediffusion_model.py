@@ -32,7 +32,7 @@ def parts(comfy):
     from comfy_testnodes import tiny_models
 
     from core.instancediffusion import build_model
-    from train import comfy_bridge
+    from train.engine import comfy_bridge
 
     mods = {n: comfy_bridge.pack_module(f"instancediffusion.{n}") for n in ("apply", "adapter", "grounding")}
     mods["steps"] = comfy_bridge.pack_module("steps")
