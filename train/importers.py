@@ -1,15 +1,17 @@
 """Turn existing annotations into the trainer's dataset folder (image + layout JSON per image).
 
-- COCO: ``instances_*.json`` (boxes, categories) + ``captions_*.json`` (the first caption becomes the global
-  prompt). COCO has no per-instance descriptions, so each instance is described as ``"a <category>"``; crowd boxes
-  are skipped.
+- COCO: ``instances_*.json`` (boxes, categories, instance masks) + ``captions_*.json`` (the first caption becomes
+  the global prompt). COCO has no per-instance descriptions, so each instance is described as ``"a <category>"``
+  and labelled with the category; crowd annotations are skipped. Each instance keeps its box and its mask: polygons
+  as polygon regions rasterised by pycocotools' rule (``"fill": "coco"``), RLE as a mask region (``--no-masks``
+  keeps boxes only).
 - The official IFAdapter sample layouts (``{"caption", "annotations": [{"box": [x, y, w, h], "caption"}]}``, pixel
   boxes on a 768 canvas unless ``width`` / ``height`` say otherwise), paired with the image of the same name.
 
 Images are linked (symlink) into the output folder by default, or copied with ``--copy``. Command line::
 
     python -m train.importers coco --instances instances_train2014.json --captions captions_train2014.json \\
-        --images train2014/ --out dataset/ [--limit N] [--copy]
+        --images train2014/ --out dataset/ [--limit N] [--copy] [--no-masks]
     python -m train.importers official --layouts samples/ --images images/ --out dataset/ [--copy]
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ import shutil
 from PIL import Image
 
 from core.layout import Instance, Layout, LayoutError, Region, from_ifadapter_json
+from core.rle import RLEError, rle_decode
 
 from .engine.data import IMAGE_EXTENSIONS
 
@@ -44,8 +47,31 @@ def _write_layout(layout: Layout, out_dir: str, stem: str) -> None:
         f.write(layout.to_json(indent=1))
 
 
-def coco_layouts(instances: dict, captions: dict | None) -> list[tuple[dict, Layout]]:
-    """``(image record, layout)`` for every COCO image with at least one non-crowd box."""
+def coco_mask_regions(segmentation, w: int, h: int, where: str) -> list[Region]:
+    """A COCO ``segmentation`` as layout regions: each polygon ``[x1, y1, x2, y2, ...]`` (clipped to the image) as a
+    polygon region with pycocotools' fill rule, an RLE (``{"size": [h, w], "counts": ...}``) as a mask region.
+    Polygons with fewer than 3 points are skipped; a malformed RLE raises ``LayoutError`` naming ``where``."""
+    if isinstance(segmentation, dict):
+        try:
+            mask = rle_decode(segmentation)
+        except RLEError as e:
+            raise LayoutError(f"{where}: segmentation RLE: {e}") from None
+        if mask.shape != (h, w):
+            raise LayoutError(f"{where}: segmentation RLE is {mask.shape[1]} x {mask.shape[0]}, the image {w} x {h}")
+        return [Region("mask", mask=mask)] if mask.any() else []
+    out = []
+    for poly in segmentation or []:
+        if not isinstance(poly, (list, tuple)) or len(poly) < 6:
+            continue
+        pts = [(min(max(float(poly[j]), 0.0), float(w)), min(max(float(poly[j + 1]), 0.0), float(h)))
+               for j in range(0, len(poly) - 1, 2)]
+        out.append(Region("polygon", points=pts, extra={"fill": "coco"}))
+    return out
+
+
+def coco_layouts(instances: dict, captions: dict | None, masks: bool = True) -> list[tuple[dict, Layout]]:
+    """``(image record, layout)`` for every COCO image with at least one non-crowd box; with ``masks`` each
+    instance also carries its segmentation (:func:`coco_mask_regions`)."""
     cats = {c["id"]: c["name"] for c in instances.get("categories", [])}
     caps: dict[int, str] = {}
     for a in (captions or {}).get("annotations", []):
@@ -62,15 +88,18 @@ def coco_layouts(instances: dict, captions: dict | None) -> list[tuple[dict, Lay
             x, y, bw, bh = (float(v) for v in a["bbox"])
             box = (max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh))
             if box[2] > box[0] and box[3] > box[1]:
-                insts.append(Instance(f"a {cats.get(a['category_id'], 'object')}", cats.get(a["category_id"], ""),
-                                      [Region("box", box=box)]))
+                name = cats.get(a["category_id"], "object")
+                regions = [Region("box", box=box)]
+                if masks and a.get("segmentation"):
+                    regions += coco_mask_regions(a["segmentation"], w, h, f"image {img['id']} annotation {a.get('id')}")
+                insts.append(Instance(f"a {name}", cats.get(a["category_id"], ""), regions))
         if insts:
             out.append((img, Layout(w, h, caps.get(img["id"], ""), insts)))
     return out
 
 
 def import_coco(instances_path: str, captions_path: str | None, images_dir: str, out_dir: str,
-                limit: int = 0, copy: bool = False) -> int:
+                limit: int = 0, copy: bool = False, masks: bool = True) -> int:
     """Write the COCO images with their layouts into ``out_dir``; returns how many samples were written."""
     with open(instances_path, encoding="utf-8") as f:
         instances = json.load(f)
@@ -80,7 +109,7 @@ def import_coco(instances_path: str, captions_path: str | None, images_dir: str,
             captions = json.load(f)
     os.makedirs(out_dir, exist_ok=True)
     n = 0
-    for img, layout in coco_layouts(instances, captions):
+    for img, layout in coco_layouts(instances, captions, masks):
         src = os.path.join(images_dir, img["file_name"])
         if not os.path.isfile(src):
             print(f"[import] {img['file_name']}: image not found in {images_dir}, skipped")
@@ -128,6 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--out", required=True)
     c.add_argument("--limit", type=int, default=0)
     c.add_argument("--copy", action="store_true")
+    c.add_argument("--no-masks", action="store_true", help="boxes only (no instance masks in the layouts)")
     o = sub.add_parser("official", help="official IFAdapter sample layout JSON files")
     o.add_argument("--layouts", required=True, nargs="+", help="JSON files or folders holding them")
     o.add_argument("--images", required=True)
@@ -135,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     o.add_argument("--copy", action="store_true")
     a = p.parse_args(argv)
     if a.kind == "coco":
-        n = import_coco(a.instances, a.captions, a.images, a.out, a.limit, a.copy)
+        n = import_coco(a.instances, a.captions, a.images, a.out, a.limit, a.copy, not a.no_masks)
     else:
         paths = []
         for item in a.layouts:

@@ -25,7 +25,8 @@ class GroundingKV:
 
     ``fuse(x, table, rows, transformer_index, scale)`` equals ``model.fuse(x, table[rows], transformer_index,
     scale)`` up to float rounding. The cache is rebuilt when the table object, or the fusers' dtype or device,
-    changes; it never holds more than one table.
+    changes; it never holds more than one table. A model in train mode (with autograd on) is never cached: each call
+    projects its rows' keys and values with gradients.
     """
 
     def __init__(self, model: InstanceDiffusion, max_bytes: int = MAX_CACHE_BYTES):
@@ -53,6 +54,11 @@ class GroundingKV:
         if scale == 0.0:
             return x
         rows = rows.cpu()
+        if self.model.training and torch.is_grad_enabled():
+            # training: the grounding keys and values change with every step's tokens and weights; projected per
+            # call, with autograd, through the same two methods
+            k, v = fuser.grounding_kv(table[rows.to(table.device)])
+            return fuser.forward_kv(x, k, v, scale)
         with torch.no_grad():
             if self.table_bytes(table) > self.max_bytes:  # project only the distinct rows this batch uses
                 uniq, inv = torch.unique(rows, return_inverse=True)

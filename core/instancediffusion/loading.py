@@ -372,8 +372,35 @@ def convert_to_safetensors(src: PathLike, dst: PathLike, dtype: torch.dtype | No
     from safetensors.torch import save_file
 
     state, origin = load_any(src, dtype)
-    meta = {"format": "instancediffusion-sd15-adapter", "origin": origin, "source": os.path.basename(os.fspath(src))}
+    meta = {"format": ADAPTER_FORMAT, "origin": origin, "source": os.path.basename(os.fspath(src))}
     save_file({k: v.contiguous() for k, v in state.items()}, os.fspath(dst), metadata=meta)
+    return meta
+
+
+ADAPTER_FORMAT = "instancediffusion-sd15-adapter"
+
+
+def save_adapter(module_state: Mapping[str, torch.Tensor], path: PathLike, info: Mapping[str, Any] | None = None,
+                 dtype: torch.dtype | None = None) -> dict[str, str]:
+    """Write an :class:`InstanceDiffusion` state dict (module names, e.g. a trained or EMA copy) as a ``.safetensors``
+    adapter under the official key names, checked strictly as the loader checks it, atomically (temporary file +
+    rename). ``info`` becomes string metadata next to ``format`` / ``origin``; returns the metadata written."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from .model import to_official_key
+
+    state = {to_official_key(k): v.detach().to("cpu", dtype or v.dtype).contiguous() for k, v in module_state.items()}
+    check_adapter_keys({k: tuple(v.shape) for k, v in state.items()}, os.fspath(path))
+    meta = {"format": ADAPTER_FORMAT, "origin": "trained"}
+    for k, v in (info or {}).items():
+        meta[str(k)] = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+    dst = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    tmp = f"{dst}.tmp-{os.getpid()}.safetensors"
+    save_file(state, tmp, metadata=meta)
+    os.replace(tmp, dst)
     return meta
 
 

@@ -10,6 +10,7 @@ State-dict names map one-to-one to the official checkpoint keys (spec §5) throu
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -80,6 +81,9 @@ class InstanceDiffusion(nn.Module):
       for the unconditional rows), cache, never per block.
     - ``fuse(x [B, N, C], objs, transformer_index, scale) -> x``: for ComfyUI's ``middle_patch``.
     - ``scale_u(h, hsp, block_id) -> (h, hsp)``: for ComfyUI's ``output_block_patch``.
+
+    In eval mode (as loaded for sampling) these run without autograd. In train mode (the trainer) they record
+    gradients: the same methods, called by the same patch objects, are the training forward.
     """
 
     def __init__(
@@ -103,15 +107,19 @@ class InstanceDiffusion(nn.Module):
         self.scaleu = ScaleU(scaleu_channels)
         self.eval()
 
-    def encode(self, inputs: dict[str, torch.Tensor], drop: DropFlags | None = None) -> torch.Tensor:
-        """Grounding tokens objs [B, 184, 768] (no grad)."""
-        with torch.no_grad():
+    def grad_context(self) -> contextlib.AbstractContextManager:
+        """No autograd in eval mode; the caller's grad mode in train mode."""
+        return contextlib.nullcontext() if self.training else torch.no_grad()
+
+    def encode(self, inputs: dict[str, torch.Tensor], drop: DropFlags | torch.Tensor | None = None) -> torch.Tensor:
+        """Grounding tokens objs [B, 184, 768]; ``drop``: see :meth:`.position_net.PositionNet.forward`."""
+        with self.grad_context():
             return self.position_net(inputs, drop)
 
     def fuse(self, x: torch.Tensor, objs: torch.Tensor, transformer_index: int, scale: float = 1.0) -> torch.Tensor:
         """Apply fuser ``transformer_index`` (0..15) to visual tokens x [B, N, C]; objs [B or 1, 184, 768]."""
         fuser = self.fuser_for(x, transformer_index)
-        with torch.no_grad():
+        with self.grad_context():
             return fuser(x, objs, scale)
 
     def fuser_for(self, x: torch.Tensor, transformer_index: int) -> GatedSelfAttentionDense:
@@ -131,7 +139,7 @@ class InstanceDiffusion(nn.Module):
 
     def scale_u(self, h: torch.Tensor, hsp: torch.Tensor, block_id: int) -> tuple[torch.Tensor, torch.Tensor]:
         """ScaleU at output block ``block_id`` (0..11); h [B, C_i, H, W], hsp [B, C_skip, H, W]."""
-        with torch.no_grad():
+        with self.grad_context():
             return self.scaleu(h, hsp, block_id)
 
     def official_state_dict(self) -> dict[str, torch.Tensor]:

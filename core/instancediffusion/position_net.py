@@ -1,8 +1,8 @@
 """The InstanceDiffusion position net (official class ``UniFusion``, attribute ``position_net``; spec §1.4).
 
 Turns the per-instance grounding tensors of :mod:`.inputs` into ``objs`` [B, 184, 768]:
-30 box + 30 point + 30 scribble + 30 polygon tokens + 64 mask (ConvNeXt) tokens. Inference behaviour only (no
-training-time modality dropout). Run it once per sampling run and cache ``objs``; never per block.
+30 box + 30 point + 30 scribble + 30 polygon tokens + 64 mask (ConvNeXt) tokens. The modality drop flags are
+given, never drawn: an inference preset, or per-sample training draws from :mod:`.training_inputs`. Run it once per sampling run and cache ``objs``; never per block.
 """
 
 from __future__ import annotations
@@ -107,22 +107,28 @@ class PositionNet(nn.Module):
         self.in_conv = nn.Conv2d(max_objs, 3, kernel_size=3, padding=1)
         self.convnext_tiny_backbone = ConvNeXt(3, convnext_depths, convnext_dims)
 
-    def forward(self, inputs: dict[str, torch.Tensor], drop: DropFlags | None = None) -> torch.Tensor:
+    def forward(self, inputs: dict[str, torch.Tensor], drop: DropFlags | torch.Tensor | None = None) -> torch.Tensor:
         """Grounding tokens.
 
         inputs (see :func:`.inputs.prepare_inputs`): ``boxes`` [B,30,4], ``masks`` [B,30], ``positive_embeddings``
         [B,30,768], ``points`` [B,30,2], ``scribbles`` [B,30,40], ``polygons`` [B,30,512], ``segs`` [B,30,512,512],
         optional ``drop`` [4] bool. ``drop`` (argument) overrides ``inputs["drop"]``; default: nothing dropped.
+        ``drop`` may also be a bool tensor [B, 4] (boxes, points, scribbles, masks) of per-sample flags, as training
+        draws them (:func:`.training_inputs.draw_modality_drop`); a row with all four set keeps its boxes.
         Returns objs [B, 4·30 + 64, 768] in the module's dtype.
         """
         if drop is None:
             drop = DropFlags.from_tensor(inputs["drop"]) if "drop" in inputs else DropFlags()
-        drop_box, drop_point, drop_scribble, drop_mask = drop.boxes, drop.points, drop.scribbles, drop.masks
-        if drop_box and drop_point and drop_scribble and drop_mask:
-            drop_box = False  # official: if every modality is dropped, boxes are forced back on
-
         p = self.null_positive_feature
         dt, dev = p.dtype, p.device
+        b = inputs["masks"].shape[0]
+        if isinstance(drop, DropFlags):
+            flags = drop.as_tensor().view(1, 4).expand(b, 4)
+        else:
+            flags = torch.as_tensor(drop, dtype=torch.bool).reshape(-1, 4).expand(b, 4)
+        flags = flags.clone()
+        flags[:, 0] &= ~flags.all(dim=1)  # official: if every modality is dropped, boxes are forced back on
+        keep = (~flags).to(device=dev, dtype=dt).view(b, 4, 1, 1)  # 1 = this kind is used for this sample
 
         def get(name: str) -> torch.Tensor:
             return inputs[name].to(device=dev, dtype=dt)
@@ -138,26 +144,22 @@ class PositionNet(nn.Module):
         points = points.to(device=dev, dtype=dt)
         scribbles, polygons = get("scribbles"), get("polygons")
 
-        def mix(feat: torch.Tensor, null: torch.Tensor, keep: torch.Tensor | float) -> torch.Tensor:
-            return feat * keep + (1 - keep) * null.view(1, 1, -1)
+        def mix(feat: torch.Tensor, null: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+            return feat * k + (1 - k) * null.view(1, 1, -1)
 
-        zero = 0.0
-        box_tok = mix(self.fourier(boxes), self.null_position_feature, zero if drop_box else m)
-        point_tok = mix(self.fourier(points), self.null_point_feature, zero if drop_point else m)
+        box_tok = mix(self.fourier(boxes), self.null_position_feature, m * keep[:, 0])
+        point_tok = mix(self.fourier(points), self.null_point_feature, m * keep[:, 1])
         # scribble/polygon: a real slot counts as present even if its coordinates are all zero (official rule)
         k_scr = ((scribbles.sum(-1, keepdim=True) + m) > 0).to(dt)
         k_pol = ((polygons.sum(-1, keepdim=True) + m) > 0).to(dt)
-        scribble_tok = mix(self.fourier(scribbles), self.null_scribble_feature, zero if drop_scribble else k_scr)
-        polygon_tok = mix(self.fourier(polygons), self.null_polygon_feature, zero if drop_mask else k_pol)
+        scribble_tok = mix(self.fourier(scribbles), self.null_scribble_feature, k_scr * keep[:, 2])
+        polygon_tok = mix(self.fourier(polygons), self.null_polygon_feature, k_pol * keep[:, 3])
 
         segs = get("segs")
-        b = segs.shape[0]
-        if drop_mask:
-            k_seg = torch.zeros(b, 1, 1, dtype=dt, device=dev)
-        else:
-            k_seg = (segs.reshape(b, -1).sum(-1) > 0).to(dt).view(b, 1, 1)
-        if drop_mask or not bool(k_seg.any()):
-            # features are multiplied by 0; skip the ConvNeXt (identical result, unless it produced inf/nan)
+        k_seg = (segs.reshape(b, -1).sum(-1) > 0).to(dt).view(b, 1, 1) * keep[:, 3]
+        if not self.training and not bool(k_seg.any()):
+            # features are multiplied by 0; skip the ConvNeXt (identical result, unless it produced inf/nan). Training
+            # always runs it, as the official code does, so every parameter takes part in every step (DDP).
             seg_feat = torch.zeros(b, N_SEG_TOKENS, self.null_seg_feature.shape[0], dtype=dt, device=dev)
         else:
             seg_feat = self.encode_segs(segs)

@@ -75,21 +75,31 @@ class ApplyInstanceDiffusion:
                                  "(CLIP-L, 768) is needed")
             pooled.append(pool.reshape(-1).float().cpu())
             captions.append(cond.float().cpu())
-        window = StepWindow.for_model(model, 0.0, alpha, "int")
-        names = [inst.description for inst in active]
-        if layout.timed:  # batch row i is frame i; each distinct frame's input is built when a UNet call holds it
-            timeline = Timeline(layout, frame_span(layout))
-            inputs = FrameInputs(timeline, torch.stack(pooled), preset=preset, missing_box=missing_box)
-            frames = FrameTable(timeline.index, frame_count(layout), "Apply InstanceDiffusion")
-            state = FrameGroundingState(adapter, inputs, captions, strength, alpha, window, scaleu, names,
-                                        frames=frames)
-        else:
-            inputs = from_layout(layout, torch.stack(pooled), preset=preset, missing_box=missing_box)
-            state = GroundingState(adapter, inputs, captions, strength, alpha, window, scaleu, names)
-        m = model.clone()
-        m.set_model_patch(FuserPatch(state), "middle_patch")
-        if scaleu:
-            m.set_model_output_block_patch(ScaleUPatch(state))
-        if hasattr(m, "set_additional_models"):  # v0.3+: the adapter is loaded/offloaded with the UNet
-            m.set_additional_models("ifa_instancediffusion", [adapter.patcher()])
-        return (m,)
+        return (apply_with_embeddings(model, adapter, layout, pooled, captions, strength, alpha, preset, scaleu,
+                                      missing_box),)
+
+
+def apply_with_embeddings(model, adapter: Adapter, layout, pooled: list, captions: list, strength: float,
+                          alpha: float, preset: str, scaleu: bool, missing_box: str = MISSING_BOX[0]):
+    """The patched clone Apply InstanceDiffusion returns, from already encoded texts: ``pooled`` [768] per active
+    instance (CLIP-L pooled, un-projected), ``captions`` each instance's hidden states [1, 77·k, 768] (for MIS).
+    Also used by the trainer's previews, so they sample exactly what the node would."""
+    active = layout.active()
+    window = StepWindow.for_model(model, 0.0, alpha, "int")
+    names = [inst.description for inst in active]
+    if layout.timed:  # batch row i is frame i; each distinct frame's input is built when a UNet call holds it
+        timeline = Timeline(layout, frame_span(layout))
+        inputs = FrameInputs(timeline, torch.stack(pooled), preset=preset, missing_box=missing_box)
+        frames = FrameTable(timeline.index, frame_count(layout), "Apply InstanceDiffusion")
+        state = FrameGroundingState(adapter, inputs, captions, strength, alpha, window, scaleu, names,
+                                    frames=frames)
+    else:
+        inputs = from_layout(layout, torch.stack(pooled), preset=preset, missing_box=missing_box)
+        state = GroundingState(adapter, inputs, captions, strength, alpha, window, scaleu, names)
+    m = model.clone()
+    m.set_model_patch(FuserPatch(state), "middle_patch")
+    if scaleu:
+        m.set_model_output_block_patch(ScaleUPatch(state))
+    if hasattr(m, "set_additional_models"):  # v0.3+: the adapter is loaded/offloaded with the UNet
+        m.set_additional_models("ifa_instancediffusion", [adapter.patcher()])
+    return m

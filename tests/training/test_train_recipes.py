@@ -44,8 +44,10 @@ def write_config(path: Path, setup: dict, out: Path, **train) -> Path:
     t = dict(output_dir=str(out), max_steps=STEPS, batch_size=2, micro_batch_size=2, lr=3e-3, warmup_steps=1,
              precision="fp32", gradient_checkpointing=False, checkpoint_every=1, keep_checkpoints=5, log_every=1,
              eval_samples=2, eval_timesteps=[100, 400, 700, 950], eval_batch_size=3, eval_train_split=True, seed=7)
+    t.update(fx.train)
     t.update(train)
-    lines = ["[model]", f'base = "{setup["base"]}"',
+    model = fx.model_keys(setup["root"]) if fx.model_keys else {}
+    lines = ["[model]", f'base = "{setup["base"]}"', *(f"{k} = {json.dumps(v)}" for k, v in model.items()),
              "[data]", f'folder = "{setup["data"]}"', "resolution = 64", "bucket_step = 32", "holdout = 0.25",
              "[cache]", f'dir = "{setup["cache"]}"', "[train]"]
     lines += [f"{k} = {json.dumps(v)}" for k, v in t.items()]
@@ -143,7 +145,8 @@ def test_loss_falls_bad_samples_are_reported_and_previews_are_written(setup, ref
     s = reference["summary"]
     ev, ev_train = _evals(s), _evals(s, "eval_loss_train")
     assert set(ev) == set(ev_train) == {0, STEPS}
-    assert ev_train[STEPS] < ev_train[0], ev_train  # fixed draws on training samples: it has learned something
+    if setup["fixture"].learns_in_three_steps:
+        assert ev_train[STEPS] < ev_train[0], ev_train  # fixed draws on training samples: it has learned something
     assert ev[STEPS] != ev[0]  # the held-out loss follows the weights
     assert s["eval_samples"] == {"eval_loss": 1, "eval_loss_train": 2} and len(s["held_out"]) == 1
     assert {b["name"] for b in s["skipped"]} == BROKEN

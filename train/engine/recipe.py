@@ -44,8 +44,8 @@ Methods (``self.cfg`` is the whole :class:`~train.engine.config.Config`, ``self.
    instance subsets), drawn only from the generator ``g``; ``train`` is False for the eval loss (no dropout; the
    engine also puts ``trainable`` in eval mode then).
 8. :meth:`collate` ``(samples, draws)``: one micro-batch (CPU tensors) from cached samples (``reader.get`` dicts:
-   the cache fields, ``latent`` and the manifest ``entry``) and their draws. The engine adds ``latent``, ``noise``
-   and ``timestep`` itself after this call.
+   the cache fields, ``latent`` and the manifest ``entry``) and their draws. The engine adds ``noise`` and
+   ``timestep`` itself after this call, and ``latent`` (the cached latents) unless the recipe returned its own.
 9. :meth:`unet_inputs` ``(trainable, batch)``: the keyword arguments of the frozen UNet's forward for this batch
    (``context``, ``y``, ``transformer_options`` with the recipe's patches); runs under autocast, gradients flow into
    ``trainable``. The engine noises the latent, calls the UNet and computes the target (ε or v).

@@ -151,7 +151,8 @@ class Trainer:
                               lambda g, s=s: self.recipe.draw(g, s, train),
                               None if timesteps is None else timesteps[i]))
         batch = self.recipe.collate(samples, [dr.recipe for dr in draws])
-        batch["latent"] = torch.stack([s["latent"] for s in samples])
+        if "latent" not in batch:  # a recipe may return its own (e.g. InstanceDiffusion's flipped latents)
+            batch["latent"] = torch.stack([s["latent"] for s in samples])
         batch["noise"] = torch.stack([dr.noise for dr in draws])
         batch["timestep"] = torch.tensor([dr.timestep for dr in draws], dtype=torch.long)
         return {k: v.to(self.d.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}

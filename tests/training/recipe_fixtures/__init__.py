@@ -26,6 +26,10 @@ class RecipeFixture:
             start at zero (gates) did move, so the equality tests compare trained weights.
         check_export: ``check_export(comfy, setup, path)``: the exported file loads in the pack's loader node and
             samples in a real ComfyUI graph, and the loaded weights are the exported ones.
+        train: ``[train]`` keys of the tiny runs that differ for this recipe (e.g. its learning rate).
+        model_keys: ``model_keys(root)`` -> extra ``[model]`` keys (e.g. an ``init`` file it writes under ``root``).
+        learns_in_three_steps: whether three steps must lower the eval loss on training samples; a recipe where
+            they do not shows its learning in a longer test of its own (named in its fixture).
     """
 
     recipe: str
@@ -35,6 +39,9 @@ class RecipeFixture:
     options: dict = field(default_factory=dict)
     check_trained: Callable[[dict], None] | None = None
     check_export: Callable[..., None] | None = None
+    train: dict = field(default_factory=dict)
+    model_keys: Callable[[Path], dict] | None = None
+    learns_in_three_steps: bool = True
 
 
 def fixtures() -> dict[str, RecipeFixture]:
