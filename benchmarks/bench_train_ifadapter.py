@@ -37,7 +37,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         setup = (f"import sys; sys.path[:0]={[str(REPO), str(REPO / 'tests')]!r}\n"
-                 "from train import comfy_bridge; comfy_bridge.setup_comfy(cpu=True)\n"
+                 "from train.engine import comfy_bridge; comfy_bridge.setup_comfy(cpu=True)\n"
                  "from training.tiny_sdxl_file import write_tiny_sdxl_checkpoint\n"
                  "from training.synthetic import make_dataset\n"
                  f"write_tiny_sdxl_checkpoint({str(tmp / 'tiny.safetensors')!r}, unet_std=0.1)\n"
@@ -59,7 +59,7 @@ def main() -> None:
                 f"checkpoint_every = {a.steps}", "warmup_steps = 0"]) + "\n")
             cmd = ([sys.executable, str(launch)] if nproc == 1 else
                    [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(launch)])
-            r = subprocess.run(cmd + ["--config", str(cfg)], cwd=REPO, env=env, capture_output=True, text=True)
+            r = subprocess.run(cmd + ["ifadapter", "--config", str(cfg)], cwd=REPO, env=env, capture_output=True, text=True)
             if r.returncode:
                 sys.exit(f"trainer failed with {nproc} process(es):\n{r.stderr[-4000:]}")
             results[nproc] = json.loads((out / "summary.json").read_text())

@@ -1,4 +1,6 @@
-"""The IFAdapter trainer (``python -m train.ifadapter --config my.toml``); see docs/training.md.
+"""The trainer (``python -m train <recipe> --config my.toml``); see docs/training.md.
 
-A command-line capability of its own: ComfyUI's pack loading never imports it (the nodes live in ``nodes/``).
+``train/engine/`` is what every recipe shares (its interface: ``train/engine/recipe.py``), ``train/recipes/`` one
+module per recipe. A command-line capability of its own: ComfyUI's pack loading never imports it (the nodes live in
+``nodes/``).
 """

@@ -24,7 +24,7 @@ from PIL import Image
 
 from core.layout import Instance, Layout, LayoutError, Region, from_ifadapter_json
 
-from .data import IMAGE_EXTENSIONS
+from .engine.data import IMAGE_EXTENSIONS
 
 
 def _place_image(src: str, out_dir: str, stem: str, copy: bool) -> str:

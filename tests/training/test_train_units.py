@@ -9,23 +9,27 @@ import pytest
 import torch
 from PIL import Image
 
-from train import config as config_mod
-from train.batches import BatchPlan, collate, draw
-from train.config import ConfigError, accumulation_steps, from_dict
-from train.data import BadSample, buckets, list_samples, nearest_bucket, prepare_sample
-from train.ifadapter import lr_factor
-from train.state import list_checkpoints, load_latest, save_checkpoint
+from train.engine import config as config_mod
+from train.engine.batches import BatchPlan, draw
+from train.engine.config import ConfigError, accumulation_steps, from_dict
+from train.engine.data import BadSample, buckets, list_samples, nearest_bucket, prepare_sample
+from train.engine.evaluation import eval_units, holdout_positions
+from train.engine.state import list_checkpoints, load_latest, save_checkpoint
+from train.engine.trainer import lr_factor
+from train.recipes import get_recipe, recipe_names
+from train.recipes.ifadapter import IFAdapterRecipe
 
 BASE = {"model": {"base": "sdxl.safetensors"}, "data": {"folder": "data"}}
 
 
 def test_config_defaults_are_the_paper_recipe(tmp_path):
-    cfg = from_dict(BASE, source=str(tmp_path / "run.toml"))
-    t = cfg.train
-    assert (t.lr, t.batch_size, t.max_steps, t.drop_local, t.drop_global) == (1e-4, 160, 100_000, 0.15, 0.30)
+    cfg = from_dict(BASE, "ifadapter", source=str(tmp_path / "run.toml"))
+    t, o = cfg.train, cfg.options
+    assert (t.lr, t.batch_size, t.max_steps, o.drop_local, o.drop_global) == (1e-4, 160, 100_000, 0.15, 0.30)
     assert (t.grad_clip, t.precision, t.ema_decay, cfg.data.max_instances, cfg.data.min_box_area) == \
         (1.0, "bf16", 0.0, 10, 0.01)
     assert cfg.data.folder == str(tmp_path / "data")  # relative to the config file
+    assert (t.output_dir, t.name) == (str(tmp_path / "runs" / "ifadapter"), "ifadapter")  # the recipe's name
     assert accumulation_steps(cfg, 8) == 5  # 160 = 4 per pass x 8 GPUs x 5
     with pytest.raises(ConfigError, match="not a multiple"):
         accumulation_steps(cfg, 7)
@@ -35,25 +39,44 @@ def test_config_defaults_are_the_paper_recipe(tmp_path):
     ({"train": {"lr": "fast"}}, r"\[train\] lr must be a number"),
     ({"train": {"learning_rate": 1}}, r"unknown key\(s\) \['learning_rate'\] in \[train\]"),
     ({"optim": {}}, r"unknown table"),
-    ({"data": {"folder": "d", "max_instances": 11}}, "max_instances must be in 1..10"),
+    ({"data": {"folder": "d", "max_instances": 11}}, "max_instances must be in 1..10 for the ifadapter recipe"),
     ({"train": {"precision": "fp8"}}, "precision must be bf16, fp16 or fp32"),
     ({"samples": {"every": 10}}, "needs at least one layout"),
+    ({"ifadapter": {"drop_local": 2.0}}, r"\[ifadapter\] drop_local and drop_global are probabilities"),
+    ({"ifadapter": {"resampler": {"width": 3}}}, r"\[ifadapter\] resampler takes positive integers"),
+    ({"ifadapter": {"dropout": 0.1}}, r"unknown key\(s\) \['dropout'\] in \[ifadapter\]"),
+    ({"data": {"holdout": 0.9}}, r"\[data\] holdout must be a fraction in \[0, 0.5\]"),
+    ({"train": {"eval_timesteps": [1000]}}, r"\[train\] eval_timesteps must be a non-empty list"),
 ])
 def test_config_errors_name_the_key(raw, msg):
     merged = json.loads(json.dumps(BASE))
     for k, v in raw.items():
         merged.setdefault(k, {}).update(v)
     with pytest.raises(ConfigError, match=msg):
-        from_dict(merged)
+        from_dict(merged, "ifadapter")
 
 
-def test_config_reads_toml(tmp_path):
+def test_config_reads_toml_and_moves_legacy_recipe_keys(tmp_path):
     p = tmp_path / "c.toml"
-    p.write_text('[model]\nbase = "x.safetensors"\n[data]\nfolder = "d"\n[train]\nbatch_size = 8\n')
-    assert config_mod.load(str(p)).train.batch_size == 8
+    p.write_text('[model]\nbase = "x.safetensors"\nresampler_mask = "official-quirk"\n[data]\nfolder = "d"\n'
+                 '[train]\nbatch_size = 8\ndrop_local = 0.5\n')
+    cfg = config_mod.load(str(p), "ifadapter")
+    assert cfg.train.batch_size == 8
+    # keys an older file holds in [model] / [train] land in [ifadapter]
+    assert (cfg.options.resampler_mask, cfg.options.drop_local) == ("official-quirk", 0.5)
+    assert cfg.to_dict()["ifadapter"]["drop_local"] == 0.5
     p.write_text("[model\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
-        config_mod.load(str(p))
+        config_mod.load(str(p), "ifadapter")
+
+
+def test_registry_lists_and_loads_recipes():
+    assert "ifadapter" in recipe_names() and get_recipe("ifadapter") is IFAdapterRecipe
+    with pytest.raises(ValueError, match="unknown recipe 'nope'"):
+        get_recipe("nope")
+    for name in recipe_names():  # every registered recipe states the interface's class attributes
+        r = get_recipe(name)
+        assert r.name == name and r.cache_fields and "latent" not in r.cache_fields
 
 
 def test_lr_warmup_and_cosine():
@@ -142,17 +165,32 @@ def test_batch_plan_is_deterministic_bucketed_and_independent_of_processes():
         BatchPlan([(64, 64)], 2, 0)
 
 
+def _ifadapter(**options):
+    raw = dict(BASE, ifadapter=options)
+    return IFAdapterRecipe(from_dict(raw, "ifadapter"))
+
+
+def _draw(recipe, seed, step, offset, shape, n, train=True, timestep=None):
+    return draw(seed, step, offset, shape, lambda g: recipe.draw(g, {"boxes": torch.zeros(n, 4)}, train), timestep)
+
+
 def test_draws_are_per_sample_and_dropout_rates_hold():
-    a = draw(5, 10, 3, (4, 8, 8), 14, 10, 0.15, 0.3)
-    b = draw(5, 10, 3, (4, 8, 8), 14, 10, 0.15, 0.3)
-    assert torch.equal(a.noise, b.noise) and a.timestep == b.timestep and torch.equal(a.instances, b.instances)
-    assert len(a.instances) == 10 and len(set(a.instances.tolist())) == 10  # a random subset of 10 of 14
-    draws = [draw(0, s, o, (1, 1, 1), 3, 10, 0.15, 0.3) for s in range(200) for o in range(10)]
-    local = np.mean([not d.keep_text for d in draws])
-    glob = np.mean([not d.keep_prompt for d in draws])
-    both = np.mean([not d.keep_text and not d.keep_prompt for d in draws])
+    r = _ifadapter()
+    a, b = _draw(r, 5, 10, 3, (4, 8, 8), 14), _draw(r, 5, 10, 3, (4, 8, 8), 14)
+    assert torch.equal(a.noise, b.noise) and a.timestep == b.timestep
+    assert torch.equal(a.recipe.instances, b.recipe.instances)
+    assert len(a.recipe.instances) == 10 and len(set(a.recipe.instances.tolist())) == 10  # 10 of 14 at random
+    draws = [_draw(r, 0, s, o, (1, 1, 1), 3) for s in range(200) for o in range(10)]
+    local = np.mean([not d.recipe.keep_text for d in draws])
+    glob = np.mean([not d.recipe.keep_prompt for d in draws])
+    both = np.mean([not d.recipe.keep_text and not d.recipe.keep_prompt for d in draws])
     assert abs(local - 0.15) < 0.03 and abs(glob - 0.30) < 0.03 and abs(both - 0.045) < 0.015  # independent
     assert 0 <= min(d.timestep for d in draws) and max(d.timestep for d in draws) <= 999
+    # eval draws: the given timestep, the same noise, no dropout
+    e = [_draw(r, 0, 7, 1, (4, 8, 8), 3, train=False, timestep=t) for t in (100, 900)]
+    assert [d.timestep for d in e] == [100, 900] and torch.equal(e[0].noise, e[1].noise)
+    assert all(d.recipe.keep_text and d.recipe.keep_prompt for d in
+               (_draw(r, 0, s, 0, (1, 1, 1), 3, train=False) for s in range(50)))
 
 
 def test_collate_pads_instances_and_applies_dropout():
@@ -161,13 +199,32 @@ def test_collate_pads_instances_and_applies_dropout():
                 "desc_hidden": torch.ones(n, 3, length, 16), "desc_eot": torch.ones(n, 16),
                 "desc_mask": torch.ones(n, length, dtype=torch.bool), "boxes": torch.rand(n, 4), "entry": {}}
 
-    d1 = draw(0, 0, 0, (4, 8, 8), 3, 10, 0.0, 1.0)  # prompt dropped
-    d2 = draw(0, 0, 1, (4, 8, 8), 1, 10, 0.0, 0.0)
-    batch = collate([sample(3, 5), sample(1, 7)], [d1, d2], lambda pooled, entry: torch.cat([pooled, pooled], 1))
+    r = _ifadapter(drop_local=0.0, drop_global=1.0)
+    d1 = _draw(r, 0, 0, 0, (4, 8, 8), 3).recipe  # prompt dropped
+    r = _ifadapter(drop_local=0.0, drop_global=0.0)
+    d2 = _draw(r, 0, 0, 1, (4, 8, 8), 1).recipe
+    r._encode_adm = lambda pooled, entry: torch.cat([pooled, pooled], 1)  # SDXL's vector needs the model
+    batch = r.collate([sample(3, 5), sample(1, 7)], [d1, d2])
     assert batch["desc_hidden"].shape == (2, 3, 3, 7, 16) and batch["valid"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["desc_mask"][0, :, 5:].sum() == 0 and batch["desc_hidden"][1, 1:].abs().sum() == 0
     assert batch["context"][0].abs().sum() == 0 and batch["y"][0].abs().sum() == 0  # global dropout
     assert batch["context"][1].abs().sum() > 0
+
+
+def test_holdout_split_is_by_name_and_eval_chunks_do_not_depend_on_processes():
+    samples = [{"name": f"s{i:03d}", "bucket": [64, 64] if i % 3 else [96, 64]} for i in range(200)]
+    held = holdout_positions(samples, 0.2)
+    assert 20 < len(held) < 60 and held == sorted(held)
+    # a sample keeps its side when others are added or removed: the split is a function of each name
+    more = samples[:100] + [{"name": f"new{i}", "bucket": [64, 64]} for i in range(50)]
+    assert [p for p in holdout_positions(more, 0.2) if p < 100] == [p for p in held if p < 100]
+    assert holdout_positions(samples, 0.0) == [] and holdout_positions(samples[:1], 0.5) == []
+    assert len(holdout_positions(samples[:3], 0.01)) == 1  # at least one when asked for
+    assert len(holdout_positions(samples[:2], 0.5)) == 1  # never all
+    chunks = eval_units(samples, held, [100, 500], chunk=3)
+    assert sorted(u for c in chunks for u in c) == sorted((p, t) for p in held for t in (100, 500))
+    for c in chunks:  # a chunk never mixes buckets
+        assert len({tuple(samples[p]["bucket"]) for p, _ in c}) == 1
 
 
 def test_checkpoints_are_atomic_pruned_and_a_damaged_newest_falls_back(tmp_path):

@@ -11,7 +11,7 @@ import swap_race
 import torch
 from comfy_env import GraphError
 
-from train.data import list_samples, prepare_sample
+from train.engine.data import list_samples, prepare_sample
 
 pytestmark = pytest.mark.integration
 

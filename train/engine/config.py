@@ -1,9 +1,12 @@
-"""The trainer's configuration: a TOML file with four tables, every key optional except the base model and data.
+"""The trainer's configuration: a TOML file with the engine's tables (``[model]``, ``[data]``, ``[cache]``,
+``[train]``, ``[samples]``, ``[eval]``) and the recipe's own table ``[<recipe>]``; every key is optional except the
+base model and the data folder.
 
-Defaults are the paper's recipe (spec §5): AdamW at 1e-4, global batch 160, 100k steps, condition dropout 15 %
-local / 30 % global drawn independently per sample; and the spec's proposals where the paper is silent: 1024²
-buckets, bf16, uniform timesteps, gradient clipping 1.0, no EMA, at most 10 instances, boxes under 1 % dropped.
-Every key is documented in docs/training.md. Unknown keys are refused with the list of known ones.
+The engine's defaults are IFAdapter's paper recipe (spec §5: AdamW at 1e-4, global batch 160, 100k steps) and the
+spec's proposals where the paper is silent (1024² buckets, bf16, uniform timesteps, gradient clipping 1.0, no EMA,
+at most 10 instances, boxes under 1 % dropped); a recipe overrides the ones that differ for it
+(``Recipe.defaults``). Every key is documented in docs/training.md. Unknown keys are refused with the list of known
+ones.
 """
 from __future__ import annotations
 
@@ -27,9 +30,7 @@ class ConfigError(ValueError):
 @dataclass
 class ModelConfig:
     base: str = ""  # SDXL single-file checkpoint: a path or a name in ComfyUI's models/checkpoints
-    init: str = "scratch"  # "scratch" or an IFAdapter file (spd_adapter.bin / .safetensors) to fine-tune
-    resampler_mask: str = "auto"  # "auto", "official-quirk" or "all-words"
-    resampler: dict = field(default_factory=dict)  # Resampler sizes for from-scratch runs (default: official)
+    init: str = "scratch"  # "scratch" or a file of the recipe's trained modules to fine-tune
 
 
 @dataclass
@@ -41,6 +42,7 @@ class DataConfig:
     random_crop: bool = True  # crop position random (seeded per sample) instead of centred
     min_box_area: float = 0.01  # instances whose box covers less than this fraction of the image are dropped
     max_instances: int = 10  # a random subset (new at every step) when an image has more
+    holdout: float = 0.0  # fraction of the samples held out of training for the eval loss (chosen by name hash)
 
 
 @dataclass
@@ -52,8 +54,8 @@ class CacheConfig:
 
 @dataclass
 class TrainConfig:
-    output_dir: str = "runs/ifadapter"
-    name: str = "ifadapter"  # exported file: <output_dir>/<name>.safetensors
+    output_dir: str = ""  # default: runs/<recipe>
+    name: str = ""  # exported file: <output_dir>/<name>.safetensors (default: the recipe's name)
     seed: int = 0
     max_steps: int = 100_000
     batch_size: int = 160  # global batch (all processes, all accumulation steps)
@@ -68,13 +70,14 @@ class TrainConfig:
     precision: str = "bf16"  # "bf16", "fp16" or "fp32" (autocast; on CPU only bf16/fp32)
     gradient_checkpointing: bool = True  # recompute the frozen UNet's blocks in the backward pass
     ema_decay: float = 0.0  # 0 disables EMA; e.g. 0.9999
-    drop_local: float = 0.15  # probability of dropping a sample's descriptions (boxes kept)
-    drop_global: float = 0.30  # probability of dropping a sample's caption (zero prompt and pooled embeddings)
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2
     log_every: int = 10
-    eval_every: int = 0  # 0: evaluate only at the start and the end
-    eval_samples: int = 8  # fixed samples (fixed noise and timesteps) for the eval loss
+    eval_every: int = 0  # eval loss every N steps; 0: only at the start and the end
+    eval_samples: int = 8  # at most this many eval samples (the held-out split, else the first training samples)
+    eval_timesteps: list = field(default_factory=lambda: [100, 300, 500, 700, 900])  # each eval sample at each
+    eval_batch_size: int = 4  # eval micro-batch (fixed, so the eval loss is the same at any world size)
+    eval_train_split: bool = False  # with a holdout: also the loss on the first eval_samples training samples
 
 
 @dataclass
@@ -89,17 +92,38 @@ class SamplesConfig:
 
 
 @dataclass
+class EvalConfig:
+    every: int = 0  # steps between metric evaluations (also at the start and the end); 0 disables
+    metrics: list = field(default_factory=list)  # names from train/engine/eval_metrics.py METRICS
+    layouts: str = "samples"  # "samples" ([samples] layouts), "holdout" (held-out samples' layouts) or "both"
+    max_layouts: int = 16  # at most this many eval layouts (images generated per evaluation)
+    models_dir: str = ""  # folder with clip/, detection/, vlm/, yolo/ sub-folders (default: ComfyUI's models)
+    clip: str = "openai/clip-vit-large-patch14"  # CLIP / SigLIP for clip_score, instance_clip_score, *_binding
+    detector: str = "IDEA-Research/grounding-dino-tiny"  # Grounding DINO / OWLv2 for box_ap and ifs
+    detector_threshold: float = 0.1  # the detector's box (and Grounding DINO's text) score threshold
+    vlm: str = ""  # image-text-to-text model for ifs (e.g. Qwen/Qwen2-VL-2B-Instruct)
+    yolo: str = ""  # ultralytics YOLO-seg .pt for mask_ap, mask_iou, pim_* (needs ultralytics)
+    allow_download: bool = False  # fetch a missing hub name into models_dir on first use
+    batch_size: int = 8  # images / crops per model call
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     samples: SamplesConfig = field(default_factory=SamplesConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    recipe: str = ""  # the recipe's name (its table is [<recipe>])
+    options: Any = None  # the recipe's table (its Options dataclass)
     source: str = ""  # the file it was read from (paths are relative to its folder)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d.pop("source")
+        d = {t: dataclasses.asdict(getattr(self, t)) for t in _TABLES}
+        d["recipe"] = self.recipe
+        if self.options is not None:
+            d[self.recipe] = dataclasses.asdict(self.options)
         return d
 
     def digest(self, *tables: str) -> str:
@@ -110,7 +134,7 @@ class Config:
 
 
 _TABLES = {"model": ModelConfig, "data": DataConfig, "cache": CacheConfig, "train": TrainConfig,
-           "samples": SamplesConfig}
+           "samples": SamplesConfig, "eval": EvalConfig}
 
 
 def _coerce(table: str, key: str, value: Any, default: Any) -> Any:
@@ -135,30 +159,56 @@ def _coerce(table: str, key: str, value: Any, default: Any) -> Any:
     return value
 
 
-def from_dict(raw: dict, source: str = "") -> Config:
-    """Build and validate a :class:`Config` from parsed TOML (relative paths resolved against ``source``'s folder)."""
-    unknown = sorted(set(raw) - set(_TABLES))
+def _recipe_class(recipe):
+    if isinstance(recipe, str):
+        from ..recipes import get_recipe
+
+        return get_recipe(recipe)
+    return recipe
+
+
+def _fill(table: str, obj: Any, values: Any) -> None:
+    if not isinstance(values, dict):
+        raise ConfigError(f"[{table}] must be a table")
+    known = {f.name for f in dataclasses.fields(obj)}
+    bad = sorted(set(values) - known)
+    if bad:
+        raise ConfigError(f"unknown key(s) {bad} in [{table}]; known keys: {sorted(known)}")
+    for key, value in values.items():
+        setattr(obj, key, _coerce(table, key, value, getattr(obj, key)))
+
+
+def from_dict(raw: dict, recipe, source: str = "") -> Config:
+    """Build and validate a :class:`Config` for ``recipe`` (a name or a ``Recipe`` class) from parsed TOML
+    (relative paths resolved against ``source``'s folder)."""
+    rc = _recipe_class(recipe)
+    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    own = dict(raw.get(rc.name, {})) if isinstance(raw.get(rc.name, {}), dict) else raw.get(rc.name)
+    for (table, key), new in rc.legacy_keys.items():  # older files: recipe keys in an engine table
+        if isinstance(raw.get(table), dict) and key in raw[table]:
+            value = raw[table].pop(key)
+            if isinstance(own, dict):
+                own.setdefault(new, value)
+    unknown = sorted(set(raw) - set(_TABLES) - {rc.name})
     if unknown:
-        raise ConfigError(f"unknown table(s) {unknown}; the config has tables {sorted(_TABLES)}")
-    cfg = Config(source=source)
-    for table, cls in _TABLES.items():
-        values = raw.get(table, {})
-        if not isinstance(values, dict):
-            raise ConfigError(f"[{table}] must be a table")
-        obj = getattr(cfg, table)
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        bad = sorted(set(values) - set(known))
-        if bad:
-            raise ConfigError(f"unknown key(s) {bad} in [{table}]; known keys: {sorted(known)}")
+        raise ConfigError(f"unknown table(s) {unknown}; the config has tables {sorted(_TABLES) + [rc.name]}")
+    cfg = Config(source=source, recipe=rc.name, options=rc.Options())
+    for table, values in rc.defaults.items():  # the recipe's defaults, then the file
         for key, value in values.items():
-            setattr(obj, key, _coerce(table, key, value, getattr(obj, key)))
+            setattr(getattr(cfg, table), key, value)
+    for table in _TABLES:
+        _fill(table, getattr(cfg, table), raw.get(table, {}))
+    _fill(rc.name, cfg.options, own if own is not None else {})
+    cfg.train.output_dir = cfg.train.output_dir or os.path.join("runs", rc.name)
+    cfg.train.name = cfg.train.name or rc.name
     _resolve_paths(cfg, os.path.dirname(os.path.abspath(source)) if source else os.getcwd())
-    validate(cfg)
+    validate(cfg, rc.max_instances_limit)
+    rc.validate(cfg)
     return cfg
 
 
-def load(path: str) -> Config:
-    """Read a TOML config file."""
+def load(path: str, recipe) -> Config:
+    """Read a TOML config file for ``recipe`` (a name or a ``Recipe`` class)."""
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
@@ -166,7 +216,7 @@ def load(path: str) -> Config:
         raise ConfigError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path} is not valid TOML: {e}") from None
-    return from_dict(raw, source=path)
+    return from_dict(raw, recipe, source=path)
 
 
 def _resolve_paths(cfg: Config, base: str) -> None:
@@ -182,6 +232,7 @@ def _resolve_paths(cfg: Config, base: str) -> None:
     if cfg.model.base and (os.sep in cfg.model.base or cfg.model.base.startswith(".")):
         cfg.model.base = rel(cfg.model.base)
     cfg.samples.layouts = [rel(p) for p in cfg.samples.layouts]
+    cfg.eval.models_dir = rel(cfg.eval.models_dir)
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -189,16 +240,11 @@ def _check(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
-def validate(cfg: Config) -> None:
-    """Check ranges and combinations; raise :class:`ConfigError` naming the key."""
+def validate(cfg: Config, max_instances_limit: int = 10) -> None:
+    """Check the engine's ranges and combinations; raise :class:`ConfigError` naming the key."""
     m, d, c, t, s = cfg.model, cfg.data, cfg.cache, cfg.train, cfg.samples
-    _check(bool(m.base), "[model] base is required: an SDXL checkpoint file or its name in models/checkpoints")
+    _check(bool(m.base), "[model] base is required: a checkpoint file or its name in models/checkpoints")
     _check(bool(d.folder), "[data] folder is required: the dataset folder (images + layout JSON files)")
-    _check(m.resampler_mask in ("auto", "official-quirk", "all-words"),
-           f"[model] resampler_mask must be 'auto', 'official-quirk' or 'all-words', got {m.resampler_mask!r}")
-    allowed_res = {"dim", "depth", "heads", "dim_head", "ff_mult"}
-    _check(set(m.resampler) <= allowed_res and all(isinstance(v, int) and v > 0 for v in m.resampler.values()),
-           f"[model] resampler takes positive integers for {sorted(allowed_res)}, got {m.resampler!r}")
     _check(64 <= d.resolution <= 4096, f"[data] resolution must be in 64..4096, got {d.resolution}")
     _check(d.bucket_step >= 32 and d.bucket_step % 32 == 0,
            f"[data] bucket_step must be a multiple of 32, got {d.bucket_step}")
@@ -206,8 +252,10 @@ def validate(cfg: Config) -> None:
         _check(isinstance(b, list) and len(b) == 2 and all(isinstance(v, int) and v > 0 and v % 32 == 0 for v in b),
                f"[data] buckets entries must be [width, height] multiples of 32, got {b!r}")
     _check(0.0 <= d.min_box_area < 1.0, f"[data] min_box_area must be in [0, 1), got {d.min_box_area}")
-    _check(1 <= d.max_instances <= 10, f"[data] max_instances must be in 1..10 (IFAdapter's slots), got "
-                                       f"{d.max_instances}")
+    _check(1 <= d.max_instances <= max_instances_limit,
+           f"[data] max_instances must be in 1..{max_instances_limit} for the {cfg.recipe or 'chosen'} recipe, got "
+           f"{d.max_instances}")
+    _check(0.0 <= d.holdout <= 0.5, f"[data] holdout must be a fraction in [0, 0.5], got {d.holdout}")
     _check(c.dtype in ("float16", "bfloat16", "float32"),
            f"[cache] dtype must be float16, bfloat16 or float32, got {c.dtype!r}")
     _check(c.shard_size >= 1, f"[cache] shard_size must be >= 1, got {c.shard_size}")
@@ -223,13 +271,39 @@ def validate(cfg: Config) -> None:
     _check(t.precision in ("bf16", "fp16", "fp32"), f"[train] precision must be bf16, fp16 or fp32, got "
                                                      f"{t.precision!r}")
     _check(0.0 <= t.ema_decay < 1.0, f"[train] ema_decay must be in [0, 1), got {t.ema_decay}")
-    _check(0.0 <= t.drop_local <= 1.0 and 0.0 <= t.drop_global <= 1.0,
-           "[train] drop_local and drop_global are probabilities in [0, 1]")
     _check(t.checkpoint_every >= 1 and t.keep_checkpoints >= 1 and t.log_every >= 1,
            "[train] checkpoint_every, keep_checkpoints and log_every must be >= 1")
     _check(t.eval_every >= 0 and t.eval_samples >= 0, "[train] eval_every and eval_samples must be >= 0")
+    _check(bool(t.eval_timesteps) and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1000
+                                          for v in t.eval_timesteps),
+           f"[train] eval_timesteps must be a non-empty list of integers in 0..999, got {t.eval_timesteps!r}")
+    _check(t.eval_batch_size >= 1, f"[train] eval_batch_size must be >= 1, got {t.eval_batch_size}")
     _check(s.every >= 0 and s.steps >= 1, "[samples] every must be >= 0 and steps >= 1")
     _check(not s.every or bool(s.layouts), "[samples] every > 0 needs at least one layout file in [samples] layouts")
+    _validate_eval(cfg)
+
+
+def _validate_eval(cfg: Config) -> None:
+    from .eval_metrics import LAYOUT_SOURCES, METRICS
+
+    e = cfg.eval
+    _check(e.every >= 0 and e.max_layouts >= 1 and e.batch_size >= 1,
+           "[eval] every must be >= 0, max_layouts and batch_size >= 1")
+    _check(0.0 <= e.detector_threshold <= 1.0, f"[eval] detector_threshold must be in [0, 1], got "
+                                               f"{e.detector_threshold}")
+    bad = [m for m in e.metrics if m not in METRICS]
+    _check(not bad, f"[eval] metrics: unknown {bad}; known metrics: {sorted(METRICS)}")
+    _check(not e.every or bool(e.metrics), "[eval] every > 0 needs at least one name in [eval] metrics")
+    _check(e.layouts in LAYOUT_SOURCES, f"[eval] layouts must be one of {list(LAYOUT_SOURCES)}, got {e.layouts!r}")
+    if not e.every:
+        return
+    _check(e.layouts == "holdout" or bool(cfg.samples.layouts),
+           f"[eval] layouts = {e.layouts!r} needs layout files in [samples] layouts")
+    _check(e.layouts == "samples" or cfg.data.holdout > 0,
+           f"[eval] layouts = {e.layouts!r} needs a held-out split ([data] holdout > 0)")
+    for m in e.metrics:
+        for kind in METRICS[m]:
+            _check(bool(getattr(e, kind)), f"[eval] metric {m} needs a {kind} model: set [eval] {kind}")
 
 
 def accumulation_steps(cfg: Config, world_size: int) -> int:

@@ -1,18 +1,18 @@
-"""The cache step: latents and text features of every sample, encoded once into sharded safetensors.
+"""The cache step (engine): latents and the recipe's features of every sample, encoded once into sharded
+safetensors.
 
-Training steps then run only the UNet and the adapter. One cache folder holds one encoding of one dataset:
-``<cache.dir>/<key>/`` where the key hashes the base model file (SHA-256), the data settings that change pixels or
-boxes (resolution, buckets, crop, minimum box area, run seed for the crop positions), the storage dtype and the
-dataset listing (names, sizes, modification times). A second run with the same key reuses it.
+Training steps then run only the UNet and the trained modules. One cache folder holds one encoding of one dataset:
+``<cache.dir>/<key>/`` where the key hashes the base model file (SHA-256), the recipe (name, cache version, the
+settings it names in ``cache_settings``), the data settings that change pixels or boxes (resolution, buckets, crop,
+minimum box area, run seed for the crop positions), the storage dtype and the dataset listing (names, sizes,
+modification times). A second run with the same key reuses it.
 
-Per sample ``i`` (keys ``{i}/...`` in shard ``r<rank>-<k>.safetensors``):
+Per sample ``i`` (keys ``{i}/<field>`` in shard ``r<rank>-<k>.safetensors``):
 
-- ``latent`` ``[4, h, w]``: the VAE latent already in the UNet's space (``process_latent_in``);
-- ``prompt`` ``[77, 2048]`` and ``pooled`` ``[1280]``: the caption through both SDXL encoders (first 75 tokens);
-- ``desc_hidden`` ``[n, 3, L, 2048]``, ``desc_eot`` ``[n, 2048]``, ``desc_mask`` ``[n, L]``: each description as
-  the Encode Appearance Tokens node encodes it (hidden states -2, -4, -6; EoT feature; word mask), kept up to the
-  last EoT (L <= 77: later positions are masked out of the resampler, so padding them back with zeros is exact);
-- ``boxes`` ``[n, 4]`` normalised xyxy.
+- ``latent`` ``[C, h, w]``: the VAE latent already in the UNet's space (``process_latent_in``);
+- every field the recipe's ``encode_sample`` returns (``Recipe.cache_fields``: e.g. IFAdapter's prompt embedding,
+  pooled vector, description hidden states, word masks and boxes), stored by kind: ``feature`` in ``[cache] dtype``,
+  ``exact`` as given, ``mask`` as uint8.
 
 ``manifest.json`` lists each sample's name, shard, bucket, micro-conditioning and instance count, and the samples
 that were skipped with the reason. Work is split across processes (sample i goes to rank i mod world size); rank 0
@@ -31,10 +31,10 @@ import torch
 from .config import Config
 from .data import BadSample, SampleFiles, buckets, list_samples, prepare_sample, sample_seed
 
-log = logging.getLogger("train.ifadapter")
+log = logging.getLogger("train")
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 MANIFEST = "manifest.json"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
@@ -73,8 +73,8 @@ def file_sha256(path: str, memo_dir: str | None = None) -> str:
     return digest
 
 
-def cache_key(cfg: Config, model_hash: str, files: list[SampleFiles]) -> str:
-    """The cache folder name for this model, these settings and this dataset listing."""
+def cache_key(cfg: Config, model_hash: str, files: list[SampleFiles], recipe) -> str:
+    """The cache folder name for this model, this recipe, these settings and this dataset listing."""
     d = cfg.data
     listing = []
     for s in files:
@@ -84,41 +84,17 @@ def cache_key(cfg: Config, model_hash: str, files: list[SampleFiles]) -> str:
         "version": CACHE_VERSION, "model": model_hash, "resolution": d.resolution, "bucket_step": d.bucket_step,
         "buckets": d.buckets, "random_crop": d.random_crop, "min_box_area": d.min_box_area,
         "seed": cfg.train.seed, "dtype": cfg.cache.dtype, "files": listing,
+        "recipe": [recipe.name, recipe.cache_version, recipe.cache_settings()],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
-
-
-class TextEncoder:
-    """The caption and description encoders, through ComfyUI's CLIP and the pack's Encode Appearance Tokens code."""
-
-    def __init__(self, clip, encode_descriptions: Callable):
-        self.clip = clip
-        self._encode_descriptions = encode_descriptions
-
-    def prompt(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """``([77, 2048], [1280])``: SDXL's prompt embedding and pooled vector of the first 75 tokens."""
-        tok = self.clip.tokenize(text)
-        tok = {k: v[:1] for k, v in tok.items()}
-        cond, pooled = self.clip.encode_from_tokens(tok, return_pooled=True)
-        return cond[0].float().cpu(), pooled[0].float().cpu()
-
-    def descriptions(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``hidden [n, 3, 77, 2048], eot [n, 2048], word_mask [n, 77]`` as the Encode Appearance Tokens node."""
-        return self._encode_descriptions(self.clip, texts)
-
-
-def _trim(hidden: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    # keep positions up to the last word + EoT of any instance: later positions never reach the resampler
-    words = mask.any(dim=0).nonzero()
-    length = int(words.max()) + 2 if words.numel() else 2
-    return hidden[:, :, :length].contiguous(), mask[:, :length].contiguous()
 
 
 class CacheBuilder:
     """Encodes this rank's share of the samples into shards and writes a part manifest."""
 
-    def __init__(self, cfg: Config, folder: str, vae, model, text: TextEncoder, rank: int, world: int):
-        self.cfg, self.folder, self.vae, self.model, self.text = cfg, folder, vae, model, text
+    def __init__(self, cfg: Config, folder: str, vae, model, recipe, encoders, rank: int, world: int):
+        self.cfg, self.folder, self.vae, self.model = cfg, folder, vae, model
+        self.recipe, self.encoders = recipe, encoders
         self.rank, self.world = rank, world
         self.dtype = DTYPES[cfg.cache.dtype]
 
@@ -152,18 +128,20 @@ class CacheBuilder:
             with torch.no_grad():
                 latent = self.vae.encode(s.pixels[None])
                 latent = self.model.model.process_latent_in(latent)[0]
-                prompt, pooled = self.text.prompt(s.prompt)
-                hidden, eot, mask = self.text.descriptions(s.descriptions)
-            hidden, mask = _trim(hidden, mask)
-            for key, t in (("latent", latent), ("prompt", prompt), ("pooled", pooled), ("desc_hidden", hidden),
-                           ("desc_eot", eot)):
-                tensors[f"{i}/{key}"] = t.to(self.dtype).contiguous()
-            tensors[f"{i}/desc_mask"] = mask.to(torch.uint8)
-            tensors[f"{i}/boxes"] = s.boxes.float()
+                fields = self.recipe.encode_sample(s, self.encoders)
+            if set(fields) != set(self.recipe.cache_fields):
+                raise RuntimeError(f"recipe {self.recipe.name}: encode_sample returned {sorted(fields)}, its "
+                                   f"cache_fields are {sorted(self.recipe.cache_fields)}")
+            tensors[f"{i}/latent"] = latent.to(self.dtype).contiguous()
+            for key, t in fields.items():
+                kind = self.recipe.cache_fields[key]
+                t = t.detach().cpu()
+                t = t.to(self.dtype) if kind == "feature" else t.to(torch.uint8) if kind == "mask" else t
+                tensors[f"{i}/{key}"] = t.contiguous()
             entries[str(i)] = {"name": s.name, "shard": shard, "bucket": list(s.bucket),
                                "original_size": list(s.original_size), "crop": list(s.crop),
                                "instances": len(s.descriptions), "prompt": s.prompt}
-            if len(tensors) >= 7 * self.cfg.cache.shard_size:
+            if len(tensors) >= (1 + len(fields)) * self.cfg.cache.shard_size:
                 flush()
             if progress:
                 progress(n + 1, len(mine))
@@ -188,10 +166,10 @@ def merge_parts(folder: str, world: int, key: str, missing_layouts: list[tuple[s
 
 
 class CacheReader:
-    """Reads cached samples (memory-mapped shards, opened lazily)."""
+    """Reads cached samples (memory-mapped shards, opened lazily); ``fields`` is the recipe's ``cache_fields``."""
 
-    def __init__(self, folder: str):
-        self.folder = folder
+    def __init__(self, folder: str, fields: dict[str, str]):
+        self.folder, self.fields = folder, dict(fields, latent="feature")
         with open(os.path.join(folder, MANIFEST)) as f:
             self.manifest = json.load(f)
         self.samples: list[dict] = self.manifest["samples"]
@@ -201,7 +179,8 @@ class CacheReader:
         return len(self.samples)
 
     def get(self, pos: int) -> dict:
-        """Sample at position ``pos`` of the manifest: its tensors (float32) plus its manifest entry."""
+        """Sample at position ``pos`` of the manifest: its fields (features as float32, masks as bool, exact
+        fields as stored) plus its manifest entry under ``entry``."""
         from safetensors import safe_open
 
         entry = self.samples[pos]
@@ -210,11 +189,10 @@ class CacheReader:
             h = safe_open(os.path.join(self.folder, entry["shard"]), framework="pt")
             self._handles[entry["shard"]] = h
         i = entry["index"]
-        out = {k: h.get_tensor(f"{i}/{k}") for k in ("latent", "prompt", "pooled", "desc_hidden", "desc_eot",
-                                                      "desc_mask", "boxes")}
-        for k in ("latent", "prompt", "pooled", "desc_hidden", "desc_eot"):
-            out[k] = out[k].float()
-        out["desc_mask"] = out["desc_mask"].bool()
+        out = {}
+        for k, kind in self.fields.items():
+            t = h.get_tensor(f"{i}/{k}")
+            out[k] = t.float() if kind == "feature" else t.bool() if kind == "mask" else t
         out["entry"] = entry
         return out
 
@@ -229,17 +207,17 @@ class CacheReader:
                 "max_instances": max(inst) if inst else 0, "buckets": per_bucket}
 
 
-def ensure_cache(cfg: Config, model_hash: str, encoders: Callable, rank: int, world: int,
+def ensure_cache(cfg: Config, model_hash: str, recipe, encoders: Callable, rank: int, world: int,
                  barrier: Callable[[], None], progress: Callable | None = None) -> CacheReader:
     """Build the cache if needed (all ranks share the work), then open it on every rank.
 
-    ``encoders()`` returns ``(vae, model, TextEncoder)`` (called only when something must be encoded).
+    ``encoders()`` returns ``(vae, model, recipe encoders)`` (called only when something must be encoded).
     """
     files, missing = list_samples(cfg.data.folder)
     if not files:
         raise ValueError(f"no image with a layout JSON found in {cfg.data.folder} "
                          f"({len(missing)} images without a layout)")
-    key = cache_key(cfg, model_hash, files)
+    key = cache_key(cfg, model_hash, files, recipe)
     folder = os.path.join(cfg.cache.dir, key)
     if os.path.isfile(os.path.join(folder, MANIFEST)):
         if rank == 0:
@@ -247,14 +225,14 @@ def ensure_cache(cfg: Config, model_hash: str, encoders: Callable, rank: int, wo
     else:
         os.makedirs(folder, exist_ok=True)
         barrier()
-        vae, model, text = encoders()
-        CacheBuilder(cfg, folder, vae, model, text, rank, world).build(files, progress)
+        vae, model, enc = encoders()
+        CacheBuilder(cfg, folder, vae, model, recipe, enc, rank, world).build(files, progress)
         barrier()
         if rank == 0:
             merge_parts(folder, world, key, missing)
             log.info("cache written to %s", folder)
         barrier()
-    reader = CacheReader(folder)
+    reader = CacheReader(folder, recipe.cache_fields)
     if rank == 0:
         for b in reader.manifest["bad"]:
             log.warning("skipped sample %s: %s", b["name"], b["reason"])

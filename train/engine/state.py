@@ -1,8 +1,8 @@
 """Training checkpoints: everything needed to continue exactly, written atomically by rank 0.
 
-A checkpoint ``<output_dir>/checkpoints/step-<N>.pt`` holds the adapter (and EMA) weights, the optimiser, the LR
-scheduler and gradient scaler states, the step, the data position (epoch, batch in epoch) and every RNG state
-(torch CPU and CUDA, numpy, Python). It is written to a temporary file, flushed to disk and renamed, so a crash
+A checkpoint ``<output_dir>/checkpoints/step-<N>.pt`` holds the recipe name, the trained (and EMA) weights, the
+optimiser, the LR scheduler and gradient scaler states, the step, the data position (epoch, batch in epoch), every
+RNG state (torch CPU and CUDA, numpy, Python) and what the recipe's export needs. It is written to a temporary file, flushed to disk and renamed, so a crash
 mid-save leaves the previous checkpoint intact; older ones beyond ``keep`` are removed afterwards. It is read back
 with ``torch.load(weights_only=True)``: plain tensors and containers, no pickled code.
 """

@@ -2,8 +2,8 @@
 
 The trainer runs outside ComfyUI's server but must use ComfyUI's own code for everything the base model does
 (checkpoint detection and loading, SDXL micro-conditioning, text encoding, sampling for preview images), and the
-pack's own attn2 patch (``nodes/patches.py`` + ``IFAdapterLayer`` of ``nodes/ifadapter.py``) so that a trained
-adapter behaves in ComfyUI exactly as it did in training.
+pack's own patches (e.g. ``nodes/patches.py`` + ``IFAdapterLayer`` of ``nodes/ifadapter.py``) so that a trained
+model behaves in ComfyUI exactly as it did in training.
 
 ComfyUI is found like the tests find it: ``COMFYUI_PATH``, else the ComfyUI this pack is installed in
 (``<ComfyUI>/custom_nodes/<pack>``); otherwise an error says how to point at one.
@@ -17,7 +17,7 @@ import sys
 import types
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PACK_ALIAS = "ifadapter_pack"  # the package name the pack's node modules are imported under
 
 
@@ -37,7 +37,7 @@ def find_comfyui() -> Path:
     if parent.name == "custom_nodes" and _is_comfyui(parent.parent):
         return parent.parent
     raise RuntimeError(
-        "the IFAdapter trainer needs ComfyUI (it loads the base model with ComfyUI's loaders): install this pack in "
+        "the trainer needs ComfyUI (it loads the base model with ComfyUI's loaders): install this pack in "
         "ComfyUI/custom_nodes/ and run it from there, or set COMFYUI_PATH=/path/to/ComfyUI")
 
 
@@ -105,7 +105,7 @@ def checkpoint_path(name: str) -> str:
 
 
 def load_base_model(name: str):
-    """``(model_patcher, clip, vae)`` of a single-file SDXL checkpoint through ComfyUI's own loader."""
+    """``(model_patcher, clip, vae)`` of a single-file checkpoint through ComfyUI's own loader."""
     import comfy.sd
     import torch
 
@@ -115,5 +115,5 @@ def load_base_model(name: str):
     model, clip, vae = out[:3]
     if model is None or clip is None or vae is None:
         raise ValueError(f"{path}: ComfyUI found no {'model' if model is None else 'CLIP' if clip is None else 'VAE'} "
-                         "in this checkpoint; the trainer needs a single-file SDXL checkpoint (UNet + CLIP + VAE)")
+                         "in this checkpoint; the trainer needs a single-file checkpoint (UNet + CLIP + VAE)")
     return model, clip, vae

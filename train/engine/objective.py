@@ -1,30 +1,25 @@
-"""The module DDP trains: a trainable IFAdapter driving a frozen SDXL UNet through the pack's own attn2 patch.
+"""The module DDP trains (engine): a recipe's trainable modules driving a frozen ComfyUI UNet.
 
-``forward(batch)`` returns the diffusion loss of one micro-batch (spec §5, Eq. 9):
+``forward(batch)`` returns the per-sample diffusion loss ``[B]`` of one micro-batch:
 
-1. appearance tokens of every instance (:func:`core.ifadapter.batched.encode_instance_batch`, local dropout
-   already applied: zero descriptions, boxes kept);
-2. the 16 attn2 layers patched exactly as the Apply IFAdapter node patches them: a ``ChainedAttn2`` per layer
-   holding an ``IFAdapterLayer`` whose runtime is a :class:`~core.ifadapter.batched.BatchedRuntime`;
-3. the frozen UNet (ComfyUI's module) on ``x_t = (x_0 + sigma * eps) / sqrt(sigma² + 1)`` at the sampled
-   timestep, with SDXL's micro-conditioning vector;
-4. MSE against the model's target: ``eps`` for eps-prediction checkpoints, ``v`` for v-prediction ones.
+1. ``x_t = (x_0 + sigma * eps) / sqrt(sigma² + 1)`` at each sample's timestep (ComfyUI's discrete schedule);
+2. the recipe's UNet inputs for the batch (``Recipe.unet_inputs``: context, micro-conditioning, the
+   ``transformer_options`` carrying the recipe's patches), under autocast;
+3. the frozen UNet (ComfyUI's module);
+4. the recipe's loss (default: mean squared error per sample) against the model's target: ``eps`` for
+   eps-prediction checkpoints, ``v`` for v-prediction ones.
 
-Only the adapter is a registered sub-module, so DDP synchronises only its gradients; the UNet is held by
-reference and never receives gradients.
+Only the recipe's trainable module is a registered sub-module, so DDP synchronises only its gradients; the UNet is
+held by reference and never receives gradients. Also here: gradient checkpointing of a ComfyUI UNet's blocks and the
+guard that makes older ComfyUI builds' in-place residuals safe for a backward pass.
 """
 from __future__ import annotations
 
 import functools
-import types
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-
-from core.ifadapter import IFAdapter
-from core.ifadapter.batched import BatchedRuntime, encode_instance_batch
 
 
 def _on_copy(fn, x: torch.Tensor, *args, **kwargs):
@@ -98,24 +93,17 @@ def protect_inplace_residuals(diffusion_model: nn.Module) -> int:
     return n
 
 
-class AdapterTrainingModel(nn.Module):
-    """Trainable ``adapter`` + frozen ComfyUI UNet (``model_patcher.model``); ``forward(batch) -> loss``.
+class DiffusionObjective(nn.Module):
+    """Trainable ``trainable`` (the recipe's module) + frozen ComfyUI UNet; ``forward(batch) -> loss [B]``.
 
-    ``batch`` (all on the training device):
-        latent ``[B, 4, h, w]`` x_0 in the UNet's latent space; noise ``[B, 4, h, w]``; timestep ``[B]`` long;
-        context ``[B, 77, 2048]``; y ``[B, 2816]`` (micro-conditioning, global dropout applied);
-        desc_hidden ``[B, S, 3, L, 2048]``, desc_eot ``[B, S, 2048]``, desc_mask ``[B, S, L]``, boxes
-        ``[B, S, 4]``, valid ``[B, S]``, keep_text ``[B]``.
+    ``batch`` (on the training device): ``latent`` ``[B, C, h, w]`` x_0 in the UNet's latent space, ``noise`` of the
+    same shape, ``timestep`` ``[B]`` long, plus whatever the recipe's ``collate`` put there.
     """
 
-    def __init__(self, adapter: IFAdapter, model_patcher, ifa_nodes: types.ModuleType, patches: types.ModuleType,
-                 steps: types.ModuleType, autocast_dtype: torch.dtype | None = None):
+    def __init__(self, recipe, trainable: nn.Module, model_patcher, autocast_dtype: torch.dtype | None = None):
         super().__init__()
-        self.adapter = adapter
-        self._frozen = (model_patcher,)  # a tuple: not registered, so DDP and state_dict ignore the UNet
-        self._ifa_nodes, self._patches = ifa_nodes, patches
-        # the whole schedule: a direct UNet call (no sampler) is always inside the window
-        self._window = steps.StepWindow(0.0, 1.0, "ratio", float("inf"), 0.0)
+        self.trainable = trainable
+        self._frozen = (model_patcher, recipe)  # a tuple: not registered, so DDP and state_dict ignore them
         self.autocast_dtype = autocast_dtype
         import comfy.model_base
 
@@ -126,7 +114,7 @@ class AdapterTrainingModel(nn.Module):
             self.prediction = "v"
         else:
             raise ValueError(f"the base model is a {mtype.name} model; the trainer supports eps- and v-prediction "
-                             "SDXL checkpoints (the adapter is trained with the DDPM objective)")
+                             "checkpoints (trained with the DDPM objective)")
         self.sigmas = model_patcher.model.model_sampling.sigmas.detach().float().cpu()
         protect_inplace_residuals(model_patcher.model.diffusion_model)
 
@@ -134,30 +122,17 @@ class AdapterTrainingModel(nn.Module):
     def unet(self) -> nn.Module:
         return self._frozen[0].model.diffusion_model
 
-    def transformer_options(self, runtime, aspect: float) -> dict:
-        """``transformer_options`` with the 16 IFAdapter layers patched as Apply IFAdapter patches them."""
-        holder = types.SimpleNamespace(model_options={"transformer_options": {}})
-        for key in self._ifa_nodes.IFADAPTER_KEYS:
-            layer = self._ifa_nodes.IFAdapterLayer(runtime, key, self._window, aspect)
-            self._patches.add_attn2_contribution(holder, key, layer)
-        opts = holder.model_options["transformer_options"]
-        opts["cond_or_uncond"] = [0]  # every row conditional: dropout lives in the tokens and embeddings
-        return opts
-
     def forward(self, batch: dict) -> torch.Tensor:
+        recipe = self._frozen[1]
         x0, noise, t = batch["latent"], batch["noise"], batch["timestep"]
-        sigma = self.sigmas.to(x0.device)[t].view(-1, 1, 1, 1)
+        sigma = self.sigmas.to(x0.device)[t].view(-1, *([1] * (x0.dim() - 1)))
         x_in = (x0 + sigma * noise) / torch.sqrt(sigma**2 + 1)
         target = noise if self.prediction == "eps" else (noise - sigma * x0) / torch.sqrt(sigma**2 + 1)
-        device_type = x0.device.type
-        with torch.autocast(device_type, dtype=self.autocast_dtype or torch.float32,
+        with torch.autocast(x0.device.type, dtype=self.autocast_dtype or torch.float32,
                             enabled=self.autocast_dtype is not None):
-            tokens = encode_instance_batch(self.adapter, batch["desc_hidden"], batch["desc_mask"], batch["desc_eot"],
-                                           batch["boxes"], batch["valid"], batch["keep_text"])
-            runtime = BatchedRuntime(self.adapter, tokens, batch["boxes"], batch["valid"])
-            h, w = x0.shape[-2:]
-            opts = self.transformer_options(runtime, w / h)
+            kwargs = recipe.unet_inputs(self.trainable, batch)
             unet_dtype = next(self.unet.parameters()).dtype
-            out = self.unet(x_in.to(unet_dtype), t.float(), context=batch["context"].to(unet_dtype),
-                            y=batch["y"].to(unet_dtype), transformer_options=opts)
-        return F.mse_loss(out.float(), target.float())
+            kwargs = {k: v.to(unet_dtype) if torch.is_tensor(v) and v.is_floating_point() else v
+                      for k, v in kwargs.items()}
+            out = self.unet(x_in.to(unet_dtype), t.float(), **kwargs)
+        return recipe.loss(out.float(), target.float(), batch)

@@ -1,4 +1,5 @@
-"""The training data: a folder of images with one layout JSON per image, bucketed and cropped as SDXL expects.
+"""The training data (engine): a folder of images with one layout JSON per image, bucketed and cropped as SDXL
+expects.
 
 Folder format (docs/training.md): ``<name>.png|.jpg|.jpeg|.webp`` next to ``<name>.json``, in any sub-folder. The
 JSON is a layout in this pack's format (``core/layout/``: global prompt + instances with boxes and
@@ -64,6 +65,10 @@ class PreparedSample:
         original_size: ``(height, width)`` of the source image.
         crop: ``(top, left)`` of the crop in the resized image.
         bucket: ``(width, height)``.
+        layout: the layout on the source image's canvas (``original_size``), for recipes that read more than boxes
+            (masks, points, scribbles): map a source pixel ``(x, y)`` with :meth:`to_crop`.
+        kept: for each kept instance, its index in ``layout.active()`` (empty for the caption fallback instance).
+        resize: ``(sx, sy)`` scale from the source image to the resized one.
     """
 
     name: str
@@ -74,6 +79,13 @@ class PreparedSample:
     original_size: tuple[int, int]
     crop: tuple[int, int]
     bucket: tuple[int, int]
+    layout: Layout | None = None
+    kept: tuple[int, ...] = ()
+    resize: tuple[float, float] = (1.0, 1.0)
+
+    def to_crop(self, x: float, y: float) -> tuple[float, float]:
+        """A source-image pixel position in the cropped image's pixels (may fall outside it)."""
+        return x * self.resize[0] - self.crop[1], y * self.resize[1] - self.crop[0]
 
 
 def list_samples(folder: str) -> tuple[list[SampleFiles], list[tuple[str, str]]]:
@@ -157,9 +169,9 @@ def prepare_sample(files: SampleFiles, bucket_options: list[tuple[int, int]], mi
     cropped = resized.crop((left, top, left + bw, top + bh))
     pixels = torch.from_numpy(np.asarray(cropped, dtype=np.float32) / 255.0)
 
-    descriptions, boxes = [], []
+    descriptions, boxes, kept = [], [], []
     sx, sy = rw / w0, rh / h0
-    for inst in layout.active():
+    for k, inst in enumerate(layout.active()):
         desc = inst.description.strip()
         if not desc:
             continue
@@ -170,11 +182,13 @@ def prepare_sample(files: SampleFiles, bucket_options: list[tuple[int, int]], mi
             continue
         descriptions.append(desc)
         boxes.append((x0 / bw, y0 / bh, x1 / bw, y1 / bh))
+        kept.append(k)
     if not descriptions:  # the official code's fallback: the caption as one instance over the whole image
         descriptions, boxes = [layout.prompt.strip()], [(0.0, 0.0, 1.0, 1.0)]
     return PreparedSample(
         name=files.name, pixels=pixels, prompt=layout.prompt.strip(), descriptions=descriptions,
-        boxes=torch.tensor(boxes, dtype=torch.float32), original_size=(h0, w0), crop=(top, left), bucket=(bw, bh))
+        boxes=torch.tensor(boxes, dtype=torch.float32), original_size=(h0, w0), crop=(top, left), bucket=(bw, bh),
+        layout=layout, kept=tuple(kept), resize=(sx, sy))
 
 
 def sample_seed(seed: int, *parts: int) -> int:

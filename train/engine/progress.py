@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-log = logging.getLogger("train.ifadapter")
+log = logging.getLogger("train")
 
 
 def tensorboard_writer(log_dir: str):
@@ -24,7 +24,7 @@ def tensorboard_writer(log_dir: str):
 class Progress:
     """Rank 0's reporting; every method is a no-op on other ranks."""
 
-    def __init__(self, output_dir: str, total: int, initial: int, enabled: bool):
+    def __init__(self, output_dir: str, total: int, initial: int, enabled: bool, title: str = "training"):
         self.enabled = enabled
         self.bar = self.tb = self.metrics = None
         if not enabled:
@@ -32,7 +32,7 @@ class Progress:
         from tqdm import tqdm
 
         os.makedirs(output_dir, exist_ok=True)
-        self.bar = tqdm(total=total, initial=initial, desc="IFAdapter", unit="step", dynamic_ncols=True)
+        self.bar = tqdm(total=total, initial=initial, desc=title, unit="step", dynamic_ncols=True)
         self.metrics = open(os.path.join(output_dir, "metrics.jsonl"), "a", encoding="utf-8")
         self.tb = tensorboard_writer(os.path.join(output_dir, "tensorboard"))
         if self.tb is None:
