@@ -150,7 +150,7 @@ def _check_clip(clip, fam: Family) -> None:
     """Refuse a CLIP that is not the adapter family's (one message naming both), or one too shallow to read."""
     cm = getattr(clip, "cond_stage_model", None)
     found = _clip_family(cm) if cm is not None else None
-    if found is not fam:
+    if found is None or found.name != fam.name:
         what = f"the CLIP of an {found.label} checkpoint" if found is not None else type(cm).__name__
         widths = " + ".join(f"CLIP-{e.key.upper()} {e.width}" for e in fam.encoders)
         raise ValueError(

@@ -257,7 +257,7 @@ def unet_refusal(unet_config: Mapping, fam: Family, layers: Sequence[Key], hidde
     with ``hidden_size`` / ``heads`` (not checked when None), else one message saying what the adapter needs and
     what the model is."""
     found = detect_family(unet_config)
-    if found is not fam:
+    if found is None or found.name != fam.name:  # by name: the pack and the trainer may import this twice
         other = (f"load an IFAdapter trained for {found.label}" if found is not None
                  else "this model cannot take an IFAdapter")
         return (f"this IFAdapter was trained for {fam.label} models (text width {fam.context_dim}, "

@@ -1,0 +1,41 @@
+"""A tiny random-weight SD1.5 as a *single-file checkpoint*, loadable by ComfyUI's own ``load_checkpoint_guess_config``
+(the SD1.5 counterpart of :mod:`tiny_sdxl_file`: the real SD1.5 block structure with 32 base channels, the real
+tokenizer, a small CLIP-L stack of the real width, TAESD as the VAE; registered as one more supported model)."""
+from __future__ import annotations
+
+import comfy.sd1_clip
+import comfy.supported_models
+import comfy.supported_models_base
+import torch
+from comfy_testnodes.tiny_models import BASE_CHANNELS, TinySD1Clip, build_clip, build_unet, build_vae, randomize_
+from safetensors.torch import save_file
+
+
+class TinySD15(comfy.supported_models.SD15):
+    """SD1.5 with 32 base channels (the tiny test layout)."""
+
+    unet_config = dict(comfy.supported_models.SD15.unet_config, model_channels=BASE_CHANNELS)
+
+    def clip_target(self, state_dict=None):
+        return comfy.supported_models_base.ClipTarget(comfy.sd1_clip.SD1Tokenizer, TinySD1Clip)
+
+
+def register() -> None:
+    """Let ComfyUI's checkpoint detection recognise the tiny SD1.5 layout (idempotent)."""
+    if not any(m is TinySD15 for m in comfy.supported_models.models):
+        comfy.supported_models.models.insert(0, TinySD15)
+
+
+def write_tiny_sd15_checkpoint(path: str, seed: int = 0, v_prediction: bool = False, unet_std: float = 0.02) -> str:
+    """Save UNet + CLIP + VAE of the tiny SD1.5 (random weights from ``seed``) as one ``.safetensors`` file;
+    ``unet_std`` as in :func:`tiny_sdxl_file.write_tiny_sdxl_checkpoint`."""
+    register()
+    model, clip, vae = build_unet("sd15", seed), build_clip("sd15", seed), build_vae(seed)
+    if unet_std != 0.02:
+        randomize_(model.model.diffusion_model, seed, std=unet_std)
+    sd = model.model.state_dict_for_saving(clip.get_sd(), vae.get_sd(), None)
+    sd = {k: v.detach().contiguous() for k, v in sd.items()}
+    if v_prediction:
+        sd["v_pred"] = torch.tensor([])
+    save_file(sd, path)
+    return path
