@@ -24,5 +24,6 @@ def _write_base(path: str) -> None:
 FIXTURE = RecipeFixture(
     recipe="ifadapter", name="ifadapter_sd15", base_file="tiny_sd15_train.safetensors", register=_register,
     write_base=_write_base, options=SDXL_FIXTURE.options,
-    check_trained=functools.partial(_check_trained, layers=4),
+    # 3 steps on 64x64 images: the middle block's grid is 1x1 there, its gate moves least (a few 1e-4)
+    check_trained=functools.partial(_check_trained, layers=4, min_gate=1e-5),
     check_export=functools.partial(_check_export, arch="sd15"))
