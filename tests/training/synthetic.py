@@ -14,9 +14,13 @@ SHAPES = ("square", "circle")
 
 
 def make_dataset(folder: str, n: int, size: tuple[int, int] = (64, 64), seed: int = 0,
-                 broken: bool = True) -> list[str]:
+                 broken: bool = True, caption: str | None = None, colour_words: bool = True) -> list[str]:
     """Write ``n`` samples (``shape_000.png`` + ``shape_000.json``); with ``broken`` also one corrupt image, one
-    invalid layout and one image without a layout. Returns the names of the broken samples."""
+    invalid layout and one image without a layout. Returns the names of the broken samples.
+
+    ``caption`` replaces every generated caption (which names the shapes and colours) by one fixed text, so that
+    the colours are given only in the instance descriptions; ``colour_words=False`` describes every instance as
+    "a shape" (the same images and boxes: the descriptions then carry no information)."""
     os.makedirs(folder, exist_ok=True)
     rng = random.Random(seed)
     w, h = size
@@ -30,12 +34,12 @@ def make_dataset(folder: str, n: int, size: tuple[int, int] = (64, 64), seed: in
             x0, y0 = rng.randint(0, w - bw), rng.randint(0, h - bh)
             box = [x0, y0, x0 + bw, y0 + bh]
             (draw.rectangle if shape == "square" else draw.ellipse)(box, fill=COLOURS[colour])
-            desc = f"a {colour} {shape}"
+            desc = f"a {colour} {shape}" if colour_words else "a shape"
             instances.append({"description": desc, "regions": [{"kind": "box", "box": box}]})
             words.append(desc)
         img.save(os.path.join(folder, f"shape_{i:03d}.png"))
         layout = {"format": "instance-layout", "version": 1, "width": w, "height": h,
-                  "prompt": " and ".join(words) + " on a grey background", "instances": instances}
+                  "prompt": caption or " and ".join(words) + " on a grey background", "instances": instances}
         with open(os.path.join(folder, f"shape_{i:03d}.json"), "w") as f:
             json.dump(layout, f)
     if not broken:

@@ -21,12 +21,12 @@ LAYOUT = {"format": "instance-layout", "version": 1, "width": W, "height": H, "p
 
 @pytest.mark.parametrize("arch", ["sd15", "sdxl"])
 def test_training_forward_equals_the_apply_node(comfy, arch):
+    from comfy_testnodes.tiny_models import build_clip, build_unet, randomize_
+
     from core.layout import Layout
     from train.engine.config import from_dict
     from train.engine.objective import DiffusionObjective
     from train.recipes.ifadapter import IFAdapterRecipe
-
-    from comfy_testnodes.tiny_models import build_clip, build_unet, randomize_
 
     model, clip = build_unet(arch, 0), build_clip(arch, 0)
     randomize_(model.model.diffusion_model, 0, std=0.1)  # as the training fixtures: outputs of order 1

@@ -3,6 +3,7 @@
 tokenizer, a small CLIP-L stack of the real width, TAESD as the VAE; registered as one more supported model)."""
 from __future__ import annotations
 
+import comfy.latent_formats
 import comfy.sd1_clip
 import comfy.supported_models
 import comfy.supported_models_base
@@ -11,10 +12,20 @@ from comfy_testnodes.tiny_models import BASE_CHANNELS, TinySD1Clip, build_clip, 
 from safetensors.torch import save_file
 
 
+class TinySD15Latent(comfy.latent_formats.SD15):
+    """SD1.5's latent format with the scale that brings the tiny random VAE's latents (std about 0.47) to about unit
+    variance, as 0.18215 does for the real SD1.5 VAE (with 0.18215 they would be 0.09: next to the noise, nothing
+    an instance input could tell about the image would show in the loss)."""
+
+    def __init__(self):
+        super().__init__(scale_factor=2.0)
+
+
 class TinySD15(comfy.supported_models.SD15):
     """SD1.5 with 32 base channels (the tiny test layout)."""
 
     unet_config = dict(comfy.supported_models.SD15.unet_config, model_channels=BASE_CHANNELS)
+    latent_format = TinySD15Latent
 
     def clip_target(self, state_dict=None):
         return comfy.supported_models_base.ClipTarget(comfy.sd1_clip.SD1Tokenizer, TinySD1Clip)
