@@ -47,6 +47,7 @@ FAMILY_CHOICES = ("auto", "sdxl", "sd15", "sd2")
 @dataclass
 class IFAdapterOptions:
     family: str = "auto"  # "auto" (from the base model), "sdxl", "sd15" or "sd2": which IFAdapter layout to train
+    zero_descriptions: bool = False  # ablation: every description zeroed (boxes kept), in training and eval
     resampler_mask: str = "auto"  # "auto" (from the init file, else all-words), "official-quirk" or "all-words"
     resampler: dict = field(default_factory=dict)  # Resampler sizes for from-scratch runs (default: official)
     drop_local: float = 0.15  # probability of dropping a sample's descriptions (boxes kept)
@@ -138,6 +139,12 @@ class IFAdapterRecipe(Recipe):
     max_instances_limit = 10
     cache_fields = {"prompt": "feature", "pooled": "feature", "desc_hidden": "feature", "desc_eot": "feature",
                     "desc_mask": "mask", "boxes": "exact"}
+    family = None  # the core.ifadapter.families.Family trained, set by setup(); None (no model yet) acts as SDXL
+
+    @property
+    def micro_conditioning(self) -> bool:
+        """Whether the UNet takes SDXL's micro-conditioning vector ``y`` (SD1.x / SD2.x take none)."""
+        return self.family is None or self.family.adm_in_channels is not None
 
     @classmethod
     def validate(cls, cfg) -> None:
@@ -218,7 +225,7 @@ class IFAdapterRecipe(Recipe):
         if n > cap:
             keep = torch.randperm(n, generator=g)[:cap].sort().values
         drop_local, drop_global = (self.opts.drop_local, self.opts.drop_global) if train else (0.0, 0.0)
-        return Draw(bool(u[0] >= drop_local), bool(u[1] >= drop_global), keep)
+        return Draw(bool(u[0] >= drop_local) and not self.opts.zero_descriptions, bool(u[1] >= drop_global), keep)
 
     def _encode_adm(self, pooled: torch.Tensor, entry: dict) -> torch.Tensor:
         (oh, ow), (top, left), (bw, bh) = entry["original_size"], entry["crop"], entry["bucket"]
@@ -246,7 +253,7 @@ class IFAdapterRecipe(Recipe):
             valid[i, :n] = True
             keep = 1.0 if d.keep_prompt else 0.0  # global dropout: zero prompt and pooled (SDXL's zero uncond)
             context.append(s["prompt"] * keep)
-            if self.family.adm_in_channels is not None:  # SDXL's micro-conditioning; SD1.x / SD2.x have none
+            if self.micro_conditioning:
                 ys.append(self._encode_adm(s["pooled"][None] * keep, s["entry"]))
         out = {"context": torch.stack(context), "desc_hidden": hidden, "desc_eot": eot, "desc_mask": mask,
                "boxes": boxes, "valid": valid, "keep_text": torch.tensor([d.keep_text for d in draws], dtype=torch.bool)}
@@ -307,7 +314,7 @@ class IFAdapterRecipe(Recipe):
         uncond = trainable.encode_uncond(boxes.to(ref.device), seq_len=item["hidden"].shape[2])
         tokens = InstanceTokens(cond.cpu(), uncond.cpu(), boxes, tuple(d.description for d in layout.active()))
         model = self.nodes.ApplyIFAdapter().apply(self.patcher, trainable, tokens, layout)[0]
-        if self.family.adm_in_channels is None:  # SD1.x / SD2.x: the text alone
+        if not self.micro_conditioning:  # SD1.x / SD2.x: the text alone
             return model, [[item["prompt"][None], {}]], [[torch.zeros_like(item["prompt"][None]), {}]]
         extra = {"width": width, "height": height, "target_width": width, "target_height": height, "crop_w": 0,
                  "crop_h": 0}
