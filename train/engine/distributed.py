@@ -1,11 +1,14 @@
 """This process's place in a run (engine): torchrun's environment, the process group, and small collectives."""
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+COLLECTIVE_TIMEOUT = datetime.timedelta(hours=1)
 
 
 @dataclass
@@ -44,7 +47,9 @@ class Dist:
         if cuda:
             torch.cuda.set_device(device)
         if world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if cuda else "gloo")
+            # rank 0 alone renders previews, scores [eval] metrics and writes checkpoints while the others wait in
+            # the next collective: allow that an hour rather than the default 10 (NCCL) / 30 (Gloo) minutes
+            dist.init_process_group("nccl" if cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
         return cls(rank, world, local, device)
 
     def close(self) -> None:

@@ -41,7 +41,8 @@ Methods (``self.cfg`` is the whole :class:`~train.engine.config.Config`, ``self.
 6. :meth:`build_trainable` ``(seed)``: the ``nn.Module`` that trains (float32, CPU; its parameters with
    ``requires_grad`` are optimised, DDP synchronises them). Fine-tuning from ``[model] init`` happens here.
 7. :meth:`draw` ``(g, sample, train)``: per-sample random choices beyond the noise and timestep (condition dropout,
-   instance subsets), drawn only from the generator ``g``; ``train`` is False for the eval loss (no dropout).
+   instance subsets), drawn only from the generator ``g``; ``train`` is False for the eval loss (no dropout; the
+   engine also puts ``trainable`` in eval mode then).
 8. :meth:`collate` ``(samples, draws)``: one micro-batch (CPU tensors) from cached samples (``reader.get`` dicts:
    the cache fields, ``latent`` and the manifest ``entry``) and their draws. The engine adds ``latent``, ``noise``
    and ``timestep`` itself after this call.

@@ -182,9 +182,15 @@ class Trainer:
 
         return render_layout(layout.scaled(image.shape[1], image.shape[0]))
 
-    def evaluate(self, model) -> dict[str, float]:
-        """The eval losses (see ``evaluation.py``) by metrics key; every rank must call it."""
-        return {k: e(model, self._eval_batch, self.d.gather) for k, e in self.eval_sets.items()}
+    def evaluate(self, model: DiffusionObjective) -> dict[str, float]:
+        """The eval losses (see ``evaluation.py``) by metrics key, with the trained module in eval mode (dropout
+        off); every rank must call it."""
+        was_training = model.trainable.training
+        model.trainable.eval()
+        try:
+            return {k: e(model, self._eval_batch, self.d.gather) for k, e in self.eval_sets.items()}
+        finally:
+            model.trainable.train(was_training)
 
     # ------------------------------------------------------------------------------------------------ run
     def run(self) -> dict:
