@@ -33,15 +33,15 @@ def _toml(v) -> str:
     return json.dumps(v)
 
 
-def run_recipe(recipe: str, a, env: dict, tmp: Path) -> dict[int, dict]:
-    """Summaries of the 1- and 2-process runs of ``recipe``."""
+def run_recipe(fixture_id: str, recipe: str, a, env: dict, tmp: Path) -> dict[int, dict]:
+    """Summaries of the 1- and 2-process runs of ``recipe`` on test fixture ``fixture_id``'s tiny model."""
     launch = REPO / "tests" / "training" / "launch_tiny.py"
-    base = tmp / f"{recipe}-base.safetensors"
+    base = tmp / f"{fixture_id}-base.safetensors"
     setup = (f"import sys; sys.path[:0]={[str(REPO), str(REPO / 'tests')]!r}\n"
              "from train.engine import comfy_bridge; comfy_bridge.setup_comfy(cpu=True)\n"
              "from training.recipe_fixtures import fixtures\n"
              "from training.synthetic import make_dataset\n"
-             f"fx = fixtures()[{recipe!r}]; fx.register(); fx.write_base({str(base)!r})\n"
+             f"fx = fixtures()[{fixture_id!r}]; fx.register(); fx.write_base({str(base)!r})\n"
              f"make_dataset({str(tmp / 'data')!r}, {max(8, 2 * a.batch)}, size=({a.size}, {a.size}), broken=False)\n"
              "import json; print(json.dumps(fx.options))\n")
     r = subprocess.run([sys.executable, "-c", setup], env=env, capture_output=True, text=True)
@@ -50,12 +50,12 @@ def run_recipe(recipe: str, a, env: dict, tmp: Path) -> dict[int, dict]:
     options = json.loads(r.stdout.strip().splitlines()[-1])
     results = {}
     for nproc in (1, 2):
-        out = tmp / f"{recipe}-run{nproc}"
-        cfg = tmp / f"{recipe}-run{nproc}.toml"
+        out = tmp / f"{fixture_id}-run{nproc}"
+        cfg = tmp / f"{fixture_id}-run{nproc}.toml"
         cfg.write_text("\n".join([
             "[model]", f'base = "{base}"',
             "[data]", f'folder = "{tmp / "data"}"', f"resolution = {a.size}", "bucket_step = 32",
-            "[cache]", f'dir = "{tmp / "cache"}"',
+            "[cache]", f'dir = "{tmp / ("cache-" + fixture_id)}"',
             "[train]", f'output_dir = "{out}"', f"max_steps = {a.steps}", f"batch_size = {a.batch}",
             f"micro_batch_size = {a.batch // nproc}", 'precision = "fp32"', "eval_samples = 0",
             f"gradient_checkpointing = {'true' if a.checkpointing else 'false'}",
@@ -76,15 +76,15 @@ def main() -> None:
     from train.recipes import recipe_names
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--recipes", default="", help="comma-separated recipe names (default: every recipe with a "
-                                                 "test fixture)")
+    p.add_argument("--recipes", default="", help="comma-separated test fixture names: a recipe's name, or e.g. "
+                                                 "ifadapter_sd15 (default: every fixture of a recipe)")
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--batch", type=int, default=4, help="global batch (split over the processes)")
     p.add_argument("--size", type=int, default=64, help="image side in pixels")
     p.add_argument("--checkpointing", action="store_true", help="gradient checkpointing of the frozen UNet")
     a = p.parse_args()
     known = fixtures()
-    recipes = [r for r in a.recipes.split(",") if r] or [r for r in recipe_names() if r in known]
+    recipes = [r for r in a.recipes.split(",") if r] or [i for i, fx in known.items() if fx.recipe in recipe_names()]
     missing = [r for r in recipes if r not in known]
     if missing:
         sys.exit(f"no test fixture (tests/training/recipe_fixtures/) for {missing}; recipes with one: {list(known)}")
@@ -94,7 +94,7 @@ def main() -> None:
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for recipe in recipes:
-            rows[recipe] = run_recipe(recipe, a, env, Path(tmp))
+            rows[recipe] = run_recipe(recipe, known[recipe].recipe, a, env, Path(tmp))
     print(f"Trainer recipes on their tiny test models, {a.size}x{a.size} images, global batch {a.batch}, {a.steps} "
           f"steps, fp32 CPU, gradient checkpointing {'on' if a.checkpointing else 'off'}, 1 thread per process")
     head = f"{'recipe':<20}{'':30}{'1 process':>12}{'2 processes':>13}{'ratio 2/1':>11}"

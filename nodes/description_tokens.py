@@ -29,6 +29,7 @@ log = logging.getLogger("comfyui-ifadapter")
 WEIGHT_SYNTAX = ("keep as text (official)", "strip (ComfyUI)")
 MAX_WORDS = 75  # 77 positions: BoS + 75 tokens + EoT
 PAD_TEXT_G = "!"  # the official tokenizer_2's pad_token: a special token, also where it occurs in the text
+SDXL_ENCODERS: tuple[tuple[str, str | None], ...] = (("l", None), ("g", PAD_TEXT_G))
 
 
 class DescriptionTokens(NamedTuple):
@@ -40,7 +41,7 @@ class DescriptionTokens(NamedTuple):
 
 
 def _pad_token(clip, key: str) -> int:
-    """The padding id of encoder ``key`` ("l": EoT, "g": 0 for SDXL), read from ComfyUI's tokenisation of ""."""
+    """The padding id of encoder ``key`` ("l": EoT, "g" / "h": 0), read from ComfyUI's tokenisation of ""."""
     chunk = clip.tokenize("")[key][0]
     return int(chunk[-1][0])
 
@@ -78,33 +79,39 @@ def _content_ids_comfy(clip, key: str, text: str, end_token: int) -> list[int]:
     return out
 
 
-def description_tokens(clip, text: str, weight_syntax: str = WEIGHT_SYNTAX[0]) -> DescriptionTokens:
-    """77-token ids per SDXL encoder for ``text``, the text that did not fit ("" when nothing was cut) and the EoT
+def description_tokens(clip, text: str, weight_syntax: str = WEIGHT_SYNTAX[0],
+                       encoders: tuple[tuple[str, str | None], ...] = SDXL_ENCODERS) -> DescriptionTokens:
+    """77-token ids per encoder for ``text``, the text that did not fit ("" when nothing was cut) and the EoT
     position the official reads.
 
-    Returns (tokens, cut, eot) with tokens ``{"l": [[(id, 1.0)] * 77], "g": [[(id, 1.0)] * 77]}`` in the form
-    ``clip.encode_from_tokens`` takes (one chunk per encoder): BoS, the first 75 content tokens of that encoder's
-    tokenizer, EoT, then its padding. ``weight_syntax="strip (ComfyUI)"`` takes ComfyUI's own tokenisation after
+    ``encoders`` are (ComfyUI token key, the string the Hugging Face tokenizer treats as a special token): SDXL's
+    ``("l", None), ("g", "!")`` by default; an SD1.5 adapter reads ``("l", None)`` only, an SD2.x one
+    ``("h", "!")`` (the SD2 tokenizer's pad token is ``!`` too). Returns (tokens, cut, eot) with tokens
+    ``{"l": [[(id, 1.0)] * 77], "g": [[(id, 1.0)] * 77]}`` in the form ``clip.encode_from_tokens`` takes (one chunk
+    per encoder): BoS, the first 75 content tokens of that encoder's tokenizer, EoT, then its padding; the EoT
+    position is the first encoder's. ``weight_syntax="strip (ComfyUI)"`` takes ComfyUI's own tokenisation after
     its parse (``!`` stays ComfyUI's token there).
     """
     if weight_syntax not in WEIGHT_SYNTAX:
         raise ValueError(f"weight_syntax must be one of {', '.join(WEIGHT_SYNTAX)}; got {weight_syntax!r}")
     tok = getattr(clip, "tokenizer", None)
-    if tok is None or not (hasattr(tok, "clip_l") and hasattr(tok, "clip_g")):
-        raise ValueError("IFAdapter descriptions need an SDXL CLIP (tokenizers clip_l and clip_g)")
+    if tok is None or not all(hasattr(tok, f"clip_{key}") for key, _ in encoders):
+        names = " and ".join(f"clip_{key}" for key, _ in encoders)
+        raise ValueError(f"these IFAdapter descriptions need a CLIP with the tokenizers {names}")
     out: dict = {}
     cut = ""
     eot = 0
-    for key, sd_tok in (("l", tok.clip_l), ("g", tok.clip_g)):
+    for n, (key, special) in enumerate(encoders):
+        sd_tok = getattr(tok, f"clip_{key}")
         start, end = int(sd_tok.start_token), int(sd_tok.end_token)
         if weight_syntax == WEIGHT_SYNTAX[0]:
-            ids = _content_ids_raw(sd_tok, text, PAD_TEXT_G if key == "g" else None)
+            ids = _content_ids_raw(sd_tok, text, special)
         else:
             ids = _content_ids_comfy(clip, key, text, end)
         if len(ids) > MAX_WORDS and not cut:
             cut = sd_tok.tokenizer.decode(ids[MAX_WORDS:]).strip()
         ids = ids[:MAX_WORDS]
-        if key == "l":
+        if n == 0:
             eot = 1 + len(ids)
         pad = _pad_token(clip, key)
         row = [start, *ids, end] + [pad] * (MAX_WORDS - len(ids))

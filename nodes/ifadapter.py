@@ -1,7 +1,7 @@
-"""IFAdapter nodes (SDXL): load the adapter, encode per-instance appearance tokens, preview the instance semantic
-map, and patch a model.
+"""IFAdapter nodes (SDXL; SD1.5 / SD2.x for adapters trained for them): load the adapter, encode per-instance
+appearance tokens, preview the instance semantic map, and patch a model.
 
-The graph: ``IFAdapter Loader`` -> ``Encode Appearance Tokens`` (SDXL CLIP + layout) -> ``Apply IFAdapter``
+The graph: ``IFAdapter Loader`` -> ``Encode Appearance Tokens`` (CLIP + layout) -> ``Apply IFAdapter``
 (MODEL + adapter + tokens + layout -> MODEL). The heavy work lives in ``core.ifadapter``; this module only speaks
 ComfyUI: model folders, CLIP encoding, the attn2 patch chain and ``cond_or_uncond`` routing.
 """
@@ -18,11 +18,11 @@ import torch
 from ..core.ifadapter import (
     COMFY_KEY_TO_INDEX,
     IFAdapter,
-    base_model_refusal,
     convert_to_safetensors,
     load_ifadapter,
 )
 from ..core.ifadapter.adapter import TEXT_DEPTHS
+from ..core.ifadapter.families import DEFAULT_FAMILY, FAMILIES, Family, unet_refusal
 from ..core.ifadapter.frames import FramesRuntime, FrameTokens
 from ..core.ifadapter.runtime import IFAdapterRuntime, InstanceTokens, token_grid
 from ..core.ifadapter.semantic_map import MAX_OBJ, InstanceGeometry
@@ -43,8 +43,7 @@ log = logging.getLogger("comfyui-ifadapter")
 
 IFADAPTER = "IFADAPTER"
 IFA_TOKENS = "IFA_TOKENS"
-SDXL_ADM = 2816
-IFADAPTER_KEYS: tuple[tuple[str, int, int], ...] = tuple(sorted(COMFY_KEY_TO_INDEX))
+IFADAPTER_KEYS: tuple[tuple[str, int, int], ...] = tuple(sorted(COMFY_KEY_TO_INDEX))  # the SDXL family's 16
 DTYPES = {"auto": None, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -60,8 +59,9 @@ def load_adapter_cached(path: str, dtype: torch.dtype | None) -> IFAdapter:
 class IFAdapterLoader:
     DESCRIPTION = ("Loads IFAdapter weights from models/ifadapter: the official spd_adapter.bin (read safely, never "
                    "executing pickled code) or a .safetensors conversion (preferred: memory-mapped). Every key and "
-                   "shape is checked against the official layout. Connect its output to Encode Appearance Tokens "
-                   "and Apply IFAdapter.")
+                   "shape is checked against the official layout, or against the layout a trained file's metadata "
+                   "declares (an adapter trained for SD1.5 or SD2.x by this pack's trainer). Connect its output to "
+                   "Encode Appearance Tokens and Apply IFAdapter.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -137,17 +137,32 @@ _FEATURES_LOCK = threading.Lock()
 ENCODE_CALLS = {"clip": 0}  # how many CLIP encodes ran (tests check the per-text cache)
 
 
-def _check_sdxl_clip(clip) -> None:
+def _clip_family(cm) -> Family | None:
+    """The family whose text encoders a ComfyUI CLIP model holds (SDXL: clip_l + clip_g; SD1.x: clip_l only; SD2.x:
+    clip_h only), or None."""
+    for fam in FAMILIES.values():
+        names = {e.attr for e in fam.encoders}
+        others = {e.attr for f in FAMILIES.values() for e in f.encoders} - names
+        if all(hasattr(cm, n) for n in names) and not any(hasattr(cm, n) for n in others):
+            return fam
+    return None
+
+
+def _check_clip(clip, fam: Family) -> None:
+    """Refuse a CLIP that is not the adapter family's (one message naming both), or one too shallow to read."""
     cm = getattr(clip, "cond_stage_model", None)
-    if cm is None or not (hasattr(cm, "clip_l") and hasattr(cm, "clip_g")):
+    found = _clip_family(cm) if cm is not None else None
+    if found is None or found.name != fam.name:
+        what = f"the CLIP of an {found.label} checkpoint" if found is not None else type(cm).__name__
+        widths = " + ".join(f"CLIP-{e.key.upper()} {e.width}" for e in fam.encoders)
         raise ValueError(
-            f"Encode Appearance Tokens needs an SDXL CLIP (CLIP-L 768 + OpenCLIP-G 1280); the connected CLIP is "
-            f"{type(cm).__name__}. Connect the CLIP output of an SDXL checkpoint loader.")
-    for name in ("clip_l", "clip_g"):
-        layers = getattr(getattr(cm, name), "num_layers", None)
+            f"Encode Appearance Tokens: this IFAdapter was trained for {fam.label} and needs an {fam.label} CLIP "
+            f"({widths}); the connected CLIP is {what}. Connect the CLIP output of an {fam.label} checkpoint loader.")
+    for enc in fam.encoders:
+        layers = getattr(getattr(cm, enc.attr), "num_layers", None)
         if layers is not None and layers < -min(TEXT_DEPTHS):
-            raise ValueError(f"IFAdapter reads hidden states {TEXT_DEPTHS} but this CLIP's {name} has only {layers} "
-                             "layers")
+            raise ValueError(f"IFAdapter reads hidden states {TEXT_DEPTHS} but this CLIP's {enc.attr} has only "
+                             f"{layers} layers")
 
 
 def _clip_fingerprint(clip) -> tuple:
@@ -158,18 +173,21 @@ def _clip_fingerprint(clip) -> tuple:
     return (id(clip.cond_stage_model), str(uuid), hash(sig))
 
 
-def encode_descriptions(clip, texts: list[str], weight_syntax: str = WEIGHT_SYNTAX[0]
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """CLIP features of each description as IFAdapter reads them.
+def encode_descriptions(clip, texts: list[str], weight_syntax: str = WEIGHT_SYNTAX[0],
+                        family: str = DEFAULT_FAMILY) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CLIP features of each description as an IFAdapter of ``family`` reads them.
 
-    Returns ``hidden`` ``[n, 3, 77, 2048]`` (hidden states -2, -4, -6; CLIP-L 768 ++ CLIP-G 1280, no final
-    LayerNorm), ``eot`` ``[n, 2048]`` (hidden -2 at the EoT) and ``word_mask`` ``[n, 77]`` (positions 1..EoT-1).
+    Returns ``hidden`` ``[n, 3, 77, C]`` (hidden states -2, -4, -6 of the family's encoders concatenated, no final
+    LayerNorm: SDXL CLIP-L 768 ++ CLIP-G 1280 = 2048, SD1.5 CLIP-L 768, SD2.x OpenCLIP-H 1024), ``eot`` ``[n, C]``
+    (hidden -2 at the EoT) and ``word_mask`` ``[n, 77]`` (positions 1..EoT-1).
     Tokens as the official pipeline makes them (:mod:`.description_tokens`): the raw text through the CLIP
     tokenizer, cut after exactly 75 tokens with a warning naming what was cut; ``weight_syntax="strip (ComfyUI)"``
     parses ComfyUI's prompt-weight syntax away first. Each distinct (text, mode) is encoded once (cached per CLIP).
     """
-    _check_sdxl_clip(clip)
-    fp = (*_clip_fingerprint(clip), weight_syntax)
+    fam = FAMILIES[family]
+    _check_clip(clip, fam)
+    encoders = tuple((e.key, e.special) for e in fam.encoders)
+    fp = (*_clip_fingerprint(clip), weight_syntax, fam.name)
     todo: list[str] = []
     with _FEATURES_LOCK:
         for t in texts:
@@ -178,28 +196,28 @@ def encode_descriptions(clip, texts: list[str], weight_syntax: str = WEIGHT_SYNT
             elif t not in todo:
                 todo.append(t)
     if todo:
-        chunks_l, chunks_g, masks, eots = [], [], [], []
+        chunks: dict[str, list] = {key: [] for key, _ in encoders}
+        masks, eots = [], []
         for t in todo:
-            tok, _, eot = description_tokens(clip, t, weight_syntax)
-            cl, cg = tok["l"][0], tok["g"][0]
-            mask = torch.zeros(len(cl), dtype=torch.bool)  # the words: tokenizer 1's attention mask less BoS, EoT
+            tok, _, eot = description_tokens(clip, t, weight_syntax, encoders)
+            for key, _ in encoders:
+                chunks[key].append(tok[key][0])
+            mask = torch.zeros(len(tok[encoders[0][0]][0]), dtype=torch.bool)  # tokenizer 1's words less BoS, EoT
             mask[1:eot] = True
-            chunks_l.append(cl)
-            chunks_g.append(cg)
             masks.append(mask)
             eots.append(eot)
-        n, length = len(todo), len(chunks_l[0])
+        n, length = len(todo), len(masks[0])
         per_depth = []
         cm = clip.cond_stage_model
-        saved = {name: getattr(getattr(cm, name), "layer_norm_hidden_state", None) for name in ("clip_l", "clip_g")}
+        saved = {e.attr: getattr(getattr(cm, e.attr), "layer_norm_hidden_state", None) for e in fam.encoders}
         try:
             for name, val in saved.items():
-                if val:  # SDXL reads hidden states without the final LayerNorm
+                if val:  # IFAdapter reads hidden states without the final LayerNorm
                     getattr(cm, name).layer_norm_hidden_state = False
             for depth in TEXT_DEPTHS:
                 c = clip.clone()
                 c.clip_layer(depth)
-                cond = c.encode_from_tokens({"l": chunks_l, "g": chunks_g})
+                cond = c.encode_from_tokens(chunks)
                 ENCODE_CALLS["clip"] += 1
                 if isinstance(cond, tuple):
                     cond = cond[0]
@@ -209,8 +227,9 @@ def encode_descriptions(clip, texts: list[str], weight_syntax: str = WEIGHT_SYNT
                 if val:
                     getattr(cm, name).layer_norm_hidden_state = val
         hidden = torch.stack(per_depth, dim=1)  # [n, 3, L, C]
-        if hidden.shape[-1] != 2048:
-            raise ValueError(f"this CLIP encodes to {hidden.shape[-1]} channels; IFAdapter needs SDXL's 2048")
+        if hidden.shape[-1] != fam.context_dim:
+            raise ValueError(f"this CLIP encodes to {hidden.shape[-1]} channels; an {fam.label} IFAdapter needs "
+                             f"{fam.context_dim}")
         with _FEATURES_LOCK:
             for i, t in enumerate(todo):
                 _FEATURES[(fp, t)] = (hidden[i], hidden[i, 0, eots[i]].clone(), masks[i])
@@ -234,15 +253,16 @@ def _layout_for_ifadapter(layout: Layout, descriptions: bool = True) -> Layout:
 
 
 class EncodeAppearanceTokens:
-    DESCRIPTION = ("Per-instance appearance tokens for IFAdapter: each description is encoded by both SDXL text "
-                   "encoders (hidden states -2, -4, -6 and the EoT feature), resampled to 12 tokens and tagged with "
-                   "its box. Also builds the unconditional tokens (boxes kept, descriptions zeroed). Runs once per "
+    DESCRIPTION = ("Per-instance appearance tokens for IFAdapter: each description is encoded by the text encoders "
+                   "the adapter was trained with (SDXL: both; SD1.5: CLIP-L; hidden states -2, -4, -6 and the EoT "
+                   "feature), resampled to 12 tokens and tagged with its box. Also builds the unconditional tokens (boxes kept, descriptions zeroed). Runs once per "
                    "prompt, not per sampling step. Connect the tokens to Apply IFAdapter, with the same layout.")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "clip": ("CLIP", {"tooltip": "The CLIP of an SDXL checkpoint (CLIP-L + OpenCLIP-G), after any LoRA."}),
+            "clip": ("CLIP", {"tooltip": "The CLIP of a checkpoint of the adapter's family (SDXL: CLIP-L + "
+                                         "OpenCLIP-G; SD1.5: CLIP-L), after any LoRA."}),
             "ifadapter": (IFADAPTER, {"tooltip": "From IFAdapter Loader."}),
             "layout": (LAYOUT, {"tooltip": "The layout; every enabled instance needs a description and a region "
                                            "(IFAdapter reads each instance's bounding box; at most 10 instances)."}),
@@ -264,7 +284,7 @@ class EncodeAppearanceTokens:
     def encode(self, clip, ifadapter, layout, weight_syntax=WEIGHT_SYNTAX[0]):
         layout = _layout_for_ifadapter(layout)
         texts = [inst.description for inst in layout.active()]  # as written: the official tokenises the raw text
-        hidden, eot, mask = encode_descriptions(clip, texts, weight_syntax)
+        hidden, eot, mask = encode_descriptions(clip, texts, weight_syntax, ifadapter.family.name)
         if layout.timed:
             return (self._encode_frames(ifadapter, layout, texts, hidden, eot, mask),)
         boxes = layout.boxes_normalized()
@@ -365,31 +385,15 @@ class BuildInstanceSemanticMap:
 # Model patch
 
 
-def sdxl_refusal(model, adapter: IFAdapter | None = None) -> str | None:
-    """None if ``model`` (a ModelPatcher) is an SDXL base UNet this adapter fits, else why not."""
+def model_refusal(model, adapter: IFAdapter | None = None, family: str | None = None) -> str | None:
+    """None if ``model`` (a ModelPatcher) is a UNet of the family the adapter was trained for (``family`` when no
+    adapter is given) with the adapter's layers at its widths, else one message saying why not. Reads the model's
+    ``unet_config`` (ComfyUI's model detection, the same on every supported ComfyUI version)."""
     cfg = getattr(getattr(model.model, "model_config", None), "unet_config", None) or {}
-    ctx = cfg.get("context_dim")
-    msg = base_model_refusal(ctx)
-    if msg:
-        return msg
-    adm = cfg.get("adm_in_channels")
-    if adm != SDXL_ADM:
-        return (f"IFAdapter needs an SDXL base model (adm_in_channels {SDXL_ADM}); the connected model has "
-                f"{adm} (the SDXL refiner has 2560). Use the base SDXL or an SDXL fine-tune.")
-    depth_mid = cfg.get("transformer_depth_middle") or 0
-    depth_out = list(cfg.get("transformer_depth_output") or [])
-    # ComfyUI builds output blocks from the end of transformer_depth_output: output blocks 0-2 are its last 3
-    if depth_mid < 4 or len(depth_out) < 3 or min(depth_out[-3:]) < 4:
-        return ("IFAdapter patches cross-attention blocks 0-3 of the SDXL middle block and of output blocks 0-2; "
-                f"this model's depths are middle {depth_mid}, output blocks 0-2 {depth_out[-3:][::-1]}")
+    fam = adapter.family if adapter is not None else FAMILIES[family or DEFAULT_FAMILY]
     if adapter is not None:
-        width = cfg.get("model_channels", 0) * list(cfg.get("channel_mult") or [0])[-1]
-        head_ch = cfg.get("num_head_channels", -1)
-        heads = width // head_ch if head_ch and head_ch > 0 else cfg.get("num_heads")
-        if (width, heads) != (adapter.hidden_size, adapter.heads):
-            return (f"this IFAdapter was built for {adapter.hidden_size}-wide layers with {adapter.heads} heads, but "
-                    f"the model's IFAdapter layers are {width} wide with {heads} heads")
-    return None
+        return unet_refusal(cfg, fam, adapter.layer_keys, adapter.hidden_size, adapter.heads)
+    return unet_refusal(cfg, fam, fam.layers)
 
 
 class IFAdapterLayer:
@@ -429,18 +433,21 @@ class IFAdapterLayer:
 
 
 class ApplyIFAdapter:
-    DESCRIPTION = ("Patches an SDXL model with IFAdapter: in 16 cross-attention layers (middle block and output "
-                   "blocks 0-2, transformer blocks 0-3) each instance's tokens build a semantic map inside its box, "
+    DESCRIPTION = ("Patches a model with IFAdapter: in its cross-attention layers (SDXL: 16, middle block and output "
+                   "blocks 0-2, transformer blocks 0-3; SD1.5 / SD2.x adapters: 4, middle block and output blocks "
+                   "3-5) each instance's tokens build a semantic map inside its box, "
                    "fused by the gated, size-aware rule and added before the layer's output projection. Positive "
                    "rows get the description tokens, negative rows the box-only tokens. end_percent is the official "
                    "control_ratio: 1.0 with base SDXL, 0.3 recommended with LoRAs / community checkpoints. Chains "
-                   "with IPAdapter and other attn2 patches applied before or after it.")
+                   "with IPAdapter and other attn2 patches applied before or after it. A model of another family than "
+                   "the adapter's is refused.")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL", {"tooltip": "An SDXL base model (base SDXL or a fine-tune; not the refiner), "
-                                           "after any LoRA."}),
+            "model": ("MODEL", {"tooltip": "A model of the adapter's family: SDXL base or a fine-tune (not the "
+                                           "refiner) for the official weights; SD1.5 for an SD1.5 adapter; after "
+                                           "any LoRA."}),
             "ifadapter": (IFADAPTER, {"tooltip": "From IFAdapter Loader."}),
             "tokens": (IFA_TOKENS, {"tooltip": "From Encode Appearance Tokens, encoded for the same layout."}),
             "layout": (LAYOUT, {"tooltip": "The same layout as connected to Encode Appearance Tokens."}),
@@ -467,7 +474,7 @@ class ApplyIFAdapter:
 
     def apply(self, model, ifadapter, tokens, layout, scale=1.0, start_percent=0.0, end_percent=1.0,
               token_set=OFFICIAL_TOKEN_SET):
-        refusal = sdxl_refusal(model, ifadapter)
+        refusal = model_refusal(model, ifadapter)
         if refusal:
             raise ValueError(refusal)
         layout = _layout_for_ifadapter(layout)
@@ -497,7 +504,7 @@ class ApplyIFAdapter:
         window = StepWindow.for_model(model, start_percent, end_percent, "ratio")
         m = model.clone()
         aspect = layout.width / layout.height
-        for key in IFADAPTER_KEYS:
+        for key in ifadapter.layer_keys:
             add_attn2_contribution(m, key, IFAdapterLayer(runtime, key, window, aspect, frames))
         return (m,)
 

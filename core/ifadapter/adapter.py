@@ -19,17 +19,22 @@ Processor order (diffusers registers ``down_blocks`` and ``up_blocks`` before ``
 Patched (16): up_blocks.0 j=0: 49 51 53 55; j=1: 69 71 73 75; j=2: 89 91 93 95; mid_block: 121 123 125 127.
 ComfyUI keys: ``("output", j, t)`` for up_blocks.0.attentions.j.transformer_blocks.t and ``("middle", 0, t)`` for
 the mid block, t = 0..3.
+
+That is the SDXL family (the released weights). ``IFAdapter(family="sd15")`` (or ``"sd2"``) builds the same modules
+for one text encoder (CLIP-L 768 / OpenCLIP-H 1024 wide tokens) and the SD UNet's 32 attention processors, of which
+4 are patched: up_blocks.1.attentions.{0,1,2}.transformer_blocks.0.attn2 (13, 15, 17; ComfyUI ``("output", 3..5,
+0)``) and mid_block (31; ``("middle", 0, 0)``). See :mod:`.families`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from .box_embedding import BoxEmbedding
+from .families import DEFAULT_FAMILY, FAMILIES, ProcessorSlot
 from .resampler import Resampler
 from .semantic_map import IFAttnProcessor
 
@@ -37,45 +42,14 @@ TOKENS_PER_INSTANCE = 13  # 3 depths x 4 resampled tokens + the EoT token
 TEXT_DEPTHS = (-2, -4, -6)  # CLIP hidden_states used, in this order
 
 
-@dataclass(frozen=True)
-class ProcessorSlot:
-    """One SDXL attention processor: its index in ``adapter_modules``, diffusers name, ComfyUI key if patched."""
-
-    index: int
-    diffusers_name: str
-    comfy_key: tuple[str, int, int] | None
-
-
-def _sdxl_processor_slots() -> tuple[ProcessorSlot, ...]:
-    # (diffusers prefix, comfy block name, comfy block id or None, attentions, transformer depth)
-    layout = [
-        ("down_blocks.1", None, None, 2, 2),
-        ("down_blocks.2", None, None, 2, 10),
-        ("up_blocks.0", "output", "j", 3, 10),
-        ("up_blocks.1", None, None, 3, 2),
-        ("mid_block", "middle", 0, 1, 10),
-    ]
-    slots = []
-    for prefix, comfy_block, comfy_id, n_attn, depth in layout:
-        for j in range(n_attn):
-            for t in range(depth):
-                for which in (1, 2):
-                    name = f"{prefix}.attentions.{j}.transformer_blocks.{t}.attn{which}.processor"
-                    key = None
-                    if comfy_block is not None and which == 2 and t < 4:
-                        key = (comfy_block, j if comfy_id == "j" else comfy_id, t)
-                    slots.append(ProcessorSlot(len(slots), name, key))
-    return tuple(slots)
-
-
-SDXL_PROCESSOR_SLOTS: tuple[ProcessorSlot, ...] = _sdxl_processor_slots()
+SDXL_PROCESSOR_SLOTS: tuple[ProcessorSlot, ...] = FAMILIES["sdxl"].slots
 PATCHED_SLOTS: tuple[ProcessorSlot, ...] = tuple(s for s in SDXL_PROCESSOR_SLOTS if s.comfy_key is not None)
 PATCHED_INDICES: tuple[int, ...] = tuple(s.index for s in PATCHED_SLOTS)
 COMFY_KEY_TO_INDEX: dict[tuple[str, int, int], int] = {s.comfy_key: s.index for s in PATCHED_SLOTS}
 
 
 class UnpatchedProcessor(nn.Module):
-    """Parameter-free placeholder for an SDXL attention layer IFAdapter leaves alone (keeps indices aligned)."""
+    """Parameter-free placeholder for a UNet attention layer IFAdapter leaves alone (keeps indices aligned)."""
 
 
 class IFAdapter(nn.Module):
@@ -90,25 +64,37 @@ class IFAdapter(nn.Module):
         official_mask_quirk: bool = True,
         hidden_size: int = 1280,
         heads: int = 20,
-        context_dim: int = 2048,
+        context_dim: int | None = None,
         resampler_kwargs: Mapping | None = None,
+        family: str = DEFAULT_FAMILY,
     ) -> None:
         super().__init__()
+        fam = FAMILIES.get(family) if isinstance(family, str) else None
+        if fam is None:
+            raise ValueError(f"unknown IFAdapter family {family!r}; known: {', '.join(FAMILIES)}")
+        if context_dim is None:
+            context_dim = fam.context_dim
+        if context_dim != fam.context_dim:
+            raise ValueError(f"an {fam.label} IFAdapter reads {fam.context_dim}-wide text features "
+                             f"({' + '.join(str(e.width) for e in fam.encoders)}); context_dim {context_dim} given")
+        self.family = fam
         self.config = {
             "hidden_size": int(hidden_size),
             "heads": int(heads),
             "context_dim": int(context_dim),
             "resampler_kwargs": dict(resampler_kwargs or {}),
+            "family": fam.name,
         }
         kwargs = dict(in_dim=context_dim, out_dim=context_dim, official_mask_quirk=official_mask_quirk)
         kwargs.update(resampler_kwargs or {})
         self.context_dim = context_dim
         self.text_proj_model = Resampler(**kwargs)
         self.pos_net = BoxEmbedding(out_dim=context_dim)
-        patched = set(PATCHED_INDICES)
+        self._key_to_index = fam.key_to_index
+        patched = set(self._key_to_index.values())
         self.adapter_modules = nn.ModuleList(
             IFAttnProcessor(hidden_size, context_dim, heads) if s.index in patched else UnpatchedProcessor()
-            for s in SDXL_PROCESSOR_SLOTS
+            for s in fam.slots
         )
 
     @property
@@ -123,16 +109,28 @@ class IFAdapter(nn.Module):
     def official_mask_quirk(self) -> bool:
         return self.text_proj_model.official_mask_quirk
 
+    @property
+    def layer_keys(self) -> tuple[tuple[str, int, int], ...]:
+        """The patched layers' ComfyUI attn2 keys, sorted (16 for SDXL, 4 for SD1.5 / SD2.x)."""
+        return tuple(sorted(self._key_to_index))
+
     def processor(self, comfy_key: tuple[str, int, int]) -> IFAttnProcessor:
-        """The processor for a ComfyUI attn2 key ``("middle", 0, t)`` / ``("output", j, t)``, j in 0..2, t in 0..3."""
+        """The processor for a patched layer's ComfyUI attn2 key, e.g. ``("middle", 0, t)`` / ``("output", j, t)``
+        (SDXL: j in 0..2, t in 0..3; SD1.5: ``("middle", 0, 0)``, ``("output", 3..5, 0)``)."""
         key = tuple(comfy_key)
-        if key not in COMFY_KEY_TO_INDEX:
-            raise KeyError(f"IFAdapter does not patch layer {key}; patched layers: {sorted(COMFY_KEY_TO_INDEX)}")
-        return self.adapter_modules[COMFY_KEY_TO_INDEX[key]]
+        if key not in self._key_to_index:
+            raise KeyError(f"this {self.family.label} IFAdapter does not patch layer {key}; patched layers: "
+                           f"{list(self.layer_keys)}")
+        return self.adapter_modules[self._key_to_index[key]]
 
     def processors(self) -> dict[tuple[str, int, int], IFAttnProcessor]:
-        """All 16 patched processors keyed by ComfyUI ``(block, id, block_index)``."""
-        return {s.comfy_key: self.adapter_modules[s.index] for s in PATCHED_SLOTS}
+        """All patched processors keyed by ComfyUI ``(block, id, block_index)``."""
+        return {key: self.adapter_modules[i] for key, i in sorted(self._key_to_index.items())}
+
+    @property
+    def max_obj(self) -> int:
+        """Instance slots of the fusion softmax (10)."""
+        return next(iter(self.processors().values())).max_obj
 
     # ------------------------------------------------------------------------------------------ instances
 
@@ -149,9 +147,10 @@ class IFAdapter(nn.Module):
             or text_hidden.shape[1] != len(TEXT_DEPTHS)
             or text_hidden.shape[-1] != self.context_dim
         ):
+            widths = " + ".join(f"CLIP-{e.key.upper()} {e.width}" for e in self.family.encoders)
             raise ValueError(
-                f"text_hidden must be [n, 3, L, {self.context_dim}] (CLIP-L 768 + CLIP-G 1280 at hidden states "
-                f"-2, -4, -6); got shape {tuple(text_hidden.shape)}"
+                f"text_hidden must be [n, 3, L, {self.context_dim}] ({widths} at hidden states -2, -4, -6); got "
+                f"shape {tuple(text_hidden.shape)}"
             )
         return text_hidden
 
@@ -165,14 +164,15 @@ class IFAdapter(nn.Module):
         """Appearance tokens for n instances.
 
         Args:
-            text_hidden: per-instance CLIP features ``[n, 3, L, 2048]`` in depth order -2, -4, -6 (or a sequence of
-                three ``[n, L, 2048]``, or a mapping ``{-2: ..., -4: ..., -6: ...}``); channels = CLIP-L 768 ++ CLIP-G
-                1280, penultimate-style hidden states without final LayerNorm.
+            text_hidden: per-instance CLIP features ``[n, 3, L, C]`` in depth order -2, -4, -6 (or a sequence of
+                three ``[n, L, C]``, or a mapping ``{-2: ..., -4: ..., -6: ...}``); channels = the family's encoders
+                concatenated (SDXL: CLIP-L 768 ++ CLIP-G 1280 = 2048; SD1.5: CLIP-L 768; SD2.x: OpenCLIP-H 1024),
+                hidden states without final LayerNorm.
             word_mask: ``[n, L]`` 1 at word tokens (tokenizer-1 attention mask without SOT and EoT).
-            eot: ``[n, 2048]`` hidden state -2 of both encoders at the EoT position.
+            eot: ``[n, C]`` hidden state -2 of the encoder(s) at the EoT position.
             boxes: ``[n, 4]`` normalised xyxy.
         Returns:
-            ``[n, 13, 2048]``: 12 resampled tokens (depth-major) then the EoT token, all plus the box embedding.
+            ``[n, 13, C]``: 12 resampled tokens (depth-major) then the EoT token, all plus the box embedding.
         """
         tokens = self.encode_descriptions(text_hidden, word_mask, eot)
         if tuple(boxes.shape) != (tokens.shape[0], 4):
@@ -185,7 +185,7 @@ class IFAdapter(nn.Module):
         word_mask: Tensor,
         eot: Tensor,
     ) -> Tensor:
-        """The box-free part of :meth:`encode_instances`: ``[n, 13, 2048]`` resampled tokens + EoT token.
+        """The box-free part of :meth:`encode_instances`: ``[n, 13, C]`` resampled tokens + EoT token.
 
         The box embedding is added after the resampler, so a layout over time encodes each description once and
         adds each frame's box with :meth:`add_boxes`.
@@ -217,7 +217,7 @@ class IFAdapter(nn.Module):
         """Tokens of the unconditional (CFG) branch: zero descriptions, zero EoT, empty word mask, boxes kept.
 
         With an empty word mask the resampler's latents attend only to themselves, so the result depends on the
-        boxes alone. ``boxes`` ``[n, 4]`` -> ``[n, 13, 2048]``.
+        boxes alone. ``boxes`` ``[n, 4]`` -> ``[n, 13, C]``.
         """
         n = boxes.shape[0]
         dtype, device = self.text_proj_model.proj_in.weight.dtype, boxes.device

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .adapter import COMFY_KEY_TO_INDEX, TOKENS_PER_INSTANCE, IFAdapter
+from .adapter import TOKENS_PER_INSTANCE, IFAdapter
 from .semantic_map import InstanceGeometry
 
 
@@ -33,7 +33,7 @@ def encode_instance_batch(
     """Appearance tokens of a padded batch of layouts (differentiable).
 
     Args:
-        text_hidden: ``[B, S, 3, L, C]`` per-instance CLIP features (depths -2, -4, -6; C = 2048).
+        text_hidden: ``[B, S, 3, L, C]`` per-instance CLIP features (depths -2, -4, -6; C = 2048 SDXL, 768 SD1.5).
         word_mask: ``[B, S, L]`` bool, the description words (positions 1..EoT-1).
         eot: ``[B, S, C]`` the EoT feature.
         boxes: ``[B, S, 4]`` normalised xyxy.
@@ -70,7 +70,7 @@ class BatchedRuntime:
     """
 
     def __init__(self, adapter: IFAdapter, tokens: Tensor, boxes: Tensor, valid: Tensor, scale: float = 1.0):
-        max_obj = adapter.adapter_modules[COMFY_KEY_TO_INDEX[("middle", 0, 0)]].max_obj
+        max_obj = adapter.max_obj
         if tokens.dim() != 4 or tokens.shape[:2] != valid.shape or boxes.shape[:2] != valid.shape:
             raise ValueError(f"tokens [B, S, 13, C], boxes [B, S, 4] and valid [B, S] must agree; got "
                              f"{tuple(tokens.shape)}, {tuple(boxes.shape)}, {tuple(valid.shape)}")

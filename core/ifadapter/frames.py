@@ -4,7 +4,7 @@ A layout over time (core.layout.timeline) is grouped into U distinct frames (up 
 the descriptions only and the box embedding is added after it, so :class:`FrameTokens` holds each description's
 tokens once (``[n, 13, C]``, cond and uncond) plus every distinct frame's boxes, never ``U x n`` tokens.
 
-:class:`FramesRuntime` is what the 16 patched layers share. A UNet call needs the frames of its rows only (the batch,
+:class:`FramesRuntime` is what the patched layers (16 on SDXL) share. A UNet call needs the frames of its rows only (the batch,
 or a context window): the first layer to see a set of frames builds their tokens (description tokens + the frames'
 box embeddings) and each layer projects their K/V once; both are kept in a least-recently-used cache bounded by
 ``cache_bytes`` (default :data:`FRAMES_CACHE_BYTES`), keyed by the set of frames, so a context window's frames are
@@ -131,7 +131,7 @@ class ByteBudgetCache:
 
 
 class FramesRuntime:
-    """The state behind the 16 patched layers for a layout over time (see the module docstring)."""
+    """The state behind the patched layers (16 on SDXL) for a layout over time (see the module docstring)."""
 
     def __init__(self, adapter: IFAdapter, tokens: FrameTokens, scale: float = 1.0,
                  cache_bytes: int = FRAMES_CACHE_BYTES) -> None:

@@ -33,19 +33,21 @@ from ..checkpoints import (
     read_safetensors,
     safetensors_header,
 )
-from .adapter import PATCHED_INDICES, IFAdapter
+from .adapter import IFAdapter
+from .families import DEFAULT_FAMILY, FAMILIES
 
 SECTIONS = ("text_proj_model", "adapter_modules", "pos_net")
 CONFIG_METADATA_KEY = "ifadapter_config"  # safetensors metadata: JSON of IFAdapter(...) kwargs
 # safetensors metadata: the resampler word mask the weights were trained with ("official-quirk" or "all-words")
 MASK_METADATA_KEY = "ifadapter_resampler_mask"
 MASK_MODES = {"official-quirk": True, "all-words": False}
-OFFICIAL_CONFIG = {"hidden_size": 1280, "heads": 20, "context_dim": 2048, "resampler_kwargs": {}}
+OFFICIAL_CONFIG = {"hidden_size": 1280, "heads": 20, "context_dim": 2048, "resampler_kwargs": {}, "family": "sdxl"}
+# descriptive fields save_ifadapter writes next to the IFAdapter(...) kwargs; on load they must equal the family's
+DESCRIPTION_FIELDS = ("text_encoders", "layers")
 OFFICIAL_RESAMPLER = {"dim": 2560, "depth": 4, "dim_head": 128, "heads": 20, "ff_mult": 4}
 OFFICIAL_PARAMS = 519_750_464  # the released spd_adapter.bin (255 tensors)
 MAX_PARAMS = OFFICIAL_PARAMS + OFFICIAL_PARAMS // 20  # headroom 5 %; sizes are capped at the official ones anyway
 SDXL_CONTEXT_DIM = 2048
-_MODEL_NAMES = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL", 4096: "a T5-conditioned model"}
 
 
 class IFAdapterCheckpointError(CheckpointError):
@@ -132,9 +134,11 @@ def adapter_config(state_dict: Mapping[str, Any], metadata: Mapping[str, str] | 
     """The ``IFAdapter(...)`` configuration a checkpoint was saved with.
 
     Order: the ``ifadapter_config`` JSON in safetensors metadata (written by :func:`save_ifadapter` and
-    :func:`convert_to_safetensors`); otherwise the official configuration, with the per-layer width and head count
-    read from the shapes of the first patched processor (``to_k_ap.weight`` ``[hidden, context]`` and
-    ``q_norm.weight`` ``[hidden / heads]``). A file lacking those keys gets the official values, so the strict
+    :func:`convert_to_safetensors`: the kwargs, the ``family`` - SDXL when absent, as in files written before
+    families existed - and the family's ``text_encoders`` and ``layers``, which must equal the family's); otherwise
+    the official configuration, the family read from which processor indices hold weights of which width
+    (:func:`_family_from_shapes`), with the per-layer width and head count read from the shapes of the first patched
+    processor (``to_k_ap.weight`` ``[hidden, context]`` and ``q_norm.weight`` ``[hidden / heads]``). A file lacking those keys gets the official values, so the strict
     check then lists exactly what is missing. Either way the sizes must lie within the official ones
     (:func:`check_config_bounds`): a file cannot make the loader describe, let alone allocate, a bigger model.
     """
@@ -148,16 +152,28 @@ def adapter_config(state_dict: Mapping[str, Any], metadata: Mapping[str, str] | 
                 f"{source}: metadata {CONFIG_METADATA_KEY!r} is not valid JSON: {exc}") from None
         if not isinstance(cfg, dict):
             raise IFAdapterCheckpointError(f"{source}: metadata {CONFIG_METADATA_KEY!r} is not a JSON object")
-        unknown = sorted(set(cfg) - set(OFFICIAL_CONFIG))
+        unknown = sorted(set(cfg) - set(OFFICIAL_CONFIG) - set(DESCRIPTION_FIELDS))
         if unknown:
             raise IFAdapterCheckpointError(
                 f"{source}: metadata {CONFIG_METADATA_KEY!r} has unknown fields {unknown}; expected "
-                f"{sorted(OFFICIAL_CONFIG)}"
+                f"{sorted(OFFICIAL_CONFIG) + list(DESCRIPTION_FIELDS)}"
             )
-        cfg = {**OFFICIAL_CONFIG, **cfg}
+        described = {k: cfg.pop(k) for k in DESCRIPTION_FIELDS if k in cfg}
+        fam = cfg.get("family", DEFAULT_FAMILY)
+        if fam not in FAMILIES:
+            raise IFAdapterCheckpointError(f"{source}: metadata family {fam!r} is not one of {list(FAMILIES)}; "
+                                           "refused before allocating")
+        cfg = {**OFFICIAL_CONFIG, "context_dim": FAMILIES[fam].context_dim, **cfg}
+        expected = FAMILIES[fam].describe()
+        for key, value in described.items():
+            if value != expected[key]:
+                raise IFAdapterCheckpointError(
+                    f"{source}: metadata {key} {str(value)[:200]} does not match an {FAMILIES[fam].label} IFAdapter's "
+                    f"{expected[key]}; refused before allocating")
     else:
         cfg = dict(OFFICIAL_CONFIG)
-        first = f"adapter_modules.{PATCHED_INDICES[0]}."
+        cfg["family"] = _family_from_shapes(shapes)
+        first = f"adapter_modules.{min(FAMILIES[cfg['family']].key_to_index.values())}."
         to_k, q_norm = shapes.get(first + "to_k_ap.weight"), shapes.get(first + "q_norm.weight")
         if to_k is not None and q_norm is not None and len(to_k) == 2 and len(q_norm) == 1 and q_norm[0]:
             hidden, context = int(to_k[0]), int(to_k[1])
@@ -168,9 +184,20 @@ def adapter_config(state_dict: Mapping[str, Any], metadata: Mapping[str, str] | 
     return cfg
 
 
+def _family_from_shapes(shapes: Mapping[str, tuple[int, ...]]) -> str:
+    """The family of a file without metadata (an official-style ``.bin``): the one whose first patched processor
+    index holds a ``to_k_ap`` as wide as the family's text; SDXL (the released weights) when none fits."""
+    for name, fam in FAMILIES.items():
+        to_k = shapes.get(f"adapter_modules.{min(fam.key_to_index.values())}.to_k_ap.weight")
+        if to_k is not None and len(to_k) == 2 and int(to_k[1]) == fam.context_dim:
+            return name
+    return DEFAULT_FAMILY
+
+
 def check_config_bounds(cfg: Mapping, source: str) -> None:
-    """Refuse sizes outside the official ones: hidden size 1..1280 divisible into 1..20 heads, context 2048 (SDXL),
-    resampler dim 1..2560, depth 1..4, heads 1..20, dim_head 1..128, ff_mult 1..4. Smaller adapters pass (tests)."""
+    """Refuse sizes outside the official ones: a known family, hidden size 1..1280 divisible into 1..20 heads,
+    context the family's text width (SDXL 2048, SD1.5 768, SD2.x 1024), resampler dim 1..2560, depth 1..4, heads
+    1..20, dim_head 1..128, ff_mult 1..4. Smaller adapters pass (tests)."""
     def need(ok: bool, what: str) -> None:
         if not ok:
             raise IFAdapterCheckpointError(f"{source}: {what}; refused before allocating")
@@ -182,7 +209,10 @@ def check_config_bounds(cfg: Mapping, source: str) -> None:
     need(is_int(hidden) and 1 <= hidden <= 1280, f"hidden size {hidden!r}: an IFAdapter layer is 1..1280 wide")
     need(is_int(heads) and 1 <= heads <= 20 and hidden % heads == 0,
          f"{heads!r} heads: an IFAdapter layer has 1..20 heads dividing its width {hidden}")
-    need(ctx == SDXL_CONTEXT_DIM, f"context width {ctx!r}: IFAdapter reads SDXL's {SDXL_CONTEXT_DIM}-wide text")
+    fam = cfg.get("family", DEFAULT_FAMILY)
+    need(isinstance(fam, str) and fam in FAMILIES, f"family {fam!r}: one of {list(FAMILIES)} expected")
+    want = FAMILIES[fam].context_dim
+    need(ctx == want, f"context width {ctx!r}: an {FAMILIES[fam].label} IFAdapter reads {want}-wide text")
     rk = cfg.get("resampler_kwargs") or {}
     need(isinstance(rk, Mapping) and set(rk) <= set(OFFICIAL_RESAMPLER),
          f"resampler settings {sorted(rk) if isinstance(rk, Mapping) else rk!r}: only "
@@ -237,7 +267,8 @@ def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, Any], sour
     )
     if not (missing or unexpected or mismatched):
         return
-    lines = [f"{source} is not an IFAdapter (SDXL, spd_adapter layout) checkpoint:"]
+    fam = getattr(model, "family", FAMILIES[DEFAULT_FAMILY])
+    lines = [f"{source} is not an IFAdapter ({fam.label}, spd_adapter layout) checkpoint:"]
     if missing:
         lines.append(f"  missing {len(missing)} of {len(expected)} keys: {_describe(missing)}")
     if unexpected:
@@ -247,8 +278,9 @@ def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, Any], sour
     if unexpected and not any(k.startswith(SECTIONS) for k in unexpected[:1]):
         lines.append(f"  expected top-level sections {SECTIONS}; found e.g. {unexpected[0]!r}")
     found_idx = sorted({int(k.split(".")[1]) for k in state_dict if k.startswith("adapter_modules.")})
-    if found_idx and found_idx != sorted(PATCHED_INDICES):
-        lines.append(f"  adapter_modules indices found {found_idx}, expected {sorted(PATCHED_INDICES)}")
+    want_idx = sorted(fam.key_to_index.values())
+    if found_idx and found_idx != want_idx:
+        lines.append(f"  adapter_modules indices found {found_idx}, expected {want_idx}")
     raise IFAdapterCheckpointError("\n".join(lines))
 
 
@@ -308,7 +340,11 @@ def resampler_mask_quirk(metadata: Mapping[str, str]) -> bool:
 
 
 def _metadata(config: Mapping) -> dict[str, str]:
-    return {"format": "pt", "model": "ifadapter-sdxl", CONFIG_METADATA_KEY: json.dumps(dict(config), sort_keys=True)}
+    """The metadata of a written file: the ``IFAdapter(...)`` kwargs plus the family's text encoder layout and
+    layer list (``[block, id, transformer block, adapter_modules index]``), checked against the family on load."""
+    fam = FAMILIES[config.get("family", DEFAULT_FAMILY)]
+    described = {**dict(config), **fam.describe()}
+    return {"format": "pt", "model": f"ifadapter-{fam.name}", CONFIG_METADATA_KEY: json.dumps(described, sort_keys=True)}
 
 
 def save_ifadapter(model: IFAdapter, path: str | os.PathLike, metadata: Mapping[str, str] | None = None) -> int:
@@ -327,17 +363,20 @@ def save_ifadapter(model: IFAdapter, path: str | os.PathLike, metadata: Mapping[
     return len(out)
 
 
-def base_model_refusal(context_dim: int | None) -> str | None:
-    """None if a UNet with this cross-attention width can take IFAdapter, else a message saying why not.
+def base_model_refusal(context_dim: int | None, family: str = DEFAULT_FAMILY) -> str | None:
+    """None if a UNet with this cross-attention width can take an IFAdapter of ``family``, else why not.
 
-    IFAdapter's layers and tokens are 2048 wide (SDXL: CLIP-L 768 + CLIP-G 1280); SD1.x (768), SD2.x (1024) and
-    other families cannot use it.
+    An SDXL IFAdapter's tokens are 2048 wide (CLIP-L 768 + CLIP-G 1280) and its layers SDXL's; an SD1.5 adapter reads
+    CLIP-L (768), an SD2.x one OpenCLIP-H (1024). The full check (conditioning width, layers) is
+    :func:`model_refusal`.
     """
-    if context_dim == SDXL_CONTEXT_DIM:
+    fam = FAMILIES[family]
+    if context_dim == fam.context_dim:
         return None
-    family = _MODEL_NAMES.get(context_dim, "an unknown model") if context_dim is not None else "an unknown model"
+    found = next((f for f in FAMILIES.values() if f.context_dim == context_dim), None)
+    looks = f"{found.label}" if found is not None else "an unknown model"
     return (
-        f"IFAdapter only works with SDXL models (cross-attention width {SDXL_CONTEXT_DIM}); the connected model "
-        f"looks like {family} (cross-attention width {context_dim}). Load an SDXL checkpoint, or use the "
-        "InstanceDiffusion nodes for SD1.5."
+        f"this IFAdapter was trained for {fam.label} models (cross-attention width {fam.context_dim}); the connected "
+        f"model looks like {looks} (cross-attention width {context_dim}). Connect an {fam.label} model, or load an "
+        f"IFAdapter trained for {looks if found is not None else 'that model'}."
     )

@@ -4,7 +4,7 @@
 - :class:`InstanceTokens`: the per-instance appearance tokens of one layout, for the conditional branch and the
   unconditional one (boxes kept, descriptions zeroed, as the official pipeline does);
 - :func:`token_grid`: the ``h x w`` token grid of an attention layer from the latent size (non-square safe);
-- :class:`IFAdapterRuntime`: the shared state behind the 16 patched layers of one model patch. It routes
+- :class:`IFAdapterRuntime`: the shared state behind the patched layers (16 on SDXL) of one model patch. It routes
   conditional / unconditional rows to their tokens, caches each layer's K/V projection per (device, dtype) and the
   rasterised layout per grid, and returns the residual ``gamma * tanh(lambda) * (1 - M_bg) * D`` for a layer.
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor
 
-from .adapter import COMFY_KEY_TO_INDEX, TOKENS_PER_INSTANCE, IFAdapter
+from .adapter import TOKENS_PER_INSTANCE, IFAdapter
 from .semantic_map import IFAttnProcessor, InstanceGeometry, InstanceKV
 
 BOS_TOKEN = 49406
@@ -119,7 +119,7 @@ class _Caches:
 
 
 class IFAdapterRuntime:
-    """IFAdapter applied with one set of instance tokens: what the 16 patched layers share.
+    """IFAdapter applied with one set of instance tokens: what the patched layers (16 on SDXL) share.
 
     ``layer_delta(key, q, positive, grid)`` returns ``gamma * tanh(lambda) * (1 - M_bg) * D`` ``[B, N, hidden]``
     for query rows ``q`` ``[B, N, hidden]``; ``positive`` ``[B]`` bool says which rows are conditional (they get the
@@ -134,7 +134,7 @@ class IFAdapterRuntime:
     """
 
     def __init__(self, adapter: IFAdapter, tokens: InstanceTokens, scale: float = 1.0) -> None:
-        if len(tokens) > adapter.adapter_modules[COMFY_KEY_TO_INDEX[("middle", 0, 0)]].max_obj:
+        if len(tokens) > adapter.max_obj:
             raise ValueError(f"{len(tokens)} instances given but IFAdapter supports at most 10 per image")
         t = tokens.cond.shape[1]
         if not 1 <= t <= TOKENS_PER_INSTANCE or tokens.cond.shape[2:] != (adapter.context_dim,):

@@ -64,16 +64,18 @@ class CaptureModel:
         return (model,)
 
 
-def write_tiny_ifadapter(path: str, seed: int = 0, alpha: float = 0.5, fmt: str = "safetensors") -> None:
-    """A random-weight IFAdapter sized for the tiny SDXL (16 layers of 128 channels, 2 heads x 64 like the tiny SDXL; a small
-    resampler) written as ``.safetensors`` with its config in the metadata, or as an official-style nested ``.bin``
-    pickle (``fmt="bin"``, no metadata: the loader reads the sizes from the tensor shapes).
+def write_tiny_ifadapter(path: str, seed: int = 0, alpha: float = 0.5, fmt: str = "safetensors",
+                         family: str = "sdxl") -> None:
+    """A random-weight IFAdapter sized for the tiny SDXL (16 layers of 128 channels, 2 heads x 64 like the tiny SDXL;
+    a small resampler) or, ``family="sd15"``, for the tiny SD1.5 (4 layers of 128 channels, 8 heads x 16, CLIP-L 768
+    tokens), written as ``.safetensors`` with its config in the metadata, or as an official-style nested ``.bin``
+    pickle (``fmt="bin"``, no metadata: the loader reads the sizes and the family from the tensor shapes).
 
     Every gate ``lambda`` is set to ``alpha`` (0 gives the zero-gate adapter, which must not change the image).
     """
     from core.ifadapter import IFAdapter, save_ifadapter  # the repository root is on sys.path under pytest
 
-    kwargs = dict(hidden_size=128, heads=2, context_dim=2048)  # tiny SDXL: 2 heads x 64
+    kwargs = dict(hidden_size=128, heads=2 if family == "sdxl" else 8, family=family)  # the tiny UNets' layers
     kwargs["resampler_kwargs"] = dict(dim=64, depth=2, heads=2, dim_head=32, ff_mult=2)
     with torch.random.fork_rng():
         torch.manual_seed(seed)

@@ -146,4 +146,7 @@ def test_full_official_layout_roundtrip_bin_and_safetensors(tmp_path):
 def test_base_model_refusal():
     assert base_model_refusal(2048) is None
     msg = base_model_refusal(768)
-    assert "only works with SDXL" in msg and "SD1.x" in msg and "768" in msg
+    assert "trained for SDXL models" in msg and "looks like SD1.5" in msg and "768" in msg
+    assert base_model_refusal(768, "sd15") is None
+    msg = base_model_refusal(2048, "sd15")
+    assert "trained for SD1.5 models" in msg and "looks like SDXL" in msg

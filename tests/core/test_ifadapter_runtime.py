@@ -138,7 +138,8 @@ def test_tiny_config_roundtrips_through_metadata_and_shapes(tiny, tmp_path):
 def test_official_shapes_give_the_official_config():
     with torch.device("meta"):
         sd = IFAdapter().state_dict()
-    assert adapter_config(sd) == {"hidden_size": 1280, "heads": 20, "context_dim": 2048, "resampler_kwargs": {}}
+    assert adapter_config(sd) == {"hidden_size": 1280, "heads": 20, "context_dim": 2048, "resampler_kwargs": {},
+                                  "family": "sdxl"}
 
 
 def test_convert_command_line(tiny, tmp_path, capsys):

@@ -192,7 +192,7 @@ def test_non_sdxl_model_and_clip_are_refused(comfy, adapters):
     g = ifa_graph(nonce=nonce())
     g["sd15"] = {"class_type": "IFATest_TinyCheckpointLoader", "inputs": {"arch": "sd15", "seed": 0}}
     g["nonce"]["inputs"]["model"] = ["sd15", 0]
-    with pytest.raises(GraphError, match=r"only works with SDXL.*SD1\.x"):
+    with pytest.raises(GraphError, match=r"trained for SDXL models.*the connected model is SD1\.5"):
         comfy.run(g)
     g = ifa_graph(nonce=nonce())
     g["sd15"] = {"class_type": "IFATest_TinyCheckpointLoader", "inputs": {"arch": "sd15", "seed": 0}}

@@ -95,7 +95,7 @@ def setup(request, comfy, tmp_path_factory):
 
     fx = FIXTURES[request.param]
     fx.register()
-    root = tmp_path_factory.mktemp(f"train-{fx.recipe}")
+    root = tmp_path_factory.mktemp(f"train-{fx.id}")
     base = comfy.models_dir / "checkpoints" / fx.base_file
     if not base.exists():
         fx.write_base(str(base))

@@ -268,3 +268,26 @@ def test_coco_and_official_importers_write_readable_samples(tmp_path):
     off = prepare_sample(files[1], [(64, 64)], 0.01, False, 0)
     assert off.descriptions == ["a grey cat"]
     torch.testing.assert_close(off.boxes, torch.tensor([[0.0, 0.0, 0.5, 0.5]]))  # 384 px of the 768 canvas
+
+
+def test_collate_for_sd15_has_no_micro_conditioning_and_zero_descriptions_drops_every_description():
+    from core.ifadapter.families import FAMILIES
+
+    def sample(n):
+        return {"latent": torch.ones(4, 8, 8), "prompt": torch.ones(77, 768), "pooled": torch.ones(768),
+                "desc_hidden": torch.ones(n, 3, 5, 768), "desc_eot": torch.ones(n, 768),
+                "desc_mask": torch.ones(n, 5, dtype=torch.bool), "boxes": torch.rand(n, 4) / 2 + 0.1, "entry": {}}
+
+    r = _ifadapter(drop_local=0.0, drop_global=0.0)
+    r.family = FAMILIES["sd15"]  # what setup() detects from an SD1.5 model
+    batch = r.collate([sample(2)], [_draw(r, 0, 0, 0, (4, 8, 8), 2).recipe])
+    assert "y" not in batch and batch["context"].shape == (1, 77, 768)
+    assert batch["keep_text"].all() and batch["boxes"].abs().sum() > 0
+    z = _ifadapter(drop_local=0.0, drop_global=0.0, zero_descriptions=True)
+    z.family = FAMILIES["sd15"]
+    d = _draw(z, 0, 0, 0, (4, 8, 8), 2, train=False).recipe
+    assert not d.keep_text and d.keep_prompt  # the descriptions go, the caption stays
+    batch = z.collate([sample(2)], [d])
+    assert batch["boxes"].abs().sum() > 0 and batch["valid"].all() and not batch["keep_text"].any()
+    with pytest.raises(ConfigError, match=r"\[ifadapter\] family must be one of"):
+        _ifadapter(family="sd3")

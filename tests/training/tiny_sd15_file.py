@@ -27,6 +27,13 @@ class TinySD15(comfy.supported_models.SD15):
     unet_config = dict(comfy.supported_models.SD15.unet_config, model_channels=BASE_CHANNELS)
     latent_format = TinySD15Latent
 
+    def model_type(self, state_dict, prefix=""):
+        """ε-prediction, or v-prediction when the file has a ``v_pred`` key (ComfyUI reads that key for SDXL only;
+        a real SD1.5 v-model is detected from its UNet, which random weights cannot reproduce)."""
+        import comfy.model_base
+
+        return comfy.model_base.ModelType.V_PREDICTION if "v_pred" in state_dict else comfy.model_base.ModelType.EPS
+
     def clip_target(self, state_dict=None):
         return comfy.supported_models_base.ClipTarget(comfy.sd1_clip.SD1Tokenizer, TinySD1Clip)
 

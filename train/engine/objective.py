@@ -123,6 +123,11 @@ class DiffusionObjective(nn.Module):
         return self._frozen[0].model.diffusion_model
 
     def forward(self, batch: dict) -> torch.Tensor:
+        return self._frozen[1].loss(*self.predict(batch), batch)
+
+    def predict(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(UNet output, target)`` of one micro-batch, float32: what :meth:`forward`'s loss compares (tests check
+        the output against the recipe's Apply node on the same inputs)."""
         recipe = self._frozen[1]
         x0, noise, t = batch["latent"], batch["noise"], batch["timestep"]
         sigma = self.sigmas.to(x0.device)[t].view(-1, *([1] * (x0.dim() - 1)))
@@ -135,4 +140,4 @@ class DiffusionObjective(nn.Module):
             kwargs = {k: v.to(unet_dtype) if torch.is_tensor(v) and v.is_floating_point() else v
                       for k, v in kwargs.items()}
             out = self.unet(x_in.to(unet_dtype), t.float(), **kwargs)
-        return recipe.loss(out.float(), target.float(), batch)
+        return out.float(), target.float()

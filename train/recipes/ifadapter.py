@@ -1,21 +1,27 @@
-"""Recipe ``ifadapter``: train IFAdapter on a frozen SDXL checkpoint (``python -m train ifadapter --config my.toml``).
+"""Recipe ``ifadapter``: train IFAdapter on a frozen SDXL, SD1.5 or SD2.x checkpoint (``python -m train ifadapter
+--config my.toml``).
 
 What differs from the engine's defaults (spec §5; docs/training.md):
 
-- **Trains** the IFAdapter (resampler, position net, the 16 attn2 adapter modules), from scratch or from an
-  IFAdapter file (``[model] init``); the UNet is frozen.
-- **Cache**: the caption through both SDXL encoders (prompt embedding ``[77, 2048]``, pooled ``[1280]``) and every
-  description as the Encode Appearance Tokens node encodes it (hidden states -2, -4, -6, EoT feature, word mask;
-  trimmed after the last EoT: later positions never reach the resampler, so padding them back with zeros is exact).
+- **Family** (``[ifadapter] family``, default ``"auto"``: detected from the base model, see
+  :mod:`core.ifadapter.families`): SDXL (the released weights' layout: both text encoders, 16 layers, SDXL's
+  micro-conditioning), SD1.5 (CLIP-L only, the middle block and output blocks 3-5, no class conditioning) or SD2.x
+  (OpenCLIP-H, the same layers as SD1.5).
+- **Trains** the IFAdapter (resampler, position net, the family's attn2 adapter modules), from scratch or from an
+  IFAdapter file of the same family (``[model] init``); the UNet is frozen.
+- **Cache**: the caption through the base model's CLIP (prompt embedding ``[77, C]``; SDXL also the pooled vector
+  ``[1280]``) and every description as the Encode Appearance Tokens node encodes it for the family (hidden states
+  -2, -4, -6, EoT feature, word mask; trimmed after the last EoT: later positions never reach the resampler, so
+  padding them back with zeros is exact).
 - **Draws**: descriptions dropped with ``drop_local`` per sample (boxes kept: the unconditional branch at inference),
-  the caption with ``drop_global`` independently (zero prompt embedding and pooled vector: SDXL's zero uncond), a
-  random subset of ``[data] max_instances`` instances when an image has more.
+  the caption with ``drop_global`` independently (zero prompt embedding and pooled vector: the official zero
+  uncond, for every family), a random subset of ``[data] max_instances`` instances when an image has more.
 - **Model inputs**: appearance tokens of every instance (:func:`core.ifadapter.batched.encode_instance_batch`), the
-  16 attn2 layers patched exactly as the Apply IFAdapter node patches them (a ``ChainedAttn2`` per layer holding an
-  ``IFAdapterLayer`` with a differentiable :class:`~core.ifadapter.batched.BatchedRuntime`), SDXL's micro-conditioning
-  vector.
-- **Export**: ``<name>.safetensors`` in the official key layout for the IFAdapter Loader, with the configuration, the
-  resampler mask mode and ``ifadapter_train_*`` provenance metadata.
+  family's attn2 layers patched exactly as the Apply IFAdapter node patches them (a ``ChainedAttn2`` per layer
+  holding an ``IFAdapterLayer`` with a differentiable :class:`~core.ifadapter.batched.BatchedRuntime`); SDXL's
+  micro-conditioning vector (SDXL only).
+- **Export**: ``<name>.safetensors`` in the official key layout for the IFAdapter Loader, with the configuration
+  (family, text encoders, layer list, widths), the resampler mask mode and ``ifadapter_train_*`` provenance.
 """
 from __future__ import annotations
 
@@ -35,10 +41,13 @@ from ..engine.recipe import Recipe
 log = logging.getLogger("train")
 META_PREFIX = "ifadapter_train_"
 RESAMPLER_KEYS = {"dim", "depth", "heads", "dim_head", "ff_mult"}
+FAMILY_CHOICES = ("auto", "sdxl", "sd15", "sd2")
 
 
 @dataclass
 class IFAdapterOptions:
+    family: str = "auto"  # "auto" (from the base model), "sdxl", "sd15" or "sd2": which IFAdapter layout to train
+    zero_descriptions: bool = False  # ablation: every description zeroed (boxes kept), in training and eval
     resampler_mask: str = "auto"  # "auto" (from the init file, else all-words), "official-quirk" or "all-words"
     resampler: dict = field(default_factory=dict)  # Resampler sizes for from-scratch runs (default: official)
     drop_local: float = 0.15  # probability of dropping a sample's descriptions (boxes kept)
@@ -55,20 +64,24 @@ class Draw:
 class TextEncoder:
     """The caption and description encoders, through ComfyUI's CLIP and the pack's Encode Appearance Tokens code."""
 
-    def __init__(self, clip, encode_descriptions):
+    def __init__(self, clip, encode_descriptions, family: str = "sdxl"):
         self.clip = clip
         self._encode_descriptions = encode_descriptions
+        self.family = family
 
     def prompt(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """``([77, 2048], [1280])``: SDXL's prompt embedding and pooled vector of the first 75 tokens."""
+        """``([77, C], pooled)``: the prompt embedding of the first 75 tokens (SDXL ``[77, 2048]``, SD1.5
+        ``[77, 768]``) and the pooled vector (SDXL ``[1280]``; empty when the CLIP gives none)."""
         tok = self.clip.tokenize(text)
         tok = {k: v[:1] for k, v in tok.items()}
         cond, pooled = self.clip.encode_from_tokens(tok, return_pooled=True)
-        return cond[0].float().cpu(), pooled[0].float().cpu()
+        pooled = torch.zeros(0) if pooled is None else pooled[0].float().cpu()
+        return cond[0].float().cpu(), pooled
 
     def descriptions(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``hidden [n, 3, 77, 2048], eot [n, 2048], word_mask [n, 77]`` as the Encode Appearance Tokens node."""
-        return self._encode_descriptions(self.clip, texts)
+        """``hidden [n, 3, 77, C], eot [n, C], word_mask [n, 77]`` as the Encode Appearance Tokens node encodes
+        them for the family's text encoders."""
+        return self._encode_descriptions(self.clip, texts, family=self.family)
 
 
 def trim_words(hidden: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,13 +91,18 @@ def trim_words(hidden: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, 
     return hidden[:, :, :length].contiguous(), mask[:, :length].contiguous()
 
 
-def adapter_shape(model_patcher) -> dict:
-    """``IFAdapter(...)`` width and heads for this UNet's IFAdapter layers (1280 / 20 for real SDXL)."""
+def adapter_shape(model_patcher, family: str = "sdxl") -> dict:
+    """``IFAdapter(...)`` kwargs for this UNet: the family, and the width and heads of its layers (SDXL 1280 / 20,
+    SD1.5 1280 / 8, SD2.x 1280 / 20)."""
+    from core.ifadapter.families import FAMILIES, layer_widths
+
     cfg = model_patcher.model.model_config.unet_config
-    width = cfg["model_channels"] * list(cfg["channel_mult"])[-1]
-    head_ch = cfg.get("num_head_channels", -1)
-    heads = width // head_ch if head_ch and head_ch > 0 else cfg["num_heads"]
-    return {"hidden_size": int(width), "heads": int(heads), "context_dim": int(cfg["context_dim"])}
+    fam = FAMILIES[family]
+    widths = set(layer_widths(cfg, fam.layers).values())
+    if len(widths) != 1:
+        raise ValueError(f"this UNet's {fam.label} IFAdapter layers differ in width / heads: {sorted(widths)}")
+    width, heads = widths.pop()
+    return {"hidden_size": int(width), "heads": int(heads), "context_dim": fam.context_dim, "family": fam.name}
 
 
 def build_adapter(config: dict, official_mask_quirk: bool, state_dict: dict | None = None):
@@ -121,6 +139,12 @@ class IFAdapterRecipe(Recipe):
     max_instances_limit = 10
     cache_fields = {"prompt": "feature", "pooled": "feature", "desc_hidden": "feature", "desc_eot": "feature",
                     "desc_mask": "mask", "boxes": "exact"}
+    family = None  # the core.ifadapter.families.Family trained, set by setup(); None (no model yet) acts as SDXL
+
+    @property
+    def micro_conditioning(self) -> bool:
+        """Whether the UNet takes SDXL's micro-conditioning vector ``y`` (SD1.x / SD2.x take none)."""
+        return self.family is None or self.family.adm_in_channels is not None
 
     @classmethod
     def validate(cls, cfg) -> None:
@@ -134,20 +158,33 @@ class IFAdapterRecipe(Recipe):
                               f"{o.resampler!r}")
         if not (0.0 <= o.drop_local <= 1.0 and 0.0 <= o.drop_global <= 1.0):
             raise ConfigError("[ifadapter] drop_local and drop_global are probabilities in [0, 1]")
+        if o.family not in FAMILY_CHOICES:
+            raise ConfigError(f"[ifadapter] family must be one of {list(FAMILY_CHOICES)}, got {o.family!r}")
 
     # ------------------------------------------------------------------------------------------------ base, cache
     def setup(self) -> None:
         self.nodes = comfy_bridge.pack_module("ifadapter")
         self.patches = comfy_bridge.pack_module("patches")
         steps = comfy_bridge.pack_module("steps")
-        refusal = self.nodes.sdxl_refusal(self.patcher)
+        from core.ifadapter.families import FAMILIES, describe_model, detect_family
+
+        unet_config = self.patcher.model.model_config.unet_config
+        if self.opts.family == "auto":
+            fam = detect_family(unet_config)
+            if fam is None:
+                raise ValueError(f"{self.base_path}: IFAdapter trains on SDXL, SD1.5 and SD2.x models; this model is "
+                                 f"{describe_model(unet_config)}")
+        else:
+            fam = FAMILIES[self.opts.family]
+        self.family = fam
+        refusal = self.nodes.model_refusal(self.patcher, family=fam.name)
         if refusal:
-            raise ValueError(f"{self.base_path}: {refusal}")
+            raise ValueError(f"{self.base_path}: [ifadapter] family = {self.opts.family!r}: {refusal}")
         # the whole schedule: a direct UNet call (no sampler) is always inside the window
         self.window = steps.StepWindow(0.0, 1.0, "ratio", float("inf"), 0.0)
 
     def text_encoders(self, clip) -> TextEncoder:
-        return TextEncoder(clip, self.nodes.encode_descriptions)
+        return TextEncoder(clip, self.nodes.encode_descriptions, self.family.name)
 
     def encode_sample(self, sample, encoders: TextEncoder) -> dict:
         prompt, pooled = encoders.prompt(sample.prompt)
@@ -162,11 +199,14 @@ class IFAdapterRecipe(Recipe):
         from core.ifadapter.loading import resampler_mask_quirk
 
         init, o = self.cfg.model.init, self.opts
-        shape = adapter_shape(self.patcher)
+        shape = adapter_shape(self.patcher, self.family.name)
         if init != "scratch":
             quirk = (resampler_mask_quirk(read_metadata(init)) if o.resampler_mask == "auto"
                      else o.resampler_mask == "official-quirk")
             adapter = copy.deepcopy(load_ifadapter(init, dtype=torch.float32, official_mask_quirk=quirk))
+            if adapter.family.name != self.family.name:
+                raise ValueError(f"{init} is an IFAdapter for {adapter.family.label}; the base model "
+                                 f"{os.path.basename(self.base_path)} is {self.family.label}")
             if (adapter.hidden_size, adapter.heads) != (shape["hidden_size"], shape["heads"]):
                 raise ValueError(f"{init} was built for {adapter.hidden_size}-wide layers with {adapter.heads} "
                                  f"heads; this base model's IFAdapter layers are {shape['hidden_size']} / "
@@ -185,7 +225,7 @@ class IFAdapterRecipe(Recipe):
         if n > cap:
             keep = torch.randperm(n, generator=g)[:cap].sort().values
         drop_local, drop_global = (self.opts.drop_local, self.opts.drop_global) if train else (0.0, 0.0)
-        return Draw(bool(u[0] >= drop_local), bool(u[1] >= drop_global), keep)
+        return Draw(bool(u[0] >= drop_local) and not self.opts.zero_descriptions, bool(u[1] >= drop_global), keep)
 
     def _encode_adm(self, pooled: torch.Tensor, entry: dict) -> torch.Tensor:
         (oh, ow), (top, left), (bw, bh) = entry["original_size"], entry["crop"], entry["bucket"]
@@ -213,15 +253,18 @@ class IFAdapterRecipe(Recipe):
             valid[i, :n] = True
             keep = 1.0 if d.keep_prompt else 0.0  # global dropout: zero prompt and pooled (SDXL's zero uncond)
             context.append(s["prompt"] * keep)
-            ys.append(self._encode_adm(s["pooled"][None] * keep, s["entry"]))
-        return {"context": torch.stack(context), "y": torch.cat(ys).float(), "desc_hidden": hidden,
-                "desc_eot": eot, "desc_mask": mask, "boxes": boxes, "valid": valid,
-                "keep_text": torch.tensor([d.keep_text for d in draws], dtype=torch.bool)}
+            if self.micro_conditioning:
+                ys.append(self._encode_adm(s["pooled"][None] * keep, s["entry"]))
+        out = {"context": torch.stack(context), "desc_hidden": hidden, "desc_eot": eot, "desc_mask": mask,
+               "boxes": boxes, "valid": valid, "keep_text": torch.tensor([d.keep_text for d in draws], dtype=torch.bool)}
+        if ys:
+            out["y"] = torch.cat(ys).float()
+        return out
 
     def transformer_options(self, runtime, aspect: float) -> dict:
-        """``transformer_options`` with the 16 IFAdapter layers patched as Apply IFAdapter patches them."""
+        """``transformer_options`` with the adapter's layers patched as Apply IFAdapter patches them."""
         holder = types.SimpleNamespace(model_options={"transformer_options": {}})
-        for key in self.nodes.IFADAPTER_KEYS:
+        for key in runtime.adapter.layer_keys:
             layer = self.nodes.IFAdapterLayer(runtime, key, self.window, aspect)
             self.patches.add_attn2_contribution(holder, key, layer)
         opts = holder.model_options["transformer_options"]
@@ -235,8 +278,10 @@ class IFAdapterRecipe(Recipe):
                                        batch["boxes"], batch["valid"], batch["keep_text"])
         runtime = BatchedRuntime(trainable, tokens, batch["boxes"], batch["valid"])
         h, w = batch["latent"].shape[-2:]
-        return {"context": batch["context"], "y": batch["y"], "transformer_options": self.transformer_options(
-            runtime, w / h)}
+        out = {"context": batch["context"], "transformer_options": self.transformer_options(runtime, w / h)}
+        if "y" in batch:
+            out["y"] = batch["y"]
+        return out
 
     # ------------------------------------------------------------------------------------------------ export
     def checkpoint_info(self, trainable) -> dict:
@@ -269,6 +314,8 @@ class IFAdapterRecipe(Recipe):
         uncond = trainable.encode_uncond(boxes.to(ref.device), seq_len=item["hidden"].shape[2])
         tokens = InstanceTokens(cond.cpu(), uncond.cpu(), boxes, tuple(d.description for d in layout.active()))
         model = self.nodes.ApplyIFAdapter().apply(self.patcher, trainable, tokens, layout)[0]
+        if not self.micro_conditioning:  # SD1.x / SD2.x: the text alone
+            return model, [[item["prompt"][None], {}]], [[torch.zeros_like(item["prompt"][None]), {}]]
         extra = {"width": width, "height": height, "target_width": width, "target_height": height, "crop_w": 0,
                  "crop_h": 0}
         positive = [[item["prompt"][None], dict(extra, pooled_output=item["pooled"][None])]]

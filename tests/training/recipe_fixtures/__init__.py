@@ -17,6 +17,7 @@ class RecipeFixture:
 
     Attributes:
         recipe: the recipe's name (``python -m train <recipe>``).
+        name: the fixture's name (the test id; default: the recipe's), for a recipe tested on several base models.
         base_file: the tiny base checkpoint's file name in ComfyUI's ``models/checkpoints``.
         register: lets ComfyUI's checkpoint detection recognise the tiny model (idempotent; also run by
             ``launch_tiny.py`` in every trainer subprocess).
@@ -42,15 +43,20 @@ class RecipeFixture:
     train: dict = field(default_factory=dict)
     model_keys: Callable[[Path], dict] | None = None
     learns_in_three_steps: bool = True
+    name: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.name or self.recipe
 
 
 def fixtures() -> dict[str, RecipeFixture]:
-    """Every recipe fixture in this package, by recipe name."""
+    """Every recipe fixture in this package, by fixture id (the recipe's name unless the fixture names itself)."""
     out = {}
     for m in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if not m.name.startswith("_"):
             fx = importlib.import_module(f"{__name__}.{m.name}").FIXTURE
-            out[fx.recipe] = fx
+            out[fx.id] = fx
     return dict(sorted(out.items()))
 
 
