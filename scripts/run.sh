@@ -135,6 +135,10 @@ case "$cmd" in
       step "pytest integration, ComfyUI 0.8.0" on_080 "$VENV/bin/python" -m pytest -ra tests/integration "$@"
       step "pytest evaluation runner (real servers), ComfyUI 0.8.0" on_080 "$VENV/bin/python" -m pytest -ra \
         tests/evaluate/test_eval_runner_servers.py "$@"
+      step "pytest training (exports sample in a graph, training equals inference), ComfyUI 0.8.0" on_080 \
+        "$VENV/bin/python" -m pytest -ra tests/training/test_train_recipes.py -k "not test_train_recipes or exported_file or old_ifadapter" \
+        tests/training/test_ifadapter_training_equals_inference.py tests/training/test_train_instancediffusion_model.py \
+        tests/training/test_training_sample_node.py "$@"
     else
       echo "(ComfyUI 0.8.0 tarball not at $TARBALL_080 or COMFYUI_PATH set: tested one backend only)"
     fi
