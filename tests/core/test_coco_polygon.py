@@ -5,6 +5,7 @@ per instance, steep and shallow edges. The layout keeps the rule through JSON (`
 InstanceDiffusion inputs of an imported polygon are those of the official mask."""
 
 import numpy as np
+import pycocotools.mask as mask_utils
 import pytest
 import torch
 
@@ -14,7 +15,6 @@ from core.instancediffusion import InstanceInput, prepare_inputs
 from core.instancediffusion.inputs import from_layout
 from core.layout import Layout, LayoutError
 
-mask_utils = pytest.importorskip("pycocotools.mask")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # pycocotools + numpy 2
 
 

@@ -8,14 +8,12 @@ Random masks cover holes, several components, masks touching the border, 1-pixel
 import numpy as np
 import pytest
 import torch
+from skimage import measure, transform
 
 from core.instancediffusion import InstanceInput, prepare_inputs
 from core.instancediffusion.contours import contour_segments, find_contours, find_contours_binary
 from core.instancediffusion.inputs import boundary_points, mask_to_polygon_points, working_mask
 from core.instancediffusion.resize import resize_like_skimage
-
-measure = pytest.importorskip("skimage.measure")
-transform = pytest.importorskip("skimage.transform")
 
 E = torch.ones(768)
 

@@ -21,8 +21,6 @@ from core.instancediffusion.training_inputs import (
     prepare_training_sample,
 )
 
-pytest.importorskip("skimage.measure")
-
 
 @pytest.mark.parametrize("wh", [(640, 480), (480, 640), (512, 512), (1100, 2300), (2048, 1024), (333, 517),
                                 (1024, 1023)])

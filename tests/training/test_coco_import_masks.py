@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
+import pycocotools.mask as mask_api
 from PIL import Image
 
 from core.instancediffusion.training_inputs import source_instances
 from core.layout import Layout
-
-mask_api = pytest.importorskip("pycocotools.mask")
 
 
 def test_coco_polygons_and_rle_become_the_pycocotools_masks(tmp_path):

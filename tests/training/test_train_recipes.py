@@ -262,9 +262,9 @@ def test_export_command_rebuilds_the_final_file_from_a_checkpoint(reference, tmp
         assert a.metadata() == b.metadata()
 
 
+# only IFAdapter had a command of its own (python -m train.ifadapter) before the engine: its fixtures only
+@pytest.mark.parametrize("setup", [k for k, fx in FIXTURES.items() if fx.recipe == "ifadapter"], indirect=True)
 def test_the_old_ifadapter_command_still_runs(setup, reference, comfy):
-    if setup["recipe"] != "ifadapter":
-        pytest.skip("only IFAdapter had a command of its own (python -m train.ifadapter) before the engine")
     log = run([sys.executable, str(LAUNCH), "--module", "train.ifadapter", "--config", str(reference["config"]),
                "--cache-only"], comfy, setup["root"] / "old_command.log")
     assert "reusing the cache" in log and '"samples": 4' in log
