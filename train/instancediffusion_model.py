@@ -130,18 +130,10 @@ class InstanceDiffusionTrainingModel(nn.Module):
         patched.set_model_output_block_patch(grounding.ScaleUPatch(self.state))
         self._frozen = (model_patcher, patched)  # a tuple: not registered, so DDP and state_dict ignore the UNet
         self.autocast_dtype = autocast_dtype
-        import comfy.model_base
+        from .engine.objective import prediction_target, protect_inplace_residuals
 
-        mtype = model_patcher.model.model_type
-        if mtype == comfy.model_base.ModelType.EPS:
-            self.prediction = "eps"
-        elif mtype == comfy.model_base.ModelType.V_PREDICTION:
-            self.prediction = "v"
-        else:
-            raise ValueError(f"the base model is a {mtype.name} model; InstanceDiffusion trains eps- (or v-) "
-                             "prediction SD1.5 checkpoints with the DDPM objective")
+        self.prediction = prediction_target(model_patcher)
         self.sigmas = model_patcher.model.model_sampling.sigmas.detach().float().cpu()
-        from .engine.objective import protect_inplace_residuals
 
         model_patcher.model.diffusion_model.requires_grad_(False)  # SD1.5 frozen
         protect_inplace_residuals(model_patcher.model.diffusion_model)

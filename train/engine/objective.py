@@ -71,6 +71,19 @@ def _clone_input(module: nn.Module, args: tuple):
     return None
 
 
+def prediction_target(model_patcher) -> str:
+    """``"eps"`` or ``"v"``: what the base model predicts (ComfyUI's model type); other types are refused."""
+    import comfy.model_base
+
+    mtype = model_patcher.model.model_type
+    if mtype == comfy.model_base.ModelType.EPS:
+        return "eps"
+    if mtype == comfy.model_base.ModelType.V_PREDICTION:
+        return "v"
+    raise ValueError(f"the base model is a {mtype.name} model; the trainer supports eps- and v-prediction "
+                     "checkpoints (trained with the DDPM objective)")
+
+
 def protect_inplace_residuals(diffusion_model: nn.Module) -> int:
     """Make ComfyUI's transformer blocks safe for backward passes; returns how many blocks were hooked.
 
@@ -105,16 +118,7 @@ class DiffusionObjective(nn.Module):
         self.trainable = trainable
         self._frozen = (model_patcher, recipe)  # a tuple: not registered, so DDP and state_dict ignore them
         self.autocast_dtype = autocast_dtype
-        import comfy.model_base
-
-        mtype = model_patcher.model.model_type
-        if mtype == comfy.model_base.ModelType.EPS:
-            self.prediction = "eps"
-        elif mtype == comfy.model_base.ModelType.V_PREDICTION:
-            self.prediction = "v"
-        else:
-            raise ValueError(f"the base model is a {mtype.name} model; the trainer supports eps- and v-prediction "
-                             "checkpoints (trained with the DDPM objective)")
+        self.prediction = prediction_target(model_patcher)
         self.sigmas = model_patcher.model.model_sampling.sigmas.detach().float().cpu()
         protect_inplace_residuals(model_patcher.model.diffusion_model)
 
