@@ -3,23 +3,10 @@
 import pytest
 import torch
 
-from core.ifadapter import IFAdapter
 from core.ifadapter.frames import ByteBudgetCache, FramesRuntime, FrameTokens
 from core.ifadapter.runtime import IFAdapterRuntime
 
-TINY = dict(hidden_size=128, heads=2, context_dim=2048,
-            resampler_kwargs=dict(dim=64, depth=1, heads=2, dim_head=32, ff_mult=2))
 U, N = 40, 3
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    m = IFAdapter(**TINY).eval().requires_grad_(False)
-    with torch.no_grad():
-        for p in m.processors().values():
-            p.alpha.fill_(0.7)
-    return m
 
 
 @pytest.fixture(scope="module")

@@ -3,24 +3,11 @@
 import pytest
 import torch
 
-from core.ifadapter import IFAdapter
 from core.ifadapter.runtime import IFAdapterRuntime, InstanceTokens
 from core.ifadapter.semantic_map import InstanceGeometry
 from core.ifadapter.token_sets import OFFICIAL, TOKEN_SETS, select_tokens
 
-TINY = dict(hidden_size=128, heads=2, context_dim=2048,
-            resampler_kwargs=dict(dim=64, depth=2, heads=2, dim_head=32, ff_mult=2))
 APPEARANCE, EOT = "appearance only (no EoT)", "EoT only (no appearance)"
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    m = IFAdapter(**TINY).eval().requires_grad_(False)
-    with torch.no_grad():
-        for p in m.processors().values():
-            p.alpha.fill_(0.7)
-    return m
 
 
 def _tokens(n=2):
