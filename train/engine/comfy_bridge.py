@@ -25,8 +25,9 @@ def _is_comfyui(path: Path) -> bool:
     return (path / "main.py").is_file() and (path / "comfy").is_dir() and (path / "nodes.py").is_file()
 
 
-def find_comfyui() -> Path:
-    """The ComfyUI folder to use: ``COMFYUI_PATH``, else the one this pack is installed in."""
+def installed_comfyui() -> Path | None:
+    """``COMFYUI_PATH`` (an error if it is not a ComfyUI folder), else the ComfyUI this pack is installed in, else
+    None. The one discovery rule: the tests (``tests/comfy_env.py``) use it too, before their own fallback."""
     env = os.environ.get("COMFYUI_PATH")
     if env:
         path = Path(env).expanduser().resolve()
@@ -36,6 +37,14 @@ def find_comfyui() -> Path:
     parent = REPO_ROOT.parent
     if parent.name == "custom_nodes" and _is_comfyui(parent.parent):
         return parent.parent
+    return None
+
+
+def find_comfyui() -> Path:
+    """The ComfyUI folder to use: ``COMFYUI_PATH``, else the one this pack is installed in."""
+    found = installed_comfyui()
+    if found is not None:
+        return found
     raise RuntimeError(
         "the trainer needs ComfyUI (it loads the base model with ComfyUI's loaders): install this pack in "
         "ComfyUI/custom_nodes/ and run it from there, or set COMFYUI_PATH=/path/to/ComfyUI")
