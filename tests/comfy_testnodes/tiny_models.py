@@ -84,6 +84,25 @@ def build_unet(arch: str, seed: int = 0) -> comfy.model_patcher.ModelPatcher:
                                             offload_device=mm.unet_offload_device())
 
 
+def write_single_file(arch: str, path: str, seed: int = 0, v_prediction: bool = False, unet_std: float = 0.02) -> str:
+    """Save UNet + CLIP + VAE of the tiny ``arch`` ("sd15" / "sdxl", random weights from ``seed``) as one
+    ``.safetensors`` checkpoint in ComfyUI's single-file layout (``state_dict_for_saving``), for
+    ``load_checkpoint_guess_config`` once the tiny layout is registered (``training/tiny_sd15_file.py``,
+    ``training/tiny_sdxl_file.py``). ``unet_std`` sets the spread of the UNet's random weights (larger: an adapter's
+    residual reaches the output with more weight); ``v_prediction`` adds the ``v_pred`` key."""
+    from safetensors.torch import save_file
+
+    model, clip, vae = build_unet(arch, seed), build_clip(arch, seed), build_vae(seed)
+    if unet_std != 0.02:
+        randomize_(model.model.diffusion_model, seed, std=unet_std)
+    sd = model.model.state_dict_for_saving(clip.get_sd(), vae.get_sd(), None)
+    sd = {k: v.detach().contiguous() for k, v in sd.items()}
+    if v_prediction:
+        sd["v_pred"] = torch.tensor([])
+    save_file(sd, path)
+    return path
+
+
 def _clip_json(hidden: int, heads: int) -> str:
     cfg = {"architectures": ["CLIPTextModel"], "attention_dropout": 0.0, "bos_token_id": 0, "dropout": 0.0,
            "eos_token_id": 2, "hidden_act": "gelu", "hidden_size": hidden, "initializer_factor": 1.0,

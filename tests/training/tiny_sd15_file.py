@@ -7,9 +7,7 @@ import comfy.latent_formats
 import comfy.sd1_clip
 import comfy.supported_models
 import comfy.supported_models_base
-import torch
-from comfy_testnodes.tiny_models import BASE_CHANNELS, TinySD1Clip, build_clip, build_unet, build_vae, randomize_
-from safetensors.torch import save_file
+from comfy_testnodes.tiny_models import BASE_CHANNELS, TinySD1Clip, write_single_file
 
 
 class TinySD15Latent(comfy.latent_formats.SD15):
@@ -48,12 +46,4 @@ def write_tiny_sd15_checkpoint(path: str, seed: int = 0, v_prediction: bool = Fa
     """Save UNet + CLIP + VAE of the tiny SD1.5 (random weights from ``seed``) as one ``.safetensors`` file;
     ``unet_std`` as in :func:`tiny_sdxl_file.write_tiny_sdxl_checkpoint`."""
     register()
-    model, clip, vae = build_unet("sd15", seed), build_clip("sd15", seed), build_vae(seed)
-    if unet_std != 0.02:
-        randomize_(model.model.diffusion_model, seed, std=unet_std)
-    sd = model.model.state_dict_for_saving(clip.get_sd(), vae.get_sd(), None)
-    sd = {k: v.detach().contiguous() for k, v in sd.items()}
-    if v_prediction:
-        sd["v_pred"] = torch.tensor([])
-    save_file(sd, path)
-    return path
+    return write_single_file("sd15", path, seed, v_prediction, unet_std)

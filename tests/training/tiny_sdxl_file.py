@@ -10,9 +10,7 @@ from __future__ import annotations
 import comfy.sdxl_clip
 import comfy.supported_models
 import comfy.supported_models_base
-import torch
-from comfy_testnodes.tiny_models import BASE_CHANNELS, TinySDXLClip, build_clip, build_unet, build_vae, randomize_
-from safetensors.torch import save_file
+from comfy_testnodes.tiny_models import BASE_CHANNELS, TinySDXLClip, write_single_file
 
 
 class TinySDXL(comfy.supported_models.SDXL):
@@ -37,12 +35,4 @@ def write_tiny_sdxl_checkpoint(path: str, seed: int = 0, v_prediction: bool = Fa
     with more weight, so a few training steps show).
     """
     register()
-    model, clip, vae = build_unet("sdxl", seed), build_clip("sdxl", seed), build_vae(seed)
-    if unet_std != 0.02:
-        randomize_(model.model.diffusion_model, seed, std=unet_std)
-    sd = model.model.state_dict_for_saving(clip.get_sd(), vae.get_sd(), None)
-    sd = {k: v.detach().contiguous() for k, v in sd.items()}
-    if v_prediction:
-        sd["v_pred"] = torch.tensor([])
-    save_file(sd, path)
-    return path
+    return write_single_file("sdxl", path, seed, v_prediction, unet_std)
