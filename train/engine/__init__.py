@@ -3,6 +3,14 @@ and draws, the optimisation loop, checkpoints and exact resume, the eval loss an
 export plumbing, the config loader). A recipe implements :class:`train.engine.recipe.Recipe`; read that module's
 docstring (or docs/training.md, "Adding a recipe") and nothing else to write one.
 """
-from .recipe import Recipe
-
 __all__ = ["Recipe"]
+
+
+def __getattr__(name: str):
+    """``Recipe`` on first use: importing a torch-free part of the engine (``comfy_bridge``, which the tests' ComfyUI
+    discovery uses) does not import torch."""
+    if name == "Recipe":
+        from .recipe import Recipe
+
+        return Recipe
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
