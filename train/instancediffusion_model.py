@@ -27,6 +27,8 @@ from torch import nn
 from core.instancediffusion import AdapterConfig, InstanceDiffusion, build_model
 from core.instancediffusion.loading import load_any
 
+from .engine.objective import noisy_input_and_target, prediction_target, protect_inplace_residuals
+
 GROUNDING_KEYS = ("boxes", "masks", "positive_embeddings", "points", "scribbles", "polygons", "segs")
 
 
@@ -44,6 +46,27 @@ def training_state_class(grounding: types.ModuleType) -> type:
             return torch.arange(batch)
 
     return TrainingGroundingState
+
+
+def patch_for_training(adapter: InstanceDiffusion, model_patcher, adapter_nodes: types.ModuleType,
+                       grounding: types.ModuleType, steps: types.ModuleType):
+    """``(state, patched)``: a clone of ``model_patcher`` patched as Apply InstanceDiffusion patches its clone
+    (:class:`FuserPatch` as ``middle_patch``, :class:`ScaleUPatch` as ``output_block_patch``) over a training grounding
+    state for ``adapter``, which stays trainable (the loader's handle sets eval mode and freezes it; its train mode and
+    ``requires_grad`` flags are restored). The one place the recipe and :class:`InstanceDiffusionTrainingModel` build
+    it."""
+    mode, grads = adapter.training, [p.requires_grad for p in adapter.parameters()]
+    handle = adapter_nodes.Adapter(adapter, "training", "training")
+    adapter.train(mode)
+    for p, g in zip(adapter.parameters(), grads):
+        p.requires_grad_(g)
+    adapter_nodes.check_model(model_patcher, handle)
+    window = steps.StepWindow(0.0, 1.0, "int", float("inf"), 0.0)  # a direct UNet call: always inside
+    state = training_state_class(grounding)(handle, {}, [], 1.0, 1.0, window, True, [])
+    patched = model_patcher.clone()
+    patched.set_model_patch(grounding.FuserPatch(state), "middle_patch")
+    patched.set_model_output_block_patch(grounding.ScaleUPatch(state))
+    return state, patched
 
 
 def adapter_config_for(model_patcher, adapter_nodes: types.ModuleType, mid_dim: int = 3072,
@@ -119,18 +142,10 @@ class InstanceDiffusionTrainingModel(nn.Module):
     def __init__(self, adapter: InstanceDiffusion, model_patcher, adapter_nodes: types.ModuleType,
                  grounding: types.ModuleType, steps: types.ModuleType, autocast_dtype: torch.dtype | None = None):
         super().__init__()
-        self.adapter = adapter
-        handle = adapter_nodes.Adapter(adapter, "training", "training")  # the loader's handle (eval, frozen) ...
-        adapter.float().train().requires_grad_(True)  # ... made trainable again: same module, autograd on
-        adapter_nodes.check_model(model_patcher, handle)
-        window = steps.StepWindow(0.0, 1.0, "int", float("inf"), 0.0)  # a direct UNet call: always inside
-        self.state = training_state_class(grounding)(handle, {}, [], 1.0, 1.0, window, True, [])
-        patched = model_patcher.clone()  # patched as Apply InstanceDiffusion patches its clone
-        patched.set_model_patch(grounding.FuserPatch(self.state), "middle_patch")
-        patched.set_model_output_block_patch(grounding.ScaleUPatch(self.state))
+        self.adapter = adapter.float().train().requires_grad_(True)
+        self.state, patched = patch_for_training(adapter, model_patcher, adapter_nodes, grounding, steps)
         self._frozen = (model_patcher, patched)  # a tuple: not registered, so DDP and state_dict ignore the UNet
         self.autocast_dtype = autocast_dtype
-        from .engine.objective import prediction_target, protect_inplace_residuals
 
         self.prediction = prediction_target(model_patcher)
         self.sigmas = model_patcher.model.model_sampling.sigmas.detach().float().cpu()
@@ -161,9 +176,7 @@ class InstanceDiffusionTrainingModel(nn.Module):
 
     def forward(self, batch: dict) -> torch.Tensor:
         x0, noise, t = batch["latent"], batch["noise"], batch["timestep"]
-        sigma = self.sigmas.to(x0.device)[t].view(-1, 1, 1, 1)
-        x_in = (x0 + sigma * noise) / torch.sqrt(sigma**2 + 1)  # = sqrt(ᾱ)·x_0 + sqrt(1 − ᾱ)·ε
-        target = noise if self.prediction == "eps" else (noise - sigma * x0) / torch.sqrt(sigma**2 + 1)
+        x_in, target = noisy_input_and_target(x0, noise, self.sigmas.to(x0.device)[t], self.prediction)
         grounding = {k: batch[k] for k in GROUNDING_KEYS}
         with torch.autocast(x0.device.type, dtype=self.autocast_dtype or torch.float32,
                             enabled=self.autocast_dtype is not None):

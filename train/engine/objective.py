@@ -84,6 +84,15 @@ def prediction_target(model_patcher) -> str:
                      "checkpoints (trained with the DDPM objective)")
 
 
+def noisy_input_and_target(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor, prediction: str):
+    """``(x_t, target)`` of the DDPM objective at per-row ``sigma`` [B]: x_t = (x_0 + σ·ε) / √(σ² + 1)
+    (= √ᾱ·x_0 + √(1 − ᾱ)·ε, what the UNet takes), target ε or v = (ε − σ·x_0) / √(σ² + 1)."""
+    sigma = sigma.view(-1, *([1] * (x0.dim() - 1)))
+    scale = torch.sqrt(sigma**2 + 1)
+    target = noise if prediction == "eps" else (noise - sigma * x0) / scale
+    return (x0 + sigma * noise) / scale, target
+
+
 def protect_inplace_residuals(diffusion_model: nn.Module) -> int:
     """Make ComfyUI's transformer blocks safe for backward passes; returns how many blocks were hooked.
 
@@ -134,9 +143,7 @@ class DiffusionObjective(nn.Module):
         the output against the recipe's Apply node on the same inputs)."""
         recipe = self._frozen[1]
         x0, noise, t = batch["latent"], batch["noise"], batch["timestep"]
-        sigma = self.sigmas.to(x0.device)[t].view(-1, *([1] * (x0.dim() - 1)))
-        x_in = (x0 + sigma * noise) / torch.sqrt(sigma**2 + 1)
-        target = noise if self.prediction == "eps" else (noise - sigma * x0) / torch.sqrt(sigma**2 + 1)
+        x_in, target = noisy_input_and_target(x0, noise, self.sigmas.to(x0.device)[t], self.prediction)
         with torch.autocast(x0.device.type, dtype=self.autocast_dtype or torch.float32,
                             enabled=self.autocast_dtype is not None):
             kwargs = recipe.unet_inputs(self.trainable, batch)

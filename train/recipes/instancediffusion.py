@@ -52,7 +52,7 @@ from ..instancediffusion_model import (
     adapter_config_for,
     load_for_finetuning,
     official_init,
-    training_state_class,
+    patch_for_training,
 )
 
 log = logging.getLogger("train")
@@ -164,7 +164,6 @@ class InstanceDiffusionRecipe(Recipe):
         self.apply_nodes = comfy_bridge.pack_module("instancediffusion.apply")
         self.steps = comfy_bridge.pack_module("steps")
         adapter_config_for(self.patcher, self.adapter_nodes)  # refuses a non-SD1.5 base with a clear message
-        self.window = self.steps.StepWindow(0.0, 1.0, "int", float("inf"), 0.0)  # a direct UNet call: always on
         self._state = None
 
     def text_encoders(self, clip) -> TextEncoders:
@@ -299,15 +298,7 @@ class InstanceDiffusionRecipe(Recipe):
     def state(self, trainable):
         """Apply InstanceDiffusion's grounding state and patched clone for ``trainable`` (built once)."""
         if self._state is None or self._state[0] is not trainable:
-            mode, grads = trainable.training, [p.requires_grad for p in trainable.parameters()]
-            handle = self.adapter_nodes.Adapter(trainable, "training", "training")  # the loader's handle, which
-            trainable.train(mode)  # sets eval mode and freezes the module for sampling: as the engine had it again
-            for p, g in zip(trainable.parameters(), grads):
-                p.requires_grad_(g)
-            st = training_state_class(self.grounding)(handle, {}, [], 1.0, 1.0, self.window, True, [])
-            patched = self.patcher.clone()
-            patched.set_model_patch(self.grounding.FuserPatch(st), "middle_patch")
-            patched.set_model_output_block_patch(self.grounding.ScaleUPatch(st))
+            st, patched = patch_for_training(trainable, self.patcher, self.adapter_nodes, self.grounding, self.steps)
             self._state = (trainable, st, patched)
         return self._state[1], self._state[2]
 
