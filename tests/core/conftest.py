@@ -1,15 +1,14 @@
-"""Put the repository root on sys.path so that tests import the package as ``core.layout``."""
+"""Put the repository root on sys.path so that tests import the package as ``core.layout``; the shared tiny IFAdapter."""
 
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 ROOT = str(Path(__file__).resolve().parents[2])
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
-
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
 
 #: a small IFAdapter with the real structure (SDXL context width, 16 processors), for the runtime-level tests
 TINY_IFADAPTER = dict(hidden_size=128, heads=2, context_dim=2048,
